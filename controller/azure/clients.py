@@ -1,0 +1,102 @@
+"""Construct the official async Azure clients from settings, one place for all options.
+
+The SDK's own retries are turned off (``retry_total=0``) so the controller's tenacity
+policy owns retrying and the loop owns backoff; long-running operations poll at the
+server's pace, or at once against the emulator.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.pipeline import PipelineRequest
+from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.mgmt.appcontainers.aio import ContainerAppsAPIClient
+from azure.mgmt.monitor.aio import MonitorManagementClient
+from azure.monitor.querymetrics.aio import MetricsClient
+
+from controller.config import Settings
+
+
+class AllowHttpPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
+    """Lets the bearer-token policy send to a plain-http emulator on loopback."""
+
+    def on_request(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
+        request.context["enforce_https"] = False
+
+
+def _options(settings: Settings, endpoint: str) -> dict[str, Any]:
+    timeout = settings.request_timeout.total_seconds()
+    options: dict[str, Any] = {
+        "retry_total": 0,
+        "connection_timeout": min(timeout, 10.0),
+        "read_timeout": timeout,
+    }
+    if endpoint.startswith("http://"):
+        options["per_call_policies"] = [AllowHttpPolicy()]
+        options["polling_interval"] = 0
+    return options
+
+
+@dataclass
+class AzureClients:
+    """One set of clients per subscription, created on first use, closed together."""
+
+    settings: Settings
+    credential: AsyncTokenCredential
+    _stack: AsyncExitStack = field(default_factory=AsyncExitStack)
+    _apps: dict[str, ContainerAppsAPIClient] = field(default_factory=dict)
+    _monitor: dict[str, MonitorManagementClient] = field(default_factory=dict)
+    _metrics: dict[str, MetricsClient] = field(default_factory=dict)
+
+    async def __aenter__(self) -> AzureClients:
+        await self._stack.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._stack.aclose()
+        await self.credential.close()
+
+    async def container_apps(self, subscription: str) -> ContainerAppsAPIClient:
+        if subscription not in self._apps:
+            ep = self.settings.endpoints()
+            client = ContainerAppsAPIClient(
+                self.credential,
+                subscription,
+                base_url=ep.arm,
+                credential_scopes=[ep.arm_audience + "/.default"],
+                **_options(self.settings, ep.arm),
+            )
+            self._apps[subscription] = await self._stack.enter_async_context(client)
+        return self._apps[subscription]
+
+    async def monitor(self, subscription: str) -> MonitorManagementClient:
+        """ARM metrics for one resource at a time, where the batch API cannot serve."""
+        if subscription not in self._monitor:
+            ep = self.settings.endpoints()
+            client = MonitorManagementClient(
+                self.credential,
+                subscription,
+                base_url=ep.arm,
+                credential_scopes=[ep.arm_audience + "/.default"],
+                **_options(self.settings, ep.arm),
+            )
+            self._monitor[subscription] = await self._stack.enter_async_context(client)
+        return self._monitor[subscription]
+
+    async def metrics(self, region: str) -> MetricsClient:
+        """The batch metrics client of a region (its endpoint is regional)."""
+        if region not in self._metrics:
+            ep = self.settings.endpoints()
+            endpoint = ep.metrics.replace("{region}", region)
+            client = MetricsClient(
+                endpoint,
+                self.credential,
+                audience=ep.metrics_audience,
+                **_options(self.settings, endpoint),
+            )
+            self._metrics[region] = await self._stack.enter_async_context(client)
+        return self._metrics[region]

@@ -1,0 +1,74 @@
+"""Retrying Azure calls: tenacity around the SDK, on the controller's clock.
+
+Reads are retried on throttling, server errors and connection failures. Writes are
+retried only when the service said it did not act (429 with ``Retry-After``), because
+a write that timed out may have landed. ``Retry-After`` is honoured up to a cap; past
+the last attempt the error goes back to the loop, whose backoff takes over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from controller.clock import Clock
+
+T = TypeVar("T")
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+MAX_RETRY_AFTER = 30.0
+
+
+def _retryable_read(exc: BaseException) -> bool:
+    if isinstance(exc, ServiceRequestError | ServiceResponseError):
+        return True
+    return isinstance(exc, HttpResponseError) and exc.status_code in RETRYABLE_STATUS
+
+
+def _retryable_write(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, HttpResponseError)
+        and exc.status_code == 429
+        and _retry_after(exc) is not None
+    )
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    raw = headers.get("Retry-After") or headers.get("retry-after")
+    try:
+        return float(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _wait(state: RetryCallState) -> float:
+    exc = state.outcome.exception() if state.outcome else None
+    hinted = _retry_after(exc) if exc else None
+    if hinted is not None:
+        return min(hinted, MAX_RETRY_AFTER)
+    return float(min(2 ** (state.attempt_number - 1), 8))
+
+
+async def call(
+    clock: Clock,
+    operation: Callable[[], Awaitable[T]],
+    *,
+    write: bool = False,
+    attempts: int = 3,
+) -> T:
+    """Run ``operation`` with the read or write retry rules."""
+    retrying = AsyncRetrying(
+        stop=stop_after_attempt(attempts),
+        wait=_wait,
+        retry=retry_if_exception(_retryable_write if write else _retryable_read),
+        sleep=clock.sleep,
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await operation()
+    raise AssertionError("tenacity either returns or raises")

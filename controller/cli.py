@@ -1,0 +1,159 @@
+"""The ``remediator`` command.
+
+Exit codes: 0 success; 1 a runtime failure; 2 bad input (policies, settings, usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from controller import demo, render
+from controller.audit.log import MemoryAudit
+from controller.config import Settings, SettingsError, load_settings
+from controller.model import Mode
+from controller.policy.loader import PolicyError, load_policies, policy_files
+from controller.runtime import open_runtime
+from controller.server import make_app, serving
+from controller.telemetry import configure_logging
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    configure_logging(
+        os.environ.get("REMEDIATOR_LOG_LEVEL", "warning" if args.command == "demo" else "info"),
+        json=os.environ.get("REMEDIATOR_LOG_FORMAT", "console") == "json",
+    )
+    try:
+        code: int = args.handler(args)
+    except (PolicyError, SettingsError) as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="remediator",
+        description="Guarded, automated remediation of Azure workloads from SLO policies.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("validate", help="check policy files; FILE:LINE for every problem")
+    p.add_argument("paths", nargs="+", help="policy files or folders")
+    p.set_defaults(handler=_validate)
+
+    p = sub.add_parser("plan", help="one dry-run pass: what would be done, and why")
+    p.add_argument("--config", help="settings file (YAML)")
+    p.add_argument("--output", choices=("table", "json"), default="table")
+    p.set_defaults(handler=_plan)
+
+    p = sub.add_parser("run", help="run the controller")
+    p.add_argument("--config", help="settings file (YAML)")
+    p.add_argument("--once", action="store_true", help="one pass of every target, then exit")
+    p.set_defaults(handler=_run)
+
+    p = sub.add_parser("emulator", help="serve the local Azure emulator")
+    p.add_argument("--port", type=int, default=8480)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--scenario", default="cpu-spike", help="shipped name or path to YAML")
+    p.add_argument("--speed", type=float, help="scenario seconds per wall second")
+    p.add_argument("--write-config", type=Path, help="write controller settings for it here")
+    p.set_defaults(handler=_emulator)
+
+    p = sub.add_parser("demo", help="emulator and controller together, end to end")
+    p.add_argument("--scenario", default="cpu-spike")
+    p.add_argument("--dry-run", action="store_true", help="decide but do not change anything")
+    p.add_argument("--audit", type=Path, help="keep the audit log here")
+    p.add_argument("--speed", type=float, help="scenario seconds per wall second")
+    p.set_defaults(handler=_demo)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    path = args.config or os.environ.get("REMEDIATOR_CONFIG")
+    return load_settings(path)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    loaded = load_policies(args.paths)
+    files = policy_files(args.paths)
+    print(f"ok: {len(loaded)} policies in {len(files)} files")
+    return EXIT_OK
+
+
+def _plan(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    policies = load_policies(settings.policies)
+
+    async def one_pass() -> list[Any]:
+        async with open_runtime(
+            settings, mode=Mode.DRY_RUN, policies=policies, audit=MemoryAudit()
+        ) as runtime:
+            return await runtime.loop.run_once()
+
+    results = anyio.run(one_pass)
+    if args.output == "json":
+        print(json.dumps([render.pass_json(r) for r in results], indent=2))
+    else:
+        print(render.plan_table(results))
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    policies = load_policies(settings.policies)
+    return anyio.run(_run_async, settings, policies, args.once)
+
+
+async def _run_async(settings: Settings, policies: Any, once: bool) -> int:
+    async with open_runtime(settings, policies=policies) as runtime:
+        if once:
+            for result in await runtime.loop.run_once():
+                print(render.pass_line(result, runtime.clock.now()))
+            return EXIT_OK
+        app = make_app(runtime.loop, runtime.clock, runtime.metrics, settings.interval)
+        address = settings.listen_address
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_stop_on_signal, tg.cancel_scope)
+            if address is None:
+                await runtime.loop.run()
+            else:
+                async with serving(app, *address):
+                    await runtime.loop.run()
+    return EXIT_OK
+
+
+async def _stop_on_signal(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    return anyio.run(
+        demo.serve_emulator, args.scenario, args.host, args.port, args.speed, args.write_config
+    )
+
+
+def _demo(args: argparse.Namespace) -> int:
+    mode = Mode.DRY_RUN if args.dry_run else Mode.LIVE
+    summary = anyio.run(demo.run_demo, args.scenario, mode, args.audit, args.speed)
+    print(json.dumps(summary, sort_keys=False))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

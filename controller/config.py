@@ -1,0 +1,210 @@
+"""Settings: a YAML file overlaid by ``REMEDIATOR_*`` environment variables.
+
+Every key can come from either place (``auditPath`` in the file is
+``REMEDIATOR_AUDIT_PATH`` in the environment); the environment wins. A bad value is
+reported naming the key and where it came from, and the command exits 2.
+
+This is a small hand-written overlay rather than pydantic-settings because errors must
+name the origin of each value (file line or variable), which that library does not keep.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.alias_generators import to_camel, to_snake
+
+from controller.model import Mode
+from controller.policy.schema import Duration, PositiveDuration
+
+ENV_PREFIX = "REMEDIATOR_"
+
+
+@dataclass(frozen=True)
+class CloudEndpoints:
+    """Where a cloud's services live and which token audience each wants."""
+
+    arm: str
+    metrics: str  # may hold {region}: the batch metrics API is regional
+    logs: str
+    arm_audience: str
+    metrics_audience: str
+    logs_audience: str
+
+
+CLOUDS: dict[str, CloudEndpoints] = {
+    "public": CloudEndpoints(
+        "https://management.azure.com",
+        "https://{region}.metrics.monitor.azure.com",
+        "https://api.loganalytics.io",
+        "https://management.azure.com",
+        "https://metrics.monitor.azure.com",
+        "https://api.loganalytics.io",
+    ),
+    "china": CloudEndpoints(
+        "https://management.chinacloudapi.cn",
+        "https://{region}.metrics.monitor.azure.cn",
+        "https://api.loganalytics.azure.cn",
+        "https://management.chinacloudapi.cn",
+        "https://metrics.monitor.azure.cn",
+        "https://api.loganalytics.azure.cn",
+    ),
+    "usgov": CloudEndpoints(
+        "https://management.usgovcloudapi.net",
+        "https://{region}.metrics.monitor.azure.us",
+        "https://api.loganalytics.us",
+        "https://management.usgovcloudapi.net",
+        "https://metrics.monitor.azure.us",
+        "https://api.loganalytics.us",
+    ),
+}
+
+
+class SettingsError(Exception):
+    """Settings are invalid; each line names a key, its origin and the reason."""
+
+
+class ClockSettings(BaseModel):
+    """Scenario time, for a controller pointed at an emulator running faster than life."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    anchor_wall: float
+    anchor_scenario: datetime
+    speed: float = Field(gt=0, le=10_000)
+
+    @field_validator("anchor_scenario")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Settings(BaseModel):
+    """What the controller needs to run; defaults are safe (dry-run, loopback)."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+    )
+    mode: Mode = Mode.DRY_RUN
+    interval: PositiveDuration = timedelta(seconds=30)
+    jitter: float = Field(default=0.1, ge=0, le=0.5)  # share of the interval
+    policies: list[Path] = Field(default_factory=lambda: [Path("policies")])
+    audit_path: Path = Path("remediator-audit.jsonl")
+    cloud: Literal["public", "china", "usgov", "custom"] = "public"
+    arm_endpoint: str | None = None
+    metrics_endpoint: str | None = None
+    logs_endpoint: str | None = None
+    credential: Literal["default", "emulator"] = "default"
+    listen: str | None = "127.0.0.1:9464"
+    request_timeout: PositiveDuration = timedelta(seconds=30)
+    backoff_max: Duration = timedelta(minutes=10)
+    clock: ClockSettings | None = None
+
+    @field_validator("policies", mode="before")
+    @classmethod
+    def _path_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part for part in value.split(os.pathsep) if part]
+        return value
+
+    @field_validator("arm_endpoint", "metrics_endpoint", "logs_endpoint")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError(f"expected an http(s) URL, got {value!r}")
+        return value.rstrip("/") if value else value
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value in (None, "", "off"):
+            return None
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"expected HOST:PORT or 'off', got {value!r}")
+        return value
+
+    def endpoints(self) -> CloudEndpoints:
+        """The cloud's endpoints with any explicit overrides applied."""
+        base = CLOUDS.get(self.cloud, CLOUDS["public"])
+        return CloudEndpoints(
+            arm=self.arm_endpoint or base.arm,
+            metrics=self.metrics_endpoint or base.metrics,
+            logs=self.logs_endpoint or base.logs,
+            arm_audience=base.arm_audience if self.cloud != "custom" else CLOUDS["public"].arm,
+            metrics_audience=base.metrics_audience,
+            logs_audience=base.logs_audience,
+        )
+
+    @property
+    def listen_address(self) -> tuple[str, int] | None:
+        if self.listen is None:
+            return None
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]"), int(port)
+
+
+def load_settings(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Read the file (if any), overlay the environment, then explicit overrides."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    if path is not None:
+        values, origins = _read_file(Path(path))
+    known = {to_camel(name): name for name in Settings.model_fields}
+    for var, raw in environ.items():
+        if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX + "CONFIG":
+            continue
+        key = to_camel(to_snake(var.removeprefix(ENV_PREFIX).lower()))
+        if key not in known:
+            if var.removeprefix(ENV_PREFIX) in _RESERVED_ENV:
+                continue
+            raise SettingsError(f"{var}: unknown setting (from the environment)")
+        values[key] = raw
+        origins[key] = f"environment variable {var}"
+    for key, value in (overrides or {}).items():
+        values[to_camel(key)] = value
+        origins[to_camel(key)] = "command line"
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            key = ".".join(str(p) for p in error["loc"]) or "settings"
+            top = str(error["loc"][0]) if error["loc"] else ""
+            origin = origins.get(top, "default")
+            reason = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+            lines.append(f"{key}: {str(reason).removeprefix('Value error, ')} (from {origin})")
+        raise SettingsError("\n".join(lines)) from None
+
+
+# Variables read elsewhere (the kill switch arrives later) are not settings keys.
+_RESERVED_ENV = frozenset({"PAUSE", "LOG_LEVEL", "LOG_FORMAT"})
+
+
+def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text) if node is not None else {}
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot read settings: {exc}") from None
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else 0
+        raise SettingsError(f"{path}:{line}: YAML syntax error: {exc.problem}") from None
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
+        raise SettingsError(f"{path}:1: settings must be a mapping of keys to values")
+    origins = {str(k.value): f"{path}:{k.start_mark.line + 1}" for k, _ in node.value}
+    return dict(data), origins

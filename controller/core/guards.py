@@ -1,0 +1,79 @@
+"""Guards: every proposal passes bounds, cooldown, hourly budget and mode, in order.
+
+The first guard that objects denies the proposal with its reason. Actions count
+against cooldown and budget whether they succeeded, failed or would have run in
+dry-run: a failed attempt still touched the resource, and a dry run should show the
+cadence a live run would have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from controller.durations import format_duration
+from controller.model import ActionRecord, Decision, DecisionKind, Mode, Proposal
+from controller.policy.schema import Policy
+
+HOUR = timedelta(hours=1)
+
+
+def check(
+    policy: Policy,
+    proposal: Proposal,
+    history: Sequence[ActionRecord],
+    now: datetime,
+    mode: Mode,
+) -> Decision:
+    """Run the guards in order; the first denial wins."""
+    for guard, reason in (
+        ("bounds", _bounds(policy, proposal)),
+        ("cooldown", _cooldown(policy, history, now)),
+        ("budget", _budget(policy, history, now)),
+    ):
+        if reason is not None:
+            return Decision(DecisionKind.DENY, f"{guard}: {reason}", proposal, guard)
+    if mode is Mode.DRY_RUN:
+        return Decision(DecisionKind.ALLOW, "guards passed; dry-run, so not applied", proposal)
+    return Decision(DecisionKind.ALLOW, "guards passed", proposal)
+
+
+def _bounds(policy: Policy, proposal: Proposal) -> str | None:
+    """Only values the proposal changes are checked: a limit set by hand stays the owner's."""
+    bounds = policy.guards.bounds
+    changes = {k: v for k, v in proposal.after.items() if proposal.before.get(k) != v}
+    replicas = changes.get("minReplicas")
+    if isinstance(replicas, int):
+        if bounds.max_replicas is not None and replicas > bounds.max_replicas:
+            return f"minReplicas {replicas} would exceed the bound of {bounds.max_replicas}"
+        if replicas < bounds.min_replicas:
+            return f"minReplicas {replicas} would fall below the bound of {bounds.min_replicas}"
+    maximum = changes.get("maxReplicas")
+    if isinstance(maximum, int) and bounds.max_replicas is not None:
+        if maximum > bounds.max_replicas:
+            return f"maxReplicas {maximum} would exceed the bound of {bounds.max_replicas}"
+    cpu = changes.get("cpu")
+    if isinstance(cpu, float | int) and bounds.max_cpu is not None and cpu > bounds.max_cpu:
+        return f"cpu {cpu:g} would exceed the bound of {bounds.max_cpu:g} cores"
+    return None
+
+
+def _cooldown(policy: Policy, history: Sequence[ActionRecord], now: datetime) -> str | None:
+    if not history:
+        return None
+    last = max(history, key=lambda record: record.ts)
+    since = now - last.ts
+    if since < policy.guards.cooldown:
+        return (
+            f"last action ({last.action}) {format_duration(since)} ago; "
+            f"cooldown is {format_duration(policy.guards.cooldown)}"
+        )
+    return None
+
+
+def _budget(policy: Policy, history: Sequence[ActionRecord], now: datetime) -> str | None:
+    limit = policy.guards.max_actions_per_hour
+    recent = sum(1 for record in history if now - record.ts < HOUR)
+    if recent >= limit:
+        return f"{recent} actions in the last hour; the budget is {limit}"
+    return None

@@ -1,0 +1,152 @@
+"""The demo and the standalone emulator command.
+
+``remediator demo`` runs the emulator and the controller in one process, on scenario
+time that runs faster than wall time, and talks to the emulator over loopback HTTP
+through the real Azure SDK clients — the same path as production, minus Azure.
+The controller is configured exactly as a user would configure it: from the settings
+file the emulator writes.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from controller.audit.log import read_records
+from controller.clock import Clock, ScaledClock
+from controller.config import load_settings
+from controller.emulator import Emulator, Scenario, load_scenario, write_settings
+from controller.model import Mode
+from controller.reconcile import PassResult
+from controller.render import pass_line
+from controller.runtime import open_runtime
+
+PROGRESS_EVERY = timedelta(minutes=2)
+
+
+async def serve_emulator(
+    scenario_name: str, host: str, port: int, speed: float | None, write_config: Path | None
+) -> int:
+    """Serve the emulator until interrupted; optionally write settings that point at it."""
+    scenario = load_scenario(scenario_name)
+    clock = ScaledClock.starting_now(scenario.start, speed or scenario.speed)
+    emulator = Emulator(scenario, now=clock.now)
+    async with emulator.serve(host=host, port=port) as base_url:
+        print(f"emulator: scenario {scenario.name!r} on {base_url} at {clock.speed:g}x", flush=True)
+        if write_config is not None:
+            path = write_settings(
+                write_config,
+                base_url=base_url,
+                scenario=scenario,
+                clock_anchor_wall=clock.anchor_wall,
+                clock_anchor_scenario=clock.anchor_scenario,
+                speed=clock.speed,
+            )
+            print(f"emulator: wrote controller settings to {path}", flush=True)
+        await anyio.sleep_forever()
+    return 0
+
+
+class Progress:
+    """Prints a pass when something happens, and a heartbeat every two scenario minutes."""
+
+    def __init__(self, clock: Clock, start: datetime) -> None:
+        self._clock = clock
+        self._start = start
+        self._last: dict[str, tuple[str, datetime]] = {}
+
+    def __call__(self, result: PassResult) -> None:
+        now = self._clock.now()
+        states = ",".join(v.state.value for v in result.verdicts)
+        previous = self._last.get(result.policy)
+        due = previous is None or now - previous[1] >= PROGRESS_EVERY
+        if result.decision is not None or previous is None or previous[0] != states or due:
+            print(pass_line(result, now, since=self._start), flush=True)
+            self._last[result.policy] = (states, now)
+
+
+async def run_demo(
+    scenario_name: str, mode: Mode, audit: Path | None, speed: float | None
+) -> dict[str, Any]:
+    """Run one scenario to its end; return the summary the CLI prints last."""
+    scenario = load_scenario(scenario_name)
+    clock = ScaledClock.starting_now(scenario.start, speed or scenario.speed)
+    emulator = Emulator(scenario, now=clock.now)
+    with tempfile.TemporaryDirectory(prefix="remediator-demo-") as tmp:
+        audit_path = audit or Path(tmp) / "audit.jsonl"
+        async with emulator.serve(host="127.0.0.1", port=0) as base_url:
+            config = write_settings(
+                Path(tmp) / "settings.yaml",
+                base_url=base_url,
+                scenario=scenario,
+                clock_anchor_wall=clock.anchor_wall,
+                clock_anchor_scenario=clock.anchor_scenario,
+                speed=clock.speed,
+                mode=mode.value,
+            )
+            settings = load_settings(
+                config, environ={}, overrides={"auditPath": str(audit_path), "listen": "off"}
+            )
+            print(
+                f"demo: scenario {scenario.name!r} ({scenario.description}) — {mode.value}, "
+                f"{scenario.duration} of scenario time at {clock.speed:g}x",
+                flush=True,
+            )
+            progress = Progress(clock, scenario.start)
+            async with open_runtime(settings, clock=clock, on_pass=progress) as runtime:
+                with anyio.move_on_after(_wall_seconds(scenario, clock)):
+                    await runtime.loop.run()
+        return summarize(scenario, mode, audit_path, emulator)
+
+
+def _wall_seconds(scenario: Scenario, clock: ScaledClock) -> float:
+    remaining = scenario.start + scenario.duration - clock.now()
+    return max(0.0, remaining.total_seconds() / clock.speed)
+
+
+def summarize(
+    scenario: Scenario, mode: Mode, audit_path: Path, emulator: Emulator
+) -> dict[str, Any]:
+    """The JSON the demo prints last: what ran, what was written, how it ended."""
+    ran: Counter[str] = Counter()
+    would: Counter[str] = Counter()
+    denied: Counter[str] = Counter()
+    first_decision: dict[str, Any] | None = None
+    for record in read_records(audit_path):
+        if record.get("decision") is None:
+            continue
+        if first_decision is None:
+            first_decision = {k: record[k] for k in ("action", "params", "decision", "outcome")}
+        if record["outcome"] == "succeeded":
+            ran[record["action"]] += 1
+        elif record["outcome"] == "would-run":
+            would[record["action"]] += 1
+        elif record["decision"] == "deny":
+            denied[record["guard"] or "other"] += 1
+    state = emulator.state()
+    final = {
+        res["name"]: {
+            "replicas": res.get("replicas"),
+            "minReplicas": res.get("minReplicas"),
+            "cpu": [c.get("cpu") for c in res.get("containers", [])],
+            "cpuPercent": res.get("cpuPercent"),
+            "memoryPercent": res.get("memoryPercent"),
+            "restarts": res.get("restarts"),
+        }
+        for res in state["resources"].values()
+    }
+    return {
+        "scenario": scenario.name,
+        "mode": mode.value,
+        "actions": dict(ran),
+        "wouldRun": dict(would),
+        "denied": dict(denied),
+        "firstDecision": first_decision,
+        "writes": state["writes"],
+        "final": final,
+    }

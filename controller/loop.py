@@ -1,0 +1,125 @@
+"""The reconcile loop: one task per target on its interval, with jitter and backoff.
+
+Like a controller-runtime reconciler, a pass either succeeds (next pass after the
+interval, ± jitter) or raises (next pass after an exponential backoff, reset on the
+next success). One target's failures never delay another's. All waiting goes
+through the injected clock, so stopping is immediate and tests run on virtual time.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import anyio
+import structlog
+
+from controller.clock import Clock
+from controller.reconcile import PassResult, Reconciler
+from controller.telemetry import Metrics
+
+log = structlog.get_logger("remediator.loop")
+
+BACKOFF_BASE = timedelta(seconds=5)
+
+
+@dataclass
+class LoopHealth:
+    """When each target last completed a pass, for ``/healthz``."""
+
+    started: datetime | None = None
+    last_tick: dict[str, datetime] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)
+
+
+def backoff(failures: int, interval: timedelta, cap: timedelta) -> timedelta:
+    """5 s, 10 s, 20 s … after consecutive failures, never beyond ``cap`` (nor below zero)."""
+    if failures <= 0:
+        return interval
+    delay: timedelta = BACKOFF_BASE * (2 ** min(failures - 1, 30))
+    return min(cap, delay)
+
+
+class Loop:
+    """Runs every reconciler until cancelled."""
+
+    def __init__(
+        self,
+        reconcilers: Sequence[Reconciler],
+        clock: Clock,
+        metrics: Metrics,
+        *,
+        interval: timedelta,
+        jitter: float = 0.1,
+        backoff_max: timedelta = timedelta(minutes=10),
+        rng: random.Random | None = None,
+        on_pass: Callable[[PassResult], None] | None = None,
+    ) -> None:
+        self.reconcilers = list(reconcilers)
+        self.health = LoopHealth()
+        self._clock = clock
+        self._metrics = metrics
+        self._interval = interval
+        self._jitter = jitter
+        self._backoff_max = backoff_max
+        self._rng = rng or random.Random()
+        self._on_pass = on_pass
+
+    def interval_of(self, reconciler: Reconciler) -> timedelta:
+        return reconciler.policy.interval or self._interval
+
+    async def run(self) -> None:
+        """Run until the surrounding cancel scope is cancelled."""
+        self.health.started = self._clock.now()
+        for reconciler in self.reconcilers:
+            reconciler.register()
+        async with anyio.create_task_group() as tg:
+            for reconciler in self.reconcilers:
+                tg.start_soon(self._target, reconciler, name=reconciler.policy.name)
+
+    async def run_once(self) -> list[PassResult]:
+        """One pass of every target, one after another (``run --once``, ``plan``)."""
+        self.health.started = self._clock.now()
+        for reconciler in self.reconcilers:
+            reconciler.register()
+        results = []
+        for reconciler in self.reconcilers:
+            result = await self._pass(reconciler)
+            if result is not None:
+                results.append(result)
+        return results
+
+    async def _target(self, reconciler: Reconciler) -> None:
+        interval = self.interval_of(reconciler)
+        await self._clock.sleep(self._rng.uniform(0, self._jitter) * interval.total_seconds())
+        while True:
+            await self._pass(reconciler)
+            failures = self.health.failures.get(reconciler.policy.name, 0)
+            if failures:
+                delay = backoff(failures, interval, self._backoff_max)
+            else:
+                spread = self._rng.uniform(-self._jitter, self._jitter)
+                delay = interval * (1 + spread)
+            await self._clock.sleep(delay.total_seconds())
+
+    async def _pass(self, reconciler: Reconciler) -> PassResult | None:
+        name = reconciler.policy.name
+        try:
+            with self._metrics.reconcile_seconds.labels(name).time():
+                result = await reconciler.reconcile()
+        except Exception as exc:  # any pass failure becomes backoff, never a dead loop
+            failures = self.health.failures.get(name, 0) + 1
+            self.health.failures[name] = failures
+            self._metrics.reconciles.labels(name, "error").inc()
+            log.warning("reconcile failed", policy=name, failures=failures, error=repr(exc))
+            return None
+        self.health.failures[name] = 0
+        now = self._clock.now()
+        self.health.last_tick[name] = now
+        self._metrics.reconciles.labels(name, "ok").inc()
+        self._metrics.last_pass.set(now.timestamp())
+        if self._on_pass is not None:
+            self._on_pass(result)
+        return result

@@ -1,0 +1,78 @@
+"""Text and JSON views of reconcile passes, for ``plan``, ``run --once`` and the demo."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from controller.reconcile import PassResult
+
+
+def pass_json(result: PassResult) -> dict[str, Any]:
+    decision = result.decision
+    proposal = decision.proposal if decision else None
+    return {
+        "policy": result.policy,
+        "verdict": result.worst.value,
+        "objectives": [
+            {
+                "objective": v.objective,
+                "state": v.state.value,
+                "value": v.value,
+                "threshold": v.threshold,
+                "reason": v.reason,
+            }
+            for v in result.verdicts
+        ],
+        "action": proposal.action if proposal else None,
+        "params": dict(proposal.params) if proposal else {},
+        "decision": decision.kind.value if decision else None,
+        "outcome": result.outcome.kind.value if result.outcome else None,
+        "reason": result.reason,
+    }
+
+
+def plan_table(results: list[PassResult]) -> str:
+    """Targets × objectives × verdict × the action that would run, and why."""
+    header = ("POLICY", "OBJECTIVE", "VALUE", "VERDICT", "ACTION", "WHY")
+    rows: list[tuple[str, ...]] = [header]
+    for result in results:
+        data = pass_json(result)
+        action = data["action"] or "-"
+        if data["action"] and data["decision"] == "deny":
+            action = f"{action} (denied)"
+        for v in result.verdicts:
+            value = "-" if v.value is None else f"{v.value:.4g}"
+            rows.append((result.policy, v.objective, value, v.state.value, action, result.reason))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
+        lines.append("  ".join([*cells, row[-1]]))
+    return "\n".join(lines)
+
+
+def pass_line(result: PassResult, now: datetime, since: datetime | None = None) -> str:
+    """One progress line: time, objective values, verdict, and any decision."""
+    clock = now.strftime("%H:%M:%S")
+    if since is not None:
+        elapsed = int((now - since).total_seconds())
+        clock = f"+{elapsed // 60:02d}:{elapsed % 60:02d}"
+    values = ", ".join(
+        f"{v.objective}={'?' if v.value is None else f'{v.value:.1f}'} {v.state.value}"
+        for v in result.verdicts
+    )
+    line = f"[{clock}] {result.policy}: {values}"
+    decision = result.decision
+    if decision is not None and decision.proposal is not None:
+        proposal = decision.proposal
+        change = ", ".join(
+            f"{k} {proposal.before.get(k)}→{v}"
+            for k, v in proposal.after.items()
+            if proposal.before.get(k) != v
+        ) or ", ".join(f"{k}={v}" for k, v in proposal.params.items())
+        outcome = result.outcome.kind.value if result.outcome else decision.kind.value
+        line += f" → {proposal.action} ({change}): {outcome}"
+        if decision.kind.value == "deny":
+            line += f" [{decision.reason}]"
+    return line

@@ -1,0 +1,82 @@
+"""Assemble a controller from settings: clock, clients, plug-ins, audit, loop."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from controller.audit.log import AuditLog, AuditSink
+from controller.azure.clients import AzureClients
+from controller.azure.credentials import make_credential
+from controller.clock import Clock, ScaledClock, SystemClock
+from controller.config import Settings
+from controller.loop import Loop
+from controller.model import Mode
+from controller.plugins import default_registry
+from controller.policy.loader import LoadedPolicy, load_policies
+from controller.reconcile import PassResult, Reconciler
+from controller.registry import Registry
+from controller.telemetry import Metrics
+
+
+@dataclass
+class Runtime:
+    """Everything one run of the controller owns."""
+
+    settings: Settings
+    clock: Clock
+    loop: Loop
+    metrics: Metrics
+    audit: AuditSink
+    registry: Registry
+    policies: list[LoadedPolicy]
+
+
+def clock_for(settings: Settings) -> Clock:
+    """Scenario time when the settings carry an emulator's clock anchor, else wall time."""
+    if settings.clock is None:
+        return SystemClock()
+    c = settings.clock
+    return ScaledClock(c.anchor_wall, c.anchor_scenario, c.speed)
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    mode: Mode | None = None,
+    policies: Sequence[LoadedPolicy] | None = None,
+    registry_factory: Callable[[AzureClients, Clock], Registry] = default_registry,
+    audit: AuditSink | None = None,
+    rng: random.Random | None = None,
+    on_pass: Callable[[PassResult], None] | None = None,
+) -> AsyncIterator[Runtime]:
+    """Build a runtime; close every client and the audit file on exit."""
+    clock = clock or clock_for(settings)
+    loaded = list(policies) if policies is not None else load_policies(settings.policies)
+    async with AsyncExitStack() as stack:
+        clients = await stack.enter_async_context(
+            AzureClients(settings, make_credential(settings.credential))
+        )
+        if audit is None:
+            audit = stack.enter_context(AuditLog(settings.audit_path))
+        registry = registry_factory(clients, clock)
+        metrics = Metrics()
+        run_mode = mode or settings.mode
+        reconcilers = [
+            Reconciler(item.policy, registry, clock, run_mode, audit, metrics) for item in loaded
+        ]
+        loop = Loop(
+            reconcilers,
+            clock,
+            metrics,
+            interval=settings.interval,
+            jitter=settings.jitter,
+            backoff_max=settings.backoff_max,
+            rng=rng,
+            on_pass=on_pass,
+        )
+        yield Runtime(settings, clock, loop, metrics, audit, registry, loaded)

@@ -1,0 +1,59 @@
+"""The controller's HTTP face: ``/metrics`` for Prometheus and ``/healthz`` for the platform."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from controller.clock import Clock
+from controller.loop import Loop
+from controller.telemetry import Metrics
+
+
+def health(loop: Loop, clock: Clock, interval: timedelta) -> tuple[bool, dict[str, object]]:
+    """Healthy while the loop has ticked (or started) within two intervals."""
+    now = clock.now()
+    window = interval * 2
+    ticks = list(loop.health.last_tick.values())
+    latest = max(ticks) if ticks else loop.health.started
+    healthy = latest is not None and now - latest <= window
+    return healthy, {
+        "status": "ok" if healthy else "stalled",
+        "lastTick": latest.isoformat() if latest else None,
+        "targets": {name: ts.isoformat() for name, ts in loop.health.last_tick.items()},
+        "failing": {name: n for name, n in loop.health.failures.items() if n},
+    }
+
+
+def make_app(loop: Loop, clock: Clock, metrics: Metrics, interval: timedelta) -> web.Application:
+    async def metrics_handler(_: web.Request) -> web.Response:
+        body = generate_latest(metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        ok, detail = health(loop, clock, interval)
+        return web.json_response(detail, status=200 if ok else 503)
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+@asynccontextmanager
+async def serving(app: web.Application, host: str, port: int) -> AsyncIterator[str]:
+    """Serve ``app`` until the block exits; yields the base URL."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    addresses = runner.addresses
+    bound = int(addresses[0][1]) if addresses else port
+    try:
+        yield f"http://{host}:{bound}"
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,240 @@
+"""Azure Monitor platform metrics, read in batches.
+
+The batch API (``MetricsClient.query_resources``) takes up to 50 resources of one
+subscription, region and namespace per call. Targets reconcile on their own
+(jittered) schedules, so rather than hold a request back to gather others, the first
+target of a group to ask fetches the whole group — every registered target that
+shares its subscription, region, namespace and query — and the answer is shared for
+``share_for`` (a fraction of a grain, well inside the data's own resolution). A target
+with no declared region cannot be batched and is read alone through
+``MonitorManagementClient.metrics.list``.
+
+Anything short of a clean answer becomes an :class:`Observation` whose quality says
+why — the evaluator then calls the objective unknown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import anyio
+from azure.core.exceptions import AzureError, HttpResponseError
+
+from controller.azure.clients import AzureClients
+from controller.model import Observation, Quality, Sample
+from controller.policy.schema import MetricSignal, Objective, Target
+
+MAX_BATCH = 50
+NAMESPACES = {"containerApp": "Microsoft.App/containerApps"}
+_AGG_FIELD = {
+    "Average": "average",
+    "Maximum": "maximum",
+    "Minimum": "minimum",
+    "Total": "total",
+    "Count": "count",
+}
+
+
+@dataclass(frozen=True)
+class QueryShape:
+    """What must match for two targets to share one batch call."""
+
+    subscription: str
+    region: str
+    namespace: str
+    metrics: tuple[str, ...]
+    aggregations: tuple[str, ...]
+    grain: timedelta
+    filter: str | None
+    window: timedelta
+
+
+Series = dict[tuple[str, str], list[Sample]]  # (metric, aggregation) → samples
+
+
+@dataclass
+class _Fetch:
+    at: datetime
+    ids: frozenset[str]
+    done: anyio.Event = field(default_factory=anyio.Event)
+    results: dict[str, Series] = field(default_factory=dict)
+    error: str | None = None
+
+
+class AzureMonitorSource:
+    """The ``azureMonitor`` signal source."""
+
+    def __init__(self, clients: AzureClients, share_for: timedelta = timedelta(seconds=20)):
+        self._clients = clients
+        self._share_for = share_for
+        self._members: dict[QueryShape, set[str]] = {}
+        self._fetches: dict[QueryShape, _Fetch] = {}
+        self.calls = 0  # batch and single calls made, for tests and benchmarks
+
+    def register(self, target: Target, objectives: Sequence[Objective]) -> None:
+        """Declare a target up front so the first fetch of its group includes it."""
+        for shape in _queries(target, objectives):
+            self._members.setdefault(shape, set()).add(target.resource_id)
+
+    async def observe(
+        self, target: Target, objectives: Sequence[Objective], now: datetime
+    ) -> dict[str, Observation]:
+        """One observation per objective, by objective name."""
+        self.register(target, objectives)
+        out: dict[str, Observation] = {}
+        for shape, members in _queries(target, objectives).items():
+            if shape.region:
+                series, error = await self._batched(shape, target.resource_id, now)
+            else:
+                series, error = await self._single(shape, target.resource_id, now)
+            for objective in members:
+                out[objective.name] = _observation(target, objective, series, error, now)
+        return out
+
+    async def _batched(
+        self, shape: QueryShape, resource_id: str, now: datetime
+    ) -> tuple[Series, str | None]:
+        fetch = self._fetches.get(shape)
+        if fetch is None or now - fetch.at >= self._share_for or resource_id not in fetch.ids:
+            fetch = _Fetch(at=now, ids=frozenset(self._members.get(shape, {resource_id})))
+            self._fetches[shape] = fetch
+            await self._run_batch(shape, fetch, now)
+        else:
+            await fetch.done.wait()
+        if fetch.error is not None:
+            return {}, fetch.error
+        return fetch.results.get(resource_id.lower(), {}), None
+
+    async def _run_batch(self, shape: QueryShape, fetch: _Fetch, now: datetime) -> None:
+        ids = sorted(fetch.ids)
+        try:
+            client = await self._clients.metrics(shape.region)
+            for start in range(0, len(ids), MAX_BATCH):
+                self.calls += 1
+                results = await client.query_resources(
+                    resource_ids=ids[start : start + MAX_BATCH],
+                    metric_namespace=shape.namespace,
+                    metric_names=list(shape.metrics),
+                    timespan=(now - shape.window, now),
+                    granularity=shape.grain,
+                    aggregations=list(shape.aggregations),
+                    filter=shape.filter,
+                )
+                for result in results:
+                    for metric in result.metrics:
+                        owner = metric.id.split("/providers/Microsoft.Insights/metrics/")[0]
+                        series = fetch.results.setdefault(owner.lower(), {})
+                        _collect(series, metric.name, metric.timeseries, shape.aggregations)
+        except (AzureError, OSError, ValueError, KeyError, TypeError) as exc:
+            fetch.error = _describe(exc)
+        finally:
+            fetch.done.set()
+
+    async def _single(
+        self, shape: QueryShape, resource_id: str, now: datetime
+    ) -> tuple[Series, str | None]:
+        try:
+            client = await self._clients.monitor(shape.subscription)
+            self.calls += 1
+            response = await client.metrics.list(
+                resource_id,
+                timespan=f"{_iso(now - shape.window)}/{_iso(now)}",
+                interval=_iso_duration(shape.grain),
+                metricnames=",".join(shape.metrics),
+                aggregation=",".join(shape.aggregations),
+                filter=shape.filter,
+                metricnamespace=shape.namespace,
+            )
+            series: Series = {}
+            for metric in response.value or []:
+                name = metric.name.value if metric.name else ""
+                _collect(series, name or "", metric.timeseries or [], shape.aggregations)
+            return series, None
+        except (AzureError, OSError, ValueError, KeyError, TypeError) as exc:
+            return {}, _describe(exc)
+
+
+def _queries(target: Target, objectives: Iterable[Objective]) -> dict[QueryShape, list[Objective]]:
+    """Group a target's objectives into as few queries as their signals allow."""
+    grouped: dict[tuple[Any, ...], list[Objective]] = {}
+    for objective in objectives:
+        s = objective.signal
+        grouped.setdefault((s.namespace, s.grain, s.filter), []).append(objective)
+    return {_merge(target, group): group for group in grouped.values()}
+
+
+def _merge(target: Target, objectives: Sequence[Objective]) -> QueryShape:
+    signal: MetricSignal = objectives[0].signal
+    window = max(o.for_ + o.staleness + o.signal.grain * 2 for o in objectives)
+    return QueryShape(
+        subscription=target.subscription,
+        region=(target.region or "").lower(),
+        namespace=signal.namespace or NAMESPACES[target.type],
+        metrics=tuple(sorted({o.signal.metric for o in objectives})),
+        aggregations=tuple(sorted({o.signal.aggregation for o in objectives})),
+        grain=signal.grain,
+        filter=signal.filter,
+        window=window,
+    )
+
+
+def _collect(series: Series, metric: str, timeseries: Iterable[Any], aggs: Sequence[str]) -> None:
+    """Fold (possibly dimension-split) time series into one sample list per aggregation.
+
+    When a filter splits a metric into several series, sums are added and other
+    aggregations take the largest value, so a single hot replica is not averaged away.
+    """
+    for aggregation in aggs:
+        attr = _AGG_FIELD[aggregation]
+        merged: dict[datetime, float | None] = {}
+        for ts in timeseries:
+            for point in ts.data or []:
+                stamp = getattr(point, "timestamp", None) or getattr(point, "time_stamp", None)
+                if stamp is None:
+                    continue
+                value = getattr(point, attr, None)
+                prior = merged.get(stamp)
+                if value is None:
+                    merged.setdefault(stamp, None)
+                elif prior is None:
+                    merged[stamp] = float(value)
+                elif aggregation in ("Total", "Count"):
+                    merged[stamp] = prior + float(value)
+                else:
+                    merged[stamp] = max(prior, float(value))
+        series[(metric.lower(), aggregation)] = [Sample(t, v) for t, v in sorted(merged.items())]
+
+
+def _observation(
+    target: Target,
+    objective: Objective,
+    series: Mapping[tuple[str, str], list[Sample]],
+    error: str | None,
+    now: datetime,
+) -> Observation:
+    name = f"{objective.signal.metric}/{objective.signal.aggregation}"
+    if error is not None:
+        return Observation(target.resource_id, name, (), Quality.ERROR, now, error)
+    samples = tuple(series.get((objective.signal.metric.lower(), objective.signal.aggregation), []))
+    if not any(s.value is not None for s in samples):
+        return Observation(target.resource_id, name, samples, Quality.MISSING, now)
+    return Observation(target.resource_id, name, samples, Quality.GOOD, now)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, HttpResponseError):
+        code = exc.error.code if exc.error else None
+        return f"HTTP {exc.status_code} {code or ''}".strip()
+    return f"{type(exc).__name__}: {exc}"[:300]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _iso_duration(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return f"PT{minutes // 60}H" if minutes % 60 == 0 and minutes >= 60 else f"PT{minutes}M"
