@@ -207,4 +207,17 @@ def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
         raise SettingsError(f"{path}:1: settings must be a mapping of keys to values")
     origins = {str(k.value): f"{path}:{k.start_mark.line + 1}" for k, _ in node.value}
-    return dict(data), origins
+    return _relative_to(path.parent, dict(data)), origins
+
+
+def _relative_to(folder: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """Paths in a settings file are relative to the file, as a reader would expect."""
+    policies = data.get("policies")
+    if isinstance(policies, str):
+        policies = [policies]
+    if isinstance(policies, list):
+        data["policies"] = [str(folder / p) if isinstance(p, str) else p for p in policies]
+    audit = data.get("auditPath")
+    if isinstance(audit, str):
+        data["auditPath"] = str(folder / audit)
+    return data

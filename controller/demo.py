@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 
 from controller.audit.log import read_records
-from controller.clock import Clock, ScaledClock
+from controller.clock import Clock, ScaledClock, VirtualClock
 from controller.config import load_settings
 from controller.emulator import Emulator, Scenario, load_scenario, write_settings
 from controller.model import Mode
@@ -71,11 +71,20 @@ class Progress:
 
 
 async def run_demo(
-    scenario_name: str, mode: Mode, audit: Path | None, speed: float | None
+    scenario_name: str,
+    mode: Mode,
+    audit: Path | None,
+    speed: float | None,
+    virtual: VirtualClock | None = None,
 ) -> dict[str, Any]:
-    """Run one scenario to its end; return the summary the CLI prints last."""
+    """Run one scenario to its end; return the summary the CLI prints last.
+
+    With ``virtual``, scenario time is a virtual clock driven as fast as the loop
+    allows (tests); otherwise it runs ``speed`` times faster than wall time.
+    """
     scenario = load_scenario(scenario_name)
-    clock = ScaledClock.starting_now(scenario.start, speed or scenario.speed)
+    scaled = ScaledClock.starting_now(scenario.start, speed or scenario.speed)
+    clock: Clock = virtual or scaled
     emulator = Emulator(scenario, now=clock.now)
     with tempfile.TemporaryDirectory(prefix="remediator-demo-") as tmp:
         audit_path = audit or Path(tmp) / "audit.jsonl"
@@ -84,9 +93,9 @@ async def run_demo(
                 Path(tmp) / "settings.yaml",
                 base_url=base_url,
                 scenario=scenario,
-                clock_anchor_wall=clock.anchor_wall,
-                clock_anchor_scenario=clock.anchor_scenario,
-                speed=clock.speed,
+                clock_anchor_wall=scaled.anchor_wall,
+                clock_anchor_scenario=scaled.anchor_scenario,
+                speed=scaled.speed,
                 mode=mode.value,
             )
             settings = load_settings(
@@ -94,18 +103,26 @@ async def run_demo(
             )
             print(
                 f"demo: scenario {scenario.name!r} ({scenario.description}) — {mode.value}, "
-                f"{scenario.duration} of scenario time at {clock.speed:g}x",
+                f"{scenario.duration} of scenario time"
+                + ("" if virtual else f" at {scaled.speed:g}x"),
                 flush=True,
             )
             progress = Progress(clock, scenario.start)
             async with open_runtime(settings, clock=clock, on_pass=progress) as runtime:
-                with anyio.move_on_after(_wall_seconds(scenario, clock)):
-                    await runtime.loop.run()
+                end = scenario.start + scenario.duration
+                if virtual is None:
+                    with anyio.move_on_after(_wall_seconds(end, scaled)):
+                        await runtime.loop.run()
+                else:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(runtime.loop.run)
+                        await virtual.drive(end, sleepers=len(runtime.loop.reconcilers))
+                        tg.cancel_scope.cancel()
         return summarize(scenario, mode, audit_path, emulator)
 
 
-def _wall_seconds(scenario: Scenario, clock: ScaledClock) -> float:
-    remaining = scenario.start + scenario.duration - clock.now()
+def _wall_seconds(end: datetime, clock: ScaledClock) -> float:
+    remaining = end - clock.now()
     return max(0.0, remaining.total_seconds() / clock.speed)
 
 

@@ -1,0 +1,75 @@
+"""Planning the next ladder step from verdicts and the app's current size."""
+
+from __future__ import annotations
+
+from controller.core.plan import NoProposal, plan
+from controller.model import ContainerSize, Proposal, ResourceState, Verdict, VerdictState
+from tests.conftest import make_policy
+
+BREACH = (Verdict("cpu", VerdictState.BREACH, 95.0, 70.0, "breach"),)
+LADDER = [
+    {"scaleOut": {"step": 2, "maxReplicas": 5}},
+    {"scaleUp": {"maxCpu": 1.0}},
+    {"restartRevision": {}},
+]
+
+
+def app(min_replicas: int = 1, max_replicas: int = 10, cpu: float = 0.5) -> ResourceState:
+    return ResourceState(
+        "app", min_replicas, max_replicas, (ContainerSize("api", cpu, f"{cpu * 2:g}Gi"),), "r1"
+    )
+
+
+def step(state: ResourceState, done: set[int] | None = None) -> Proposal | NoProposal:
+    return plan(make_policy(remediation=LADDER), BREACH, state, done or set())
+
+
+def test_nothing_is_proposed_without_a_breach() -> None:
+    """ok, recovering and unknown objectives never produce a step."""
+    for state in (VerdictState.OK, VerdictState.RECOVERING, VerdictState.UNKNOWN):
+        verdicts = (Verdict("cpu", state, 65.0, 70.0, "x"),)
+        assert isinstance(plan(make_policy(remediation=LADDER), verdicts, app()), NoProposal)
+
+
+def test_scale_out_by_its_step_up_to_its_limit() -> None:
+    """minReplicas rises by the step, clipped to the step's maxReplicas."""
+    first = step(app(1))
+    assert isinstance(first, Proposal)
+    assert first.action == "scaleOut"
+    assert first.after == {"minReplicas": 3, "maxReplicas": 10}
+    clipped = step(app(4))
+    assert isinstance(clipped, Proposal)
+    assert clipped.after["minReplicas"] == 5
+
+
+def test_scale_out_raises_max_replicas_only_when_needed() -> None:
+    """An app capped below the new minimum gets its maximum raised to match, no further."""
+    proposal = step(app(1, max_replicas=2))
+    assert isinstance(proposal, Proposal)
+    assert proposal.after == {"minReplicas": 3, "maxReplicas": 3}
+
+
+def test_exhausted_scale_out_moves_to_scale_up_with_a_valid_pair() -> None:
+    """At the replica limit, the next rung gives the next CPU/memory pair Container Apps takes."""
+    proposal = step(app(5, cpu=0.5))
+    assert isinstance(proposal, Proposal)
+    assert proposal.action == "scaleUp"
+    assert proposal.after == {"container": "api", "cpu": 0.75, "memory": "1.5Gi"}
+
+
+def test_restart_runs_once_per_breach_episode_then_the_ladder_is_exhausted() -> None:
+    """A one-shot step is not repeated while the same breach goes on."""
+    proposal = step(app(5, cpu=1.0))
+    assert isinstance(proposal, Proposal)
+    assert proposal.action == "restartRevision"
+    assert proposal.params == {"revision": "r1"}
+    after = step(app(5, cpu=1.0), done={2})
+    assert isinstance(after, NoProposal)
+    assert "exhausted" in after.reason
+
+
+def test_watch_only_policy_never_proposes() -> None:
+    """A policy without a ladder watches and reports only."""
+    result = plan(make_policy(remediation=[]), BREACH, app())
+    assert isinstance(result, NoProposal)
+    assert "watch only" in result.reason
