@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -106,7 +107,13 @@ class VirtualClock:
         for _ in range(turns):
             await anyio.lowlevel.checkpoint()
 
-    async def drive(self, until: datetime, sleepers: int, idle_timeout: float = 10.0) -> None:
+    async def drive(
+        self,
+        until: datetime,
+        sleepers: int,
+        idle_timeout: float = 10.0,
+        stop_when: Callable[[], bool] | None = None,
+    ) -> None:
         """Run time to ``until`` as fast as the tasks allow.
 
         Time moves to the next deadline only once ``sleepers`` tasks are all asleep on
@@ -116,6 +123,8 @@ class VirtualClock:
         while True:
             with anyio.fail_after(idle_timeout):
                 while len(self._sleepers) < sleepers:
+                    if stop_when is not None and stop_when():
+                        return
                     await anyio.sleep(0.001)
             if not self._sleepers or self._sleepers[0].deadline > until:
                 self._now = max(self._now, until)

@@ -196,13 +196,13 @@ def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     try:
         text = path.read_text(encoding="utf-8")
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text) if node is not None else {}
+        data = yaml.safe_load(text)
     except OSError as exc:
         raise SettingsError(f"{path}: cannot read settings: {exc}") from None
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 0
         raise SettingsError(f"{path}:{line}: YAML syntax error: {exc.problem}") from None
-    if data is None:
+    if data is None or node is None:
         return {}, {}
     if not isinstance(data, dict) or not isinstance(node, yaml.MappingNode):
         raise SettingsError(f"{path}:1: settings must be a mapping of keys to values")

@@ -49,7 +49,8 @@ def _bounds(policy: Policy, proposal: Proposal) -> str | None:
         if replicas < bounds.min_replicas:
             return f"minReplicas {replicas} would fall below the bound of {bounds.min_replicas}"
     maximum = changes.get("maxReplicas")
-    if isinstance(maximum, int) and bounds.max_replicas is not None and maximum > bounds.max_replicas:
+    ceiling = bounds.max_replicas
+    if isinstance(maximum, int) and ceiling is not None and maximum > ceiling:
         return f"maxReplicas {maximum} would exceed the bound of {bounds.max_replicas}"
     cpu = changes.get("cpu")
     if isinstance(cpu, float | int) and bounds.max_cpu is not None and cpu > bounds.max_cpu:

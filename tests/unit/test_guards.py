@@ -16,14 +16,14 @@ POLICY = make_policy()  # cooldown 5m, 4 actions an hour, bounds maxReplicas 6
 
 def scale_out(to: int, before: int = 1, max_before: int = 10) -> Proposal:
     after = {"minReplicas": to, "maxReplicas": max(max_before, to)}
-    return Proposal("scaleOut", 0, after, {"minReplicas": before, "maxReplicas": max_before},
-                    after, "breach")
+    return Proposal(
+        "scaleOut", 0, after, {"minReplicas": before, "maxReplicas": max_before}, after, "breach"
+    )
 
 
 def ago(*minutes: float) -> list[ActionRecord]:
     return [
-        ActionRecord(NOW - timedelta(minutes=m), "scaleOut", OutcomeKind.SUCCEEDED)
-        for m in minutes
+        ActionRecord(NOW - timedelta(minutes=m), "scaleOut", OutcomeKind.SUCCEEDED) for m in minutes
     ]
 
 

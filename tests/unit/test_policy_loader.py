@@ -55,18 +55,30 @@ def test_a_good_policy_loads(tmp_path: Path) -> None:
     ("old", "new", "line", "message"),
     [
         ("    for: 5m", "    for: 5 minutes", 15, "objectives.0.for: expected a duration"),
-        ("    threshold: 70", "    threshold: 70\n    colour: red", 15, "objectives.0.colour: unknown key"),
+        (
+            "    threshold: 70",
+            "    threshold: 70\n    colour: red",
+            15,
+            "objectives.0.colour: unknown key",
+        ),
         ("      maxReplicas: 4", "      maxReplicas: 4000", 19, "less than or equal to 1000"),
         ("      step: 1", "      step: 0", 18, "greater than or equal to 1"),
         ("  name: api-cpu", "  name: API CPU!", 4, "metadata.name"),
-        ("    comparison: \"<\"", "    comparison: \"~\"", 13, "objectives.0.comparison"),
+        ('    comparison: "<"', '    comparison: "~"', 13, "objectives.0.comparison"),
         ("  type: containerApp", "  type: virtualMachine", 6, "target.type"),
-        ("  resourceId: /subscriptions/0000/resourceGroups/rg/providers/Microsoft.App/containerApps/api",
-         "  resourceId: /subscriptions/0000/resourceGroups/*/providers/Microsoft.App/containerApps/api",
-         7, "wildcards are not allowed"),
+        (
+            "  resourceId: /subscriptions/0000/resourceGroups/rg/providers/Microsoft.App/containerApps/api",
+            "  resourceId: /subscriptions/0000/resourceGroups/*/providers/Microsoft.App/containerApps/api",
+            7,
+            "wildcards are not allowed",
+        ),
         ("  - scaleOut:", "  - scaleDown:", 17, "remediation.0.scaleDown: unknown key"),
-        ("      metric: CpuPercentage", "      metric: CpuPercentage\n      grain: 90s", 12,
-         "whole minutes"),
+        (
+            "      metric: CpuPercentage",
+            "      metric: CpuPercentage\n      grain: 90s",
+            12,
+            "whole minutes",
+        ),
     ],
 )
 def test_each_kind_of_bad_input_names_its_line(
@@ -89,7 +101,11 @@ def test_yaml_syntax_error_names_its_line(tmp_path: Path) -> None:
 
 def test_duplicate_keys_are_reported(tmp_path: Path) -> None:
     """YAML would silently keep the last of two equal keys; validation says so instead."""
-    path = write(tmp_path, "dup.yaml", GOOD.replace("    threshold: 70", "    threshold: 70\n    threshold: 80"))
+    path = write(
+        tmp_path,
+        "dup.yaml",
+        GOOD.replace("    threshold: 70", "    threshold: 70\n    threshold: 80"),
+    )
     assert any(p.startswith(f"{path}:15: duplicate key 'threshold'") for p in problems(path))
 
 

@@ -1,0 +1,131 @@
+"""The :class:`Emulator`: a fake Azure served by aiohttp, driven by a scenario and a clock.
+
+The caller owns the clock (``now``), so the same emulator serves a test that moves
+time by hand and a demo that runs scenario time faster than wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from .routes_arm import ARM_ROUTES
+from .routes_control import control_routes
+from .routes_metrics import METRICS_ROUTES
+from .routing import dispatcher
+from .scenario import Scenario
+from .world import World
+
+
+def _default_clock(scenario: Scenario) -> Callable[[], datetime]:
+    """Scenario time starting now at the scenario's demo speed (for ad-hoc use)."""
+    anchor = time.time()
+
+    def now() -> datetime:
+        return scenario.start + timedelta(seconds=(time.time() - anchor) * scenario.speed)
+
+    return now
+
+
+class Emulator:
+    """A fake Azure for one scenario: Container Apps ARM, Monitor metrics, a control API."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        now: Callable[[], datetime] | None = None,
+        *,
+        lro_polls: int = 1,
+        wobble: float = 0.005,
+    ) -> None:
+        self.scenario = scenario
+        self._world = World(scenario, now or _default_clock(scenario), lro_polls, wobble)
+        self._app: web.Application | None = None
+
+    @property
+    def app(self) -> web.Application:
+        if self._app is None:
+            self._app = self._build()
+        return self._app
+
+    @property
+    def writes(self) -> int:
+        """State-changing requests accepted so far (PATCH 202, restart 200)."""
+        return self._world.writes
+
+    @property
+    def requests(self) -> list[dict[str, Any]]:
+        """Every Azure request received: ``{"method", "path", "query", "body"}``."""
+        return self._world.requests
+
+    def now(self) -> datetime:
+        return self._world.now()
+
+    def state(self) -> dict[str, Any]:
+        """Same JSON as ``GET /_emulator/state``."""
+        return self._world.state()
+
+    def set_fault(self, kind: str, duration_s: float | None = None, **params: Any) -> None:
+        """Inject ``kind`` from now for ``duration_s`` scenario seconds (None: until cleared;
+        for ``lro-fail``: the next operation only)."""
+        self._world.set_fault(kind, duration_s, params)
+
+    def clear_faults(self) -> None:
+        self._world.faults.clear()
+
+    @asynccontextmanager
+    async def serve(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
+        """Serve on ``host:port`` (0 = any free port) and yield the base URL."""
+        self._world.closing = asyncio.Event()
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port)
+            await site.start()
+            bound = runner.addresses[0]
+            yield f"http://{host}:{bound[1]}"
+        finally:
+            self._world.closing.set()  # release any injected metrics hang
+            await runner.cleanup()
+
+    def _build(self) -> web.Application:
+        world = self._world
+
+        @web.middleware
+        async def record(
+            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+        ) -> web.StreamResponse:
+            if not request.path.startswith("/_emulator"):
+                raw = await request.read()
+                body: Any = None
+                if raw.strip():
+                    try:
+                        body = json.loads(raw)
+                    except ValueError:
+                        body = raw.decode("utf-8", "replace")
+                world.requests.append(
+                    {
+                        "method": request.method,
+                        "path": request.path,
+                        "query": dict(request.query.items()),
+                        "body": body,
+                    }
+                )
+            return await handler(request)
+
+        app = web.Application(middlewares=[record])
+        app.add_routes(control_routes(world))
+        dispatch = dispatcher(world, ARM_ROUTES + METRICS_ROUTES)
+
+        async def azure(request: web.Request) -> web.StreamResponse:
+            return await dispatch(world, request, {})
+
+        app.router.add_route("*", "/{tail:.*}", azure)
+        return app

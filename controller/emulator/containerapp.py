@@ -1,0 +1,229 @@
+"""Container App JSON: render the ARM shape, and read a (patched) document back.
+
+Rendering and parsing live together so that a GET, a merge patch and a re-parse
+round-trip: whatever the emulator serves, it accepts back unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from .scenario import ResourceSpec
+from .timeutil import format_datetime
+from .workload import AppConfig, AppModel, Container, consumption_pair_error
+
+
+class PatchError(Exception):
+    """A PATCH the resource provider would refuse (answered as 400 with ``code``)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class AppResource:
+    """One emulated Container App: its scenario spec, live model and ARM-only fields."""
+
+    spec: ResourceSpec
+    model: AppModel
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def resource_id(self) -> str:
+        return self.spec.resource_id
+
+    @property
+    def latest_revision(self) -> str:
+        return self.spec.revision
+
+    @property
+    def old_revision(self) -> str:
+        """An older, inactive revision, so "pick the latest active one" is a real choice."""
+        name = f"{self.spec.name}--r0"
+        return name if name != self.spec.revision else f"{self.spec.name}--r00"
+
+    def revision_names(self) -> list[str]:
+        return [self.latest_revision, self.old_revision]
+
+
+def containers_json(config: AppConfig) -> list[dict[str, Any]]:
+    return [
+        {"name": c.name, "image": c.image, "resources": {"cpu": c.cpu, "memory": c.memory}}
+        for c in config.containers
+    ]
+
+
+def app_json(res: AppResource) -> dict[str, Any]:
+    """The ContainerApp body (ContainerApps_Get.json shape, fields the controller reads)."""
+    config = res.model.current
+    spec = res.spec
+    return {
+        "id": spec.resource_id,
+        "name": spec.name,
+        "type": "Microsoft.App/containerApps",
+        "location": spec.location,
+        "tags": dict(res.tags),
+        "properties": {
+            "provisioningState": "Succeeded",
+            "runningStatus": "Running",
+            "managedEnvironmentId": (
+                f"/subscriptions/{spec.subscription}/resourceGroups/{spec.resource_group}"
+                f"/providers/Microsoft.App/managedEnvironments/{spec.resource_group}-env"
+            ),
+            "latestRevisionName": res.latest_revision,
+            "latestReadyRevisionName": res.latest_revision,
+            "configuration": {"activeRevisionsMode": "Single"},
+            "template": {
+                "containers": containers_json(config),
+                "scale": {
+                    "minReplicas": config.min_replicas,
+                    "maxReplicas": config.max_replicas,
+                    "rules": [],
+                },
+            },
+        },
+    }
+
+
+def revision_json(res: AppResource, name: str, start: datetime) -> dict[str, Any]:
+    """A revision (Revisions_List.json item shape)."""
+    active = name == res.latest_revision
+    config = res.model.current if active else res.model.config_at(start)
+    created = start - (timedelta(days=1) if active else timedelta(days=7))
+    return {
+        "id": f"{res.resource_id}/revisions/{name}",
+        "name": name,
+        "type": "Microsoft.App/containerApps/revisions",
+        "properties": {
+            "createdTime": format_datetime(created),
+            "lastActiveTime": format_datetime(start if active else created),
+            "template": {
+                "containers": containers_json(config),
+                "scale": {
+                    "minReplicas": config.min_replicas,
+                    "maxReplicas": config.max_replicas,
+                },
+            },
+            "active": active,
+            "replicas": config.replicas if active else 0,
+            "trafficWeight": 100 if active else 0,
+            "healthState": "Healthy" if active else "None",
+            "runningState": "Running" if active else "Stopped",
+            "provisioningState": "Provisioned",
+        },
+    }
+
+
+def replicas_json(res: AppResource, revision: str, start: datetime) -> dict[str, Any]:
+    """The replicas of a revision (ReplicaCollection shape; not paged)."""
+    if revision != res.latest_revision:
+        return {"value": []}
+    config = res.model.current
+    restarts = len(res.model.restarts)
+    return {
+        "value": [
+            {
+                "id": f"{res.resource_id}/revisions/{revision}/replicas/{revision}-{i}",
+                "name": f"{revision}-{i}",
+                "type": "Microsoft.App/containerApps/revisions/replicas",
+                "properties": {
+                    "createdTime": format_datetime(start),
+                    "runningState": "Running",
+                    "containers": [
+                        {
+                            "name": c.name,
+                            "containerId": f"{revision}-{i}-{c.name}",
+                            "ready": True,
+                            "started": True,
+                            "restartCount": restarts,
+                            "runningState": "Running",
+                        }
+                        for c in config.containers
+                    ],
+                },
+            }
+            for i in range(config.replicas)
+        ]
+    }
+
+
+def _int(scale: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
+    value = scale.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise PatchError(
+            "ContainerAppInvalidScaleSpec",
+            f"properties.template.scale.{key} must be an integer in {low}..{high}, got {value!r}",
+        )
+    return value
+
+
+def config_from_json(doc: Any) -> tuple[AppConfig, dict[str, str]]:
+    """Read the configuration (and tags) out of a full, already-merged ContainerApp body."""
+    if not isinstance(doc, dict):
+        raise PatchError("InvalidRequestContent", "The request body must be a JSON object.")
+    props = doc.get("properties") or {}
+    template = props.get("template") if isinstance(props, dict) else None
+    if not isinstance(template, dict):
+        raise PatchError("InvalidRequestContent", "properties.template must be an object.")
+    scale = template.get("scale") or {}
+    if not isinstance(scale, dict):
+        raise PatchError("InvalidRequestContent", "properties.template.scale must be an object.")
+    min_replicas = _int(scale, "minReplicas", 0, 0, 1000)
+    max_replicas = _int(scale, "maxReplicas", 10, 1, 1000)
+    if min_replicas > max_replicas:
+        raise PatchError(
+            "ContainerAppInvalidScaleSpec",
+            f"minReplicas ({min_replicas}) must not exceed maxReplicas ({max_replicas}).",
+        )
+    raw_containers = template.get("containers")
+    if not isinstance(raw_containers, list) or not raw_containers:
+        raise PatchError(
+            "InvalidParameterValueInContainerTemplate",
+            "properties.template.containers must be a non-empty list.",
+        )
+    containers = []
+    for raw in raw_containers:
+        containers.append(_container(raw))
+    tags = doc.get("tags") or {}
+    if not isinstance(tags, dict):
+        raise PatchError("InvalidRequestContent", "tags must be an object.")
+    config = AppConfig(min_replicas, max_replicas, tuple(containers))
+    return config, {str(k): str(v) for k, v in tags.items()}
+
+
+def _container(raw: Any) -> Container:
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise PatchError(
+            "InvalidParameterValueInContainerTemplate", "Each container needs a 'name'."
+        )
+    name = raw["name"]
+    image = raw.get("image")
+    if not isinstance(image, str) or not image:
+        raise PatchError(
+            "InvalidParameterValueInContainerTemplate",
+            f"Container '{name}' has no 'image': arrays are replaced whole by a merge patch, "
+            "so send every container in full.",
+        )
+    resources = raw.get("resources") or {}
+    cpu = resources.get("cpu", 0.5) if isinstance(resources, dict) else None
+    memory = resources.get("memory", "1Gi") if isinstance(resources, dict) else None
+    if isinstance(cpu, bool) or not isinstance(cpu, int | float) or not isinstance(memory, str):
+        raise PatchError(
+            "ContainerAppInvalidResourceTotal",
+            f"Container '{name}': resources.cpu must be a number and resources.memory a string.",
+        )
+    problem = consumption_pair_error(float(cpu), memory)
+    if problem:
+        raise PatchError(
+            "ContainerAppInvalidResourceTotal",
+            f"The total requested CPU and memory resources for this application "
+            f"(CPU: {cpu}, memory: {memory}) is invalid: {problem}. Total CPU and memory for "
+            "all containers defined in a Container App must add up to one of the following "
+            "CPU - Memory combinations: [cpu: 0.25, memory: 0.5Gi]; [cpu: 0.5, memory: 1.0Gi]; "
+            "... [cpu: 4.0, memory: 8.0Gi]",
+        )
+    return Container(name=name, image=image, cpu=float(cpu), memory=memory)

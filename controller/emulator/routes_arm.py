@@ -1,0 +1,161 @@
+"""Container Apps ARM routes: get/patch the app (with an async-operation LRO), revisions."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .containerapp import AppResource, PatchError, app_json, replicas_json, revision_json
+from .routing import Route, route
+from .timeutil import format_datetime
+from .wire import error, json_response, read_json
+from .world import World
+
+_APP = (
+    r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
+    r"/providers/Microsoft\.App/containerApps/(?P<app>[^/]+)"
+)
+_OP = (
+    r"/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.App/locations/(?P<loc>[^/]+)"
+    r"/containerappOperationResults/(?P<op>[^/]+)"
+)
+
+
+def _reads() -> dict[str, str]:
+    return {"x-ms-ratelimit-remaining-subscription-reads": "249"}
+
+
+def _writes() -> dict[str, str]:
+    return {"x-ms-ratelimit-remaining-subscription-writes": "199"}
+
+
+def _not_found(what: str) -> web.Response:
+    return error(404, "ResourceNotFound", f"The Resource '{what}' was not found.")
+
+
+def _app(world: World, p: dict[str, str]) -> AppResource | None:
+    return world.find_app(p["sub"], p["rg"], p["app"])
+
+
+async def get_app(world: World, request: web.Request, p: dict[str, str]) -> web.StreamResponse:
+    res = _app(world, p)
+    if res is None:
+        return _not_found(f"Microsoft.App/containerApps/{p['app']}")
+    return json_response(app_json(res), headers=_reads())
+
+
+async def patch_app(world: World, request: web.Request, p: dict[str, str]) -> web.StreamResponse:
+    """Accept a merge patch: 202 + Azure-AsyncOperation; the change lands when polled done."""
+    res = _app(world, p)
+    if res is None:
+        return _not_found(f"Microsoft.App/containerApps/{p['app']}")
+    try:
+        body = await read_json(request)
+    except ValueError:
+        return error(400, "InvalidRequestContent", "The request body is not valid JSON.")
+    if not isinstance(body, dict):
+        return error(400, "InvalidRequestContent", "The request body must be a JSON object.")
+    try:
+        op = world.begin_patch(res, body)
+    except PatchError as exc:
+        return error(400, exc.code, exc.message)
+    api = request.query.get("api-version", "")
+    url = (
+        f"{request.scheme}://{request.host}/subscriptions/{res.spec.subscription}"
+        f"/providers/Microsoft.App/locations/{op.location}/containerappOperationResults/{op.id}"
+        f"?api-version={api}"
+    )
+    return json_response(
+        app_json(res), status=202, headers={"Azure-AsyncOperation": url, **_writes()}
+    )
+
+
+async def operation_status(
+    world: World, request: web.Request, p: dict[str, str]
+) -> web.StreamResponse:
+    op = world.operations.get(p["op"])
+    if op is None:
+        return _not_found(f"containerappOperationResults/{p['op']}")
+    world.poll(op)
+    body: dict[str, object] = {
+        "id": (
+            f"/subscriptions/{op.resource.spec.subscription}/providers/Microsoft.App"
+            f"/locations/{op.location}/containerappOperationResults/{op.id}"
+        ),
+        "name": op.id,
+        "status": op.status,
+        "startTime": format_datetime(op.created),
+    }
+    if op.ended is not None:
+        body["endTime"] = format_datetime(op.ended)
+    if op.error is not None:
+        body["error"] = op.error
+    return json_response(body, headers=_reads())
+
+
+async def list_revisions(
+    world: World, request: web.Request, p: dict[str, str]
+) -> web.StreamResponse:
+    res = _app(world, p)
+    if res is None:
+        return _not_found(f"Microsoft.App/containerApps/{p['app']}")
+    start = world.scenario.start
+    value = [revision_json(res, name, start) for name in res.revision_names()]
+    return json_response({"value": value, "nextLink": None}, headers=_reads())
+
+
+def _revision(world: World, p: dict[str, str]) -> tuple[AppResource | None, web.Response | None]:
+    res = _app(world, p)
+    if res is None:
+        return None, _not_found(f"Microsoft.App/containerApps/{p['app']}")
+    if p["rev"].lower() not in {n.lower() for n in res.revision_names()}:
+        return None, _not_found(f"Microsoft.App/containerApps/{p['app']}/revisions/{p['rev']}")
+    return res, None
+
+
+async def get_revision(world: World, request: web.Request, p: dict[str, str]) -> web.StreamResponse:
+    res, failed = _revision(world, p)
+    if res is None:
+        assert failed is not None
+        return failed
+    name = next(n for n in res.revision_names() if n.lower() == p["rev"].lower())
+    return json_response(revision_json(res, name, world.scenario.start), headers=_reads())
+
+
+async def restart_revision(
+    world: World, request: web.Request, p: dict[str, str]
+) -> web.StreamResponse:
+    """Restart the active revision now: memory leaked so far is released."""
+    res, failed = _revision(world, p)
+    if res is None:
+        assert failed is not None
+        return failed
+    if p["rev"].lower() != res.latest_revision.lower():
+        return error(
+            400,
+            "RevisionNotActive",
+            f"Revision '{p['rev']}' is not active and cannot be restarted.",
+        )
+    world.restart(res)
+    return web.Response(status=200, headers=_writes())
+
+
+async def list_replicas(
+    world: World, request: web.Request, p: dict[str, str]
+) -> web.StreamResponse:
+    res, failed = _revision(world, p)
+    if res is None:
+        assert failed is not None
+        return failed
+    name = next(n for n in res.revision_names() if n.lower() == p["rev"].lower())
+    return json_response(replicas_json(res, name, world.scenario.start), headers=_reads())
+
+
+ARM_ROUTES: list[Route] = [
+    route("GET", _APP, get_app, "arm"),
+    route("PATCH", _APP, patch_app, "arm"),
+    route("GET", _APP + r"/revisions", list_revisions, "arm"),
+    route("GET", _APP + r"/revisions/(?P<rev>[^/]+)", get_revision, "arm"),
+    route("POST", _APP + r"/revisions/(?P<rev>[^/]+)/restart", restart_revision, "arm"),
+    route("GET", _APP + r"/revisions/(?P<rev>[^/]+)/replicas", list_replicas, "arm"),
+    route("GET", _OP, operation_status, "arm"),
+]

@@ -1,0 +1,49 @@
+"""``/_emulator/*``: the back door tests and demos use to look inside and inject faults.
+
+These routes need no token: they are not Azure, and nothing in the controller calls them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from .timeutil import parse_duration
+from .wire import error, json_response, read_json
+from .world import World
+
+
+def control_routes(world: World) -> list[web.RouteDef]:
+    async def state(request: web.Request) -> web.StreamResponse:
+        return json_response(world.state())
+
+    async def requests(request: web.Request) -> web.StreamResponse:
+        return json_response(world.requests)
+
+    async def add_fault(request: web.Request) -> web.StreamResponse:
+        try:
+            body = await read_json(request)
+        except ValueError:
+            return error(400, "BadRequest", "The request body is not valid JSON.")
+        if not isinstance(body, dict) or not isinstance(body.get("kind"), str):
+            return error(400, "BadRequest", 'Send {"kind": "...", "for": "3m" | null, ...}.')
+        params: dict[str, Any] = {k: v for k, v in body.items() if k not in {"kind", "for"}}
+        try:
+            duration = body.get("for")
+            seconds = parse_duration(str(duration)).total_seconds() if duration else None
+            fault = world.set_fault(body["kind"], seconds, params)
+        except ValueError as exc:
+            return error(400, "BadRequest", str(exc))
+        return json_response(fault.to_json(world.now()))
+
+    async def clear_faults(request: web.Request) -> web.StreamResponse:
+        world.faults.clear()
+        return json_response({"faults": []})
+
+    return [
+        web.get("/_emulator/state", state),
+        web.get("/_emulator/requests", requests),
+        web.post("/_emulator/faults", add_fault),
+        web.delete("/_emulator/faults", clear_faults),
+    ]

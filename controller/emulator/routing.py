@@ -1,0 +1,92 @@
+"""One catch-all aiohttp handler that dispatches Azure paths by regex.
+
+Azure paths are case-insensitive and the SDK may send a doubled slash (a resource
+URI that already starts with ``/``), which aiohttp's own router would not match.
+The dispatcher also applies what every Azure route shares: bearer auth,
+``api-version`` and the injected faults of the route's family.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from .wire import check_api_version, check_auth, error
+from .world import World
+
+Handler = Callable[[World, web.Request, dict[str, str]], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+    family: str  # "arm" (Microsoft.App) or "metrics"
+
+
+def route(method: str, pattern: str, handler: Handler, family: str) -> Route:
+    return Route(method, re.compile(pattern, re.IGNORECASE), handler, family)
+
+
+def normalise(path: str) -> str:
+    return re.sub(r"/{2,}", "/", path).rstrip("/") or "/"
+
+
+async def _fault_gate(world: World, family: str) -> web.Response | None:
+    """The injected-failure answer for this route family, if a fault is active."""
+    now = world.now()
+    if family == "arm":
+        if world.faults.active("arm-throttle", now):
+            return error(
+                429,
+                "TooManyRequests",
+                "Number of 'read' requests for subscription exceeded the limit (injected).",
+                {"Retry-After": "1", "x-ms-ratelimit-remaining-subscription-reads": "0"},
+            )
+        if world.faults.active("arm-error", now):
+            return error(
+                500, "InternalServerError", "Encountered internal server error (injected)."
+            )
+    elif family == "metrics":
+        hang = world.faults.active("metrics-hang", now)
+        if hang is not None:
+            seconds = float(hang.params.get("hang_seconds", 30.0))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(world.closing.wait(), timeout=seconds)
+            return error(504, "GatewayTimeout", "The metrics query timed out (injected).")
+        if world.faults.active("metrics-error", now):
+            return error(500, "InternalServerError", "Metrics backend error (injected).")
+    return None
+
+
+def dispatcher(world: World, routes: list[Route]) -> Handler:
+    """Build the handler for every Azure path."""
+
+    async def dispatch(w: World, request: web.Request, _: dict[str, str]) -> web.StreamResponse:
+        path = normalise(request.path)
+        allowed = False
+        for r in routes:
+            match = r.pattern.fullmatch(path)
+            if match is None:
+                continue
+            if r.method != request.method:
+                allowed = True
+                continue
+            denied = check_auth(request) or check_api_version(request)
+            if denied is not None:
+                return denied
+            faulted = await _fault_gate(w, r.family)
+            if faulted is not None:
+                return faulted
+            return await r.handler(w, request, match.groupdict())
+        if allowed:
+            return error(405, "MethodNotAllowed", f"{request.method} is not supported on {path}.")
+        return error(404, "NotFound", f"No emulated Azure API at {path}.")
+
+    return dispatch

@@ -1,0 +1,405 @@
+"""Scenario files: load, validate strictly, and expose them as frozen values.
+
+A scenario describes the fake estate (Container Apps and their workload), how the
+workload changes over scenario time, which faults to inject when, and the policy
+documents a controller should run against it. Mistakes are reported as
+``FILE:LINE: message`` so a typo in a demo scenario is found at load time, not as a
+puzzling metric an hour into a run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .faults import FAULT_KINDS
+from .timeutil import parse_datetime, parse_duration
+from .workload import consumption_pair_error
+
+SCENARIO_DIR = Path(__file__).parent / "scenarios"
+
+WORKLOAD_FIELDS = {
+    "cpuDemandCores": "cpu_demand_cores",
+    "baseMemoryMiB": "base_memory_mib",
+    "leakMiBPerMinute": "leak_mib_per_minute",
+}
+
+
+class ScenarioError(ValueError):
+    """A scenario could not be loaded; the message starts with ``FILE:`` (and a line)."""
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    name: str
+    image: str
+    cpu: float
+    memory: str
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    cpu_demand_cores: float
+    base_memory_mib: float
+    leak_mib_per_minute: float = 0.0
+
+
+@dataclass(frozen=True)
+class ResourceSpec:
+    """One emulated Container App, as it is at scenario start."""
+
+    type: str
+    subscription: str
+    resource_group: str
+    name: str
+    location: str
+    min_replicas: int
+    max_replicas: int
+    revision: str
+    containers: tuple[ContainerSpec, ...]
+    workload: WorkloadSpec
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def resource_id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.App/containerApps/{self.name}"
+        )
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    """At ``at`` after start, set these workload fields (snake_case names) on ``resource``."""
+
+    at: dt.timedelta
+    resource: str
+    changes: dict[str, float]
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    at: dt.timedelta
+    duration: dt.timedelta | None
+    kind: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    start: dt.datetime
+    duration: dt.timedelta
+    speed: float
+    interval: dt.timedelta
+    subscription: str
+    resources: list[ResourceSpec]
+    timeline: list[TimelineEvent]
+    faults: list[FaultSpec]
+    policies: list[dict[str, Any]]
+    path: Path | None = None
+
+    def resource(self, name: str) -> ResourceSpec:
+        for spec in self.resources:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+
+# -- YAML with line numbers --------------------------------------------------------------
+
+
+class _Map(dict[str, Any]):
+    """A mapping that remembers the line it started on."""
+
+    line: int = 0
+    key_lines: dict[str, int]
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _construct_map(loader: yaml.SafeLoader, node: yaml.MappingNode) -> Any:
+    data = _Map()
+    data.line = node.start_mark.line + 1
+    data.key_lines = {str(k.value): k.start_mark.line + 1 for k, _ in node.value}
+    yield data
+    data.update({str(k): v for k, v in loader.construct_mapping(node).items()})
+
+
+_Loader.add_constructor("tag:yaml.org,2002:map", _construct_map)
+
+
+def _plain(value: Any) -> Any:
+    """Strip the line-tracking types so the value dumps as ordinary YAML/JSON."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value
+
+
+class _Checker:
+    """Builds ScenarioErrors that name the file and, when known, the line."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def fail(self, where: Any, message: str, key: str | None = None) -> ScenarioError:
+        line = getattr(where, "line", 0)
+        if key is not None and isinstance(where, _Map):
+            line = where.key_lines.get(key, line)
+        prefix = f"{self.file}:{line}" if line else self.file
+        return ScenarioError(f"{prefix}: {message}")
+
+    def mapping(self, value: Any, what: str, parent: Any) -> _Map:
+        if not isinstance(value, _Map):
+            raise self.fail(parent, f"{what} must be a mapping")
+        return value
+
+    def keys(
+        self,
+        node: _Map,
+        what: str,
+        required: AbstractSet[str],
+        optional: AbstractSet[str] = frozenset(),
+    ) -> None:
+        unknown = sorted(set(node) - required - optional)
+        if unknown:
+            message = f"{what}: unknown key(s) {', '.join(map(str, unknown))}"
+            raise self.fail(node, message, str(unknown[0]))
+        missing = sorted(required - set(node))
+        if missing:
+            raise self.fail(node, f"{what}: missing key(s) {', '.join(missing)}")
+
+    def string(self, node: _Map, key: str, what: str) -> str:
+        value = node[key]
+        if not isinstance(value, str) or not value:
+            raise self.fail(node, f"{what}.{key} must be a non-empty string", key)
+        return value
+
+    def number(self, node: _Map, key: str, what: str, minimum: float = 0.0) -> float:
+        value = node[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+            raise self.fail(node, f"{what}.{key} must be a number >= {minimum:g}", key)
+        return float(value)
+
+    def integer(self, node: _Map, key: str, what: str, low: int, high: int) -> int:
+        value = node[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.fail(node, f"{what}.{key} must be an integer in {low}..{high}", key)
+        return value
+
+    def duration(self, node: _Map, key: str, what: str) -> dt.timedelta:
+        value = node[key]
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            raise self.fail(node, f"{what}.{key}: {exc}", key) from None
+
+
+# -- public API --------------------------------------------------------------------------
+
+
+def list_scenarios() -> list[str]:
+    """Names of the scenarios shipped with the emulator."""
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.yaml"))
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """Load a shipped scenario by name, or any scenario file by path."""
+    path = Path(name_or_path)
+    text_name = str(name_or_path)
+    if not path.is_file() and "/" not in text_name and not text_name.endswith((".yaml", ".yml")):
+        path = SCENARIO_DIR / f"{text_name}.yaml"
+        if not path.is_file():
+            known = ", ".join(list_scenarios())
+            raise ScenarioError(f"{text_name}: no such scenario (shipped: {known})")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    return parse_scenario(text, str(path))
+
+
+def parse_scenario(text: str, file: str = "<scenario>") -> Scenario:
+    """Validate scenario YAML text; ``file`` is only used in error messages."""
+    check = _Checker(file)
+    try:
+        doc = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}" if mark is not None else file
+        raise ScenarioError(f"{where}: invalid YAML: {exc}") from None
+    root = check.mapping(doc, "scenario", None)
+    check.keys(
+        root,
+        "scenario",
+        {"name", "start", "duration", "subscription", "resources"},
+        {"description", "speed", "interval", "timeline", "faults", "policies"},
+    )
+    name = check.string(root, "name", "scenario")
+    description = str(root.get("description", ""))
+    start_raw = root["start"]
+    try:
+        if isinstance(start_raw, dt.datetime):
+            start = start_raw if start_raw.tzinfo else start_raw.replace(tzinfo=dt.UTC)
+            start = start.astimezone(dt.UTC)
+        else:
+            start = parse_datetime(str(start_raw))
+    except ValueError:
+        raise check.fail(root, f"start: bad timestamp {start_raw!r}") from None
+    duration = check.duration(root, "duration", "scenario")
+    speed = check.number(root, "speed", "scenario", 0.001) if "speed" in root else 60.0
+    interval = check.duration(root, "interval", "scenario") if "interval" in root else None
+    subscription = check.string(root, "subscription", "scenario")
+
+    resources_raw = root["resources"]
+    if not isinstance(resources_raw, list) or not resources_raw:
+        raise check.fail(root, "resources must be a non-empty list")
+    resources = [_resource(check, r, subscription) for r in resources_raw]
+    names = [r.name for r in resources]
+    if len(set(names)) != len(names):
+        raise check.fail(root, "resources: duplicate resource names")
+
+    timeline = [_timeline(check, e, set(names)) for e in _list(check, root, "timeline")]
+    faults = [_fault(check, f) for f in _list(check, root, "faults")]
+    policies = _policies(check, root, {r.resource_id.lower() for r in resources})
+    return Scenario(
+        name=name,
+        description=description,
+        start=start,
+        duration=duration,
+        speed=speed,
+        interval=interval or dt.timedelta(seconds=30),
+        subscription=subscription,
+        resources=resources,
+        timeline=sorted(timeline, key=lambda e: e.at),
+        faults=faults,
+        policies=policies,
+        path=Path(file) if file != "<scenario>" else None,
+    )
+
+
+def _list(check: _Checker, root: _Map, key: str) -> list[Any]:
+    value = root.get(key) or []
+    if not isinstance(value, list):
+        raise check.fail(root, f"{key} must be a list")
+    return value
+
+
+def _resource(check: _Checker, raw: Any, subscription: str) -> ResourceSpec:
+    node = check.mapping(raw, "resource", None)
+    what = f"resource {node.get('name', '?')}"
+    check.keys(
+        node,
+        what,
+        {"type", "resourceGroup", "name", "location", "containers", "workload"},
+        {"minReplicas", "maxReplicas", "revision", "tags"},
+    )
+    if node["type"] != "containerApp":
+        raise check.fail(node, f"{what}: type must be containerApp, not {node['type']!r}")
+    name = check.string(node, "name", what)
+    min_replicas = check.integer(node, "minReplicas", what, 0, 1000) if "minReplicas" in node else 1
+    max_replicas = (
+        check.integer(node, "maxReplicas", what, 1, 1000) if "maxReplicas" in node else 10
+    )
+    if min_replicas > max_replicas:
+        raise check.fail(node, f"{what}: minReplicas > maxReplicas")
+    containers_raw = node["containers"]
+    if not isinstance(containers_raw, list) or not containers_raw:
+        raise check.fail(node, f"{what}: containers must be a non-empty list")
+    containers = []
+    for item in containers_raw:
+        c = check.mapping(item, f"{what}: container", node)
+        check.keys(c, f"{what}: container", {"name", "image", "cpu", "memory"})
+        cpu = check.number(c, "cpu", "container", 0.0)
+        memory = check.string(c, "memory", "container")
+        problem = consumption_pair_error(cpu, memory)
+        if problem:
+            raise check.fail(c, f"{what}: container {c.get('name')}: {problem}")
+        containers.append(
+            ContainerSpec(
+                check.string(c, "name", "container"),
+                check.string(c, "image", "container"),
+                cpu,
+                memory,
+            )
+        )
+    wl = check.mapping(node["workload"], f"{what}: workload", node)
+    check.keys(wl, f"{what}: workload", {"cpuDemandCores", "baseMemoryMiB"}, {"leakMiBPerMinute"})
+    workload = WorkloadSpec(
+        cpu_demand_cores=check.number(wl, "cpuDemandCores", "workload"),
+        base_memory_mib=check.number(wl, "baseMemoryMiB", "workload"),
+        leak_mib_per_minute=(
+            check.number(wl, "leakMiBPerMinute", "workload") if "leakMiBPerMinute" in wl else 0.0
+        ),
+    )
+    tags = node.get("tags") or {}
+    if not isinstance(tags, dict):
+        raise check.fail(node, f"{what}: tags must be a mapping")
+    return ResourceSpec(
+        type="containerApp",
+        subscription=subscription,
+        resource_group=check.string(node, "resourceGroup", what),
+        name=name,
+        location=check.string(node, "location", what),
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        revision=check.string(node, "revision", what) if "revision" in node else f"{name}--r1",
+        containers=tuple(containers),
+        workload=workload,
+        tags={str(k): str(v) for k, v in tags.items()},
+    )
+
+
+def _timeline(check: _Checker, raw: Any, names: set[str]) -> TimelineEvent:
+    node = check.mapping(raw, "timeline entry", None)
+    check.keys(node, "timeline entry", {"at", "resource"}, set(WORKLOAD_FIELDS))
+    resource = check.string(node, "resource", "timeline entry")
+    if resource not in names:
+        raise check.fail(node, f"timeline entry: unknown resource {resource!r}")
+    changes = {
+        WORKLOAD_FIELDS[k]: check.number(node, k, "timeline entry")
+        for k in WORKLOAD_FIELDS
+        if k in node
+    }
+    if not changes:
+        raise check.fail(node, "timeline entry: changes no workload field")
+    return TimelineEvent(check.duration(node, "at", "timeline entry"), resource, changes)
+
+
+def _fault(check: _Checker, raw: Any) -> FaultSpec:
+    node = check.mapping(raw, "fault", None)
+    check.keys(node, "fault", {"at", "kind"}, {"for", "hang_seconds"})
+    kind = check.string(node, "kind", "fault")
+    if kind not in FAULT_KINDS:
+        raise check.fail(
+            node, f"fault: unknown kind {kind!r} (known: {', '.join(sorted(FAULT_KINDS))})"
+        )
+    duration = check.duration(node, "for", "fault") if node.get("for") is not None else None
+    params: dict[str, Any] = {}
+    if "hang_seconds" in node:
+        params["hang_seconds"] = check.number(node, "hang_seconds", "fault")
+    return FaultSpec(check.duration(node, "at", "fault"), duration, kind, params)
+
+
+def _policies(check: _Checker, root: _Map, resource_ids: set[str]) -> list[dict[str, Any]]:
+    out = []
+    for raw in _list(check, root, "policies"):
+        node = check.mapping(raw, "policy", root)
+        target = node.get("target")
+        rid = target.get("resourceId") if isinstance(target, dict) else None
+        if isinstance(rid, str) and rid.lower() not in resource_ids:
+            raise check.fail(node, f"policy targets {rid}, which is not a scenario resource")
+        out.append(_plain(node))
+    return out

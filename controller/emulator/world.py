@@ -1,0 +1,167 @@
+"""The mutable emulated estate that the HTTP routes read and change.
+
+It owns the resources, pending long-running operations, faults, the request log and
+the write counter, and reads scenario time only through the injected ``now``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from .containerapp import AppResource, PatchError, app_json, config_from_json, containers_json
+from .faults import Fault, FaultSet
+from .merge_patch import merge_patch
+from .scenario import Scenario
+from .timeutil import MINUTE, floor_minute, format_datetime
+from .workload import AppConfig, AppModel, Container, Demand
+
+
+@dataclass
+class Operation:
+    """An accepted PATCH whose change is applied when its status is polled to completion."""
+
+    id: str
+    resource: AppResource
+    patch: dict[str, Any]
+    location: str
+    created: datetime
+    fail: bool = False
+    polls: int = 0
+    status: str = "InProgress"
+    error: dict[str, str] | None = None
+    ended: datetime | None = None
+
+
+@dataclass
+class World:
+    scenario: Scenario
+    now: Callable[[], datetime]
+    lro_polls: int = 1
+    wobble: float = 0.005
+    resources: dict[str, AppResource] = field(default_factory=dict)
+    operations: dict[str, Operation] = field(default_factory=dict)
+    faults: FaultSet = field(default_factory=FaultSet)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    writes: int = 0
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        start = self.scenario.start
+        for spec in self.scenario.resources:
+            changes = [
+                (start + e.at, e.changes) for e in self.scenario.timeline if e.resource == spec.name
+            ]
+            config = AppConfig(
+                spec.min_replicas,
+                spec.max_replicas,
+                tuple(Container(c.name, c.image, c.cpu, c.memory) for c in spec.containers),
+            )
+            wl = spec.workload
+            demand = Demand(wl.cpu_demand_cores, wl.base_memory_mib, wl.leak_mib_per_minute)
+            model = AppModel(spec.resource_id.lower(), start, config, demand, changes, self.wobble)
+            self.resources[spec.resource_id.lower()] = AppResource(spec, model, dict(spec.tags))
+        for f in self.scenario.faults:
+            end = start + f.at + f.duration if f.duration is not None else None
+            self.faults.add(Fault(f.kind, start + f.at, end, dict(f.params), "scenario"))
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def find(self, resource_id: str) -> AppResource | None:
+        return self.resources.get(resource_id.rstrip("/").lower())
+
+    def find_app(self, sub: str, rg: str, app: str) -> AppResource | None:
+        return self.find(
+            f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.App/containerApps/{app}"
+        )
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def begin_patch(self, res: AppResource, patch: dict[str, Any]) -> Operation:
+        """Validate ``patch`` against the current body (raises PatchError) and queue it."""
+        config_from_json(merge_patch(app_json(res), patch))
+        now = self.now()
+        fail = self.faults.consume("lro-fail", now) is not None
+        op = Operation(
+            id=str(uuid.uuid4()),
+            resource=res,
+            patch=patch,
+            location=res.spec.location.replace(" ", "").lower(),
+            created=now,
+            fail=fail,
+        )
+        self.operations[op.id] = op
+        self.writes += 1
+        return op
+
+    def poll(self, op: Operation) -> Operation:
+        """Advance an operation by one status poll, applying it when it completes."""
+        op.polls += 1
+        if op.status != "InProgress" or op.polls <= self.lro_polls:
+            return op
+        now = self.now()
+        op.ended = now
+        if op.fail:
+            op.status = "Failed"
+            op.error = {"code": "InternalError", "message": "The operation failed (injected)."}
+            return op
+        try:
+            config, tags = config_from_json(merge_patch(app_json(op.resource), op.patch))
+        except PatchError as exc:  # another operation got there first; ARM fails the op
+            op.status = "Failed"
+            op.error = {"code": exc.code, "message": exc.message}
+            return op
+        if config != op.resource.model.current:
+            op.resource.model.apply_config(now, config)
+        op.resource.tags = tags
+        op.status = "Succeeded"
+        return op
+
+    def restart(self, res: AppResource) -> None:
+        res.model.record_restart(self.now())
+        self.writes += 1
+
+    # -- faults ----------------------------------------------------------------------------
+
+    def set_fault(self, kind: str, duration_s: float | None, params: dict[str, Any]) -> Fault:
+        now = self.now()
+        end = now + timedelta(seconds=duration_s) if duration_s is not None else None
+        fault = Fault(kind, now, end, params)
+        self.faults.add(fault)
+        return fault
+
+    # -- introspection ---------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        now = self.now()
+        last_minute = floor_minute(now) - MINUTE
+        resources: dict[str, Any] = {}
+        for res in self.resources.values():
+            config = res.model.current
+            sample = res.model.sample(last_minute)
+            resources[res.resource_id] = {
+                "type": res.spec.type,
+                "name": res.spec.name,
+                "minReplicas": config.min_replicas,
+                "maxReplicas": config.max_replicas,
+                "replicas": config.replicas,
+                "containers": [
+                    {"name": c["name"], "image": c["image"], **c["resources"]}
+                    for c in containers_json(config)
+                ],
+                "latestRevision": res.latest_revision,
+                "restarts": len(res.model.restarts),
+                "cpuPercent": round(sample.cpu_percent, 2),
+                "memoryPercent": round(sample.memory_percent, 2),
+            }
+        return {
+            "scenario": self.scenario.name,
+            "now": format_datetime(now),
+            "writes": self.writes,
+            "resources": resources,
+            "faults": self.faults.to_json(now),
+        }

@@ -1,0 +1,193 @@
+"""The official async Azure SDK clients parse the emulator's answers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import anyio
+import pytest
+from azure.core.credentials import AccessToken, AccessTokenInfo
+from azure.core.exceptions import HttpResponseError
+from azure.core.pipeline import PipelineRequest
+from azure.core.pipeline.policies import SansIOHTTPPolicy
+from azure.mgmt.appcontainers.aio import ContainerAppsAPIClient
+from azure.mgmt.monitor.aio import MonitorManagementClient
+from azure.monitor.querymetrics.aio import MetricsClient
+
+from controller.emulator import Emulator
+
+from .support import API_APP, RG, START, SUB, ManualClock
+
+Make = Callable[..., Emulator]
+
+
+class FakeAsyncCredential:
+    """Any token will do: the emulator only checks that a bearer token is present."""
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken("fake-token", int(time.time()) + 3600)
+
+    async def get_token_info(self, *scopes: str, options: Any = None) -> AccessTokenInfo:
+        return AccessTokenInfo("fake-token", int(time.time()) + 3600)
+
+    async def close(self) -> None:
+        pass
+
+    async def __aenter__(self) -> FakeAsyncCredential:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        pass
+
+
+class AllowHttpPolicy(SansIOHTTPPolicy[Any, Any]):
+    """Lets the bearer-token policy send to http://127.0.0.1 (it insists on https)."""
+
+    def on_request(self, request: PipelineRequest[Any]) -> None:
+        request.context["enforce_https"] = False
+
+
+def _kwargs() -> dict[str, Any]:
+    return {"per_call_policies": [AllowHttpPolicy()], "polling_interval": 0, "retry_total": 0}
+
+
+def test_container_apps_client(make_emulator: Make, clock: ManualClock) -> None:
+    emu = make_emulator()
+    clock.set(6)
+
+    async def body() -> None:
+        cred = FakeAsyncCredential()
+        async with (
+            emu.serve() as base,
+            ContainerAppsAPIClient(cred, SUB, base_url=base, **_kwargs()) as aca,
+        ):
+            app = await aca.container_apps.get(RG, "agentstudio-api")
+            assert app.id == API_APP and app.location == "eastus"
+            assert app.latest_revision_name == "agentstudio-api--r1"
+            assert app.template.scale.min_replicas == 1
+            container = app.template.containers[0]
+            assert (container.image, container.resources.cpu, container.resources.memory) == (
+                "agentstudio/api:1.4.2", 0.5, "1Gi",
+            )  # fmt: skip
+
+            api = {"name": "api", "image": "agentstudio/api:1.4.2"}
+            scale_and_size = {
+                "scale": {"minReplicas": 2, "maxReplicas": 10},
+                "containers": [{**api, "resources": {"cpu": 1.0, "memory": "2Gi"}}],
+            }
+            envelope: dict[str, Any] = {"properties": {"template": scale_and_size}}
+            poller = await aca.container_apps.begin_update(RG, "agentstudio-api", envelope)
+            updated = await poller.result()
+            assert updated.template.scale.min_replicas == 2
+            assert updated.template.containers[0].resources.cpu == 1.0
+
+            emu.set_fault("lro-fail")
+            poller = await aca.container_apps.begin_update(RG, "agentstudio-api", envelope)
+            with pytest.raises(HttpResponseError) as failed:
+                await poller.result()
+            assert failed.value.error is not None and failed.value.error.code == "InternalError"
+
+            revisions = [
+                r async for r in aca.container_apps_revisions.list_revisions(RG, "agentstudio-api")
+            ]
+            active = [r for r in revisions if r.active]
+            assert [r.name for r in active] == ["agentstudio-api--r1"]
+            assert active[0].replicas == 2 and active[0].health_state == "Healthy"
+            assert (
+                await aca.container_apps_revisions.restart_revision(
+                    RG, "agentstudio-api", "agentstudio-api--r1"
+                )
+                is None
+            )
+
+            emu.set_fault("arm-throttle", duration_s=30)
+            with pytest.raises(HttpResponseError) as throttled:
+                await aca.container_apps.get(RG, "agentstudio-api")
+            assert throttled.value.status_code == 429
+            assert (
+                throttled.value.error is not None
+                and throttled.value.error.code == "TooManyRequests"
+            )
+            assert throttled.value.response.headers["Retry-After"] == "1"
+        await cred.close()
+        assert emu.writes == 3  # two accepted PATCHes (one failed later) and a restart
+
+    anyio.run(body)
+
+
+def test_monitor_management_metrics_list(make_emulator: Make, clock: ManualClock) -> None:
+    emu = make_emulator()
+    clock.set(8)
+
+    async def body() -> None:
+        async with (
+            emu.serve() as base,
+            MonitorManagementClient(FakeAsyncCredential(), SUB, base_url=base, **_kwargs()) as mon,
+        ):
+            start = START + timedelta(minutes=3)
+            result = await mon.metrics.list(
+                API_APP,
+                timespan=f"{start.isoformat()}/{(start + timedelta(minutes=5)).isoformat()}",
+                interval="PT1M",
+                metricnames="CpuPercentage,MemoryPercentage",
+                aggregation="Average,Maximum",
+                filter="revisionName eq '*'",
+                metricnamespace="Microsoft.App/containerApps",
+            )
+        assert result.resourceregion == "eastus"
+        cpu = result.value[0]
+        assert cpu.name.value == "CpuPercentage" and cpu.unit == "Percent"
+        series = cpu.timeseries[0]
+        assert series.metadatavalues[0].name.value == "revisionname"
+        assert series.metadatavalues[0].value == "agentstudio-api--r1"
+        assert [p.time_stamp for p in series.data] == [
+            start + timedelta(minutes=i) for i in range(5)
+        ]
+        assert [p.average for p in series.data] == [40.0, 100.0, 100.0, 100.0, 100.0]
+        assert series.data[0].minimum is None  # not asked for
+
+    anyio.run(body)
+
+
+def test_metrics_client_query_resources(make_emulator: Make, clock: ManualClock) -> None:
+    emu = make_emulator()
+    clock.set(6)
+
+    async def body() -> None:
+        async with (
+            emu.serve() as base,
+            MetricsClient(base, FakeAsyncCredential(), **_kwargs()) as mc,
+        ):
+            results = await mc.query_resources(
+                resource_ids=[API_APP],
+                metric_namespace="Microsoft.App/containerApps",
+                metric_names=["CpuPercentage", "Replicas"],
+                timespan=(START, START + timedelta(minutes=5)),
+                granularity=timedelta(minutes=1),
+                aggregations=["Average", "Maximum"],
+            )
+            emu.set_fault("metrics-null")
+            empty = await mc.query_resources(
+                resource_ids=[API_APP],
+                metric_namespace="Microsoft.App/containerApps",
+                metric_names=["CpuPercentage"],
+                timespan=(START, START + timedelta(minutes=5)),
+                granularity=timedelta(minutes=1),
+                aggregations=["Average"],
+            )
+        (result,) = results
+        assert result.granularity == timedelta(minutes=1)
+        assert result.resource_region == "eastus"
+        cpu = result.metrics["CpuPercentage"]
+        assert cpu.id.split("/providers/Microsoft.Insights/metrics/")[0] == API_APP
+        points = cpu.timeseries[0].data
+        assert [p.timestamp for p in points] == [START + timedelta(minutes=i) for i in range(5)]
+        assert [p.average for p in points] == [40.0, 40.0, 40.0, 40.0, 100.0]
+        assert result.metrics["Replicas"].timeseries[0].data[0].maximum == 1.0
+        null_points = empty[0].metrics["CpuPercentage"].timeseries[0].data
+        assert null_points and all(p.average is None for p in null_points)
+
+    anyio.run(body)

@@ -1,0 +1,151 @@
+"""Each Container Apps action through the real SDK client against the emulator over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from controller.actions.container_apps import ContainerAppsActuator
+from controller.azure.clients import AzureClients
+from controller.azure.credentials import make_credential
+from controller.clock import VirtualClock
+from controller.emulator import Emulator
+from controller.model import OutcomeKind, Proposal
+from tests.conftest import emulator_settings, make_policy
+
+pytestmark = pytest.mark.anyio
+TARGET = make_policy().target
+
+
+@pytest.fixture
+async def actuator(
+    emulator: tuple[Emulator, str], clock: VirtualClock, tmp_path: Path
+) -> AsyncIterator[ContainerAppsActuator]:
+    settings = emulator_settings(emulator[1], tmp_path)
+    async with AzureClients(settings, make_credential("emulator")) as clients:
+        yield ContainerAppsActuator(clients, clock)
+
+
+def proposal(action: str, params: dict[str, Any]) -> Proposal:
+    return Proposal(action, 0, params, {}, params, "test")
+
+
+def writes_of(emu: Emulator) -> list[dict[str, Any]]:
+    return [r for r in emu.requests if r["method"] in ("PATCH", "POST", "PUT")]
+
+
+async def test_read_reports_size_and_revision(
+    actuator: ContainerAppsActuator, emulator: tuple[Emulator, str]
+) -> None:
+    """The planner's view comes from a real GET through the SDK."""
+    state = await actuator.read(TARGET)
+    assert (state.min_replicas, state.max_replicas) == (1, 10)
+    assert [(c.name, c.cpu, c.memory) for c in state.containers] == [("api", 0.5, "1Gi")]
+    assert state.latest_revision == "agentstudio-api--r1"
+    assert emulator[0].writes == 0
+
+
+async def test_scale_out_patches_only_the_scale(
+    actuator: ContainerAppsActuator, emulator: tuple[Emulator, str]
+) -> None:
+    """minReplicas rises through a PATCH of the scale alone, and the LRO completes."""
+    emu = emulator[0]
+    outcome = await actuator.scale_out(
+        TARGET, proposal("scaleOut", {"minReplicas": 3, "maxReplicas": 10})
+    )
+    assert outcome.kind is OutcomeKind.SUCCEEDED
+    assert outcome.before["minReplicas"] == 1 and outcome.after["minReplicas"] == 3
+    [write] = writes_of(emu)
+    assert write["body"] == {"properties": {"template": {"scale": {"minReplicas": 3}}}}
+    assert emu.state()["resources"][TARGET.resource_id]["replicas"] == 3
+
+
+async def test_scale_out_raises_max_when_the_new_minimum_needs_it(
+    actuator: ContainerAppsActuator, emulator: tuple[Emulator, str]
+) -> None:
+    """maxReplicas is written only when the new minimum would exceed it."""
+    emu = emulator[0]
+    await actuator.scale_out(TARGET, proposal("scaleOut", {"minReplicas": 12, "maxReplicas": 12}))
+    [write] = writes_of(emu)
+    assert write["body"]["properties"]["template"]["scale"] == {
+        "minReplicas": 12,
+        "maxReplicas": 12,
+    }
+
+
+async def test_repeated_action_writes_nothing(
+    actuator: ContainerAppsActuator, emulator: tuple[Emulator, str]
+) -> None:
+    """Applying a proposal that already holds is a read, not a write."""
+    emu = emulator[0]
+    params = {"minReplicas": 2, "maxReplicas": 10}
+    await actuator.scale_out(TARGET, proposal("scaleOut", params))
+    again = await actuator.scale_out(TARGET, proposal("scaleOut", params))
+    assert again.kind is OutcomeKind.SUCCEEDED and again.detail == "already as proposed"
+    assert emu.writes == 1
+
+
+async def test_scale_up_sends_the_full_container_list(
+    actuator: ContainerAppsActuator, emulator: tuple[Emulator, str]
+) -> None:
+    """A merge patch replaces arrays whole, so the image and name travel with the new size."""
+    emu = emulator[0]
+    params = {"container": "api", "cpu": 0.75, "memory": "1.5Gi"}
+    outcome = await actuator.scale_up(TARGET, proposal("scaleUp", params))
+    assert outcome.kind is OutcomeKind.SUCCEEDED
+    [write] = writes_of(emu)
+    [container] = write["body"]["properties"]["template"]["containers"]
+    assert container["image"] == "agentstudio/api:1.4.2"
+    assert container["resources"] == {"cpu": 0.75, "memory": "1.5Gi"}
+    assert outcome.after["containers"][0]["cpu"] == 0.75
+
+
+async def test_restart_targets_the_latest_active_revision(
+    actuator: ContainerAppsActuator, emulator: tuple[Emulator, str]
+) -> None:
+    """The restart goes to the newest active revision, found afresh."""
+    emu = emulator[0]
+    outcome = await actuator.restart_revision(TARGET, proposal("restartRevision", {}))
+    assert outcome.kind is OutcomeKind.SUCCEEDED
+    assert outcome.after["revision"] == "agentstudio-api--r1"
+    [write] = writes_of(emu)
+    assert write["path"].endswith("/revisions/agentstudio-api--r1/restart")
+    assert emu.state()["resources"][TARGET.resource_id]["restarts"] == 1
+
+
+async def test_a_failed_long_running_operation_raises_and_changes_nothing(
+    actuator: ContainerAppsActuator, emulator: tuple[Emulator, str]
+) -> None:
+    """An LRO that ends Failed surfaces as an error; the app keeps its size."""
+    emu = emulator[0]
+    emu.set_fault("lro-fail")
+    with pytest.raises(Exception, match="InternalError"):
+        await actuator.scale_out(
+            TARGET, proposal("scaleOut", {"minReplicas": 3, "maxReplicas": 10})
+        )
+    assert emu.state()["resources"][TARGET.resource_id]["minReplicas"] == 1
+
+
+async def test_throttled_reads_are_retried_on_the_clock(
+    actuator: ContainerAppsActuator, emulator: tuple[Emulator, str], clock: VirtualClock
+) -> None:
+    """A 429 with Retry-After is retried after the hinted wait, in virtual time."""
+    emu = emulator[0]
+    emu.set_fault("arm-throttle", duration_s=1.5)
+    async with anyio.create_task_group() as tg:
+        result: list[Any] = []
+
+        async def read() -> None:
+            result.append(await actuator.read(TARGET))
+
+        tg.start_soon(read)
+        until = clock.now() + timedelta(seconds=5)
+        await clock.drive(until, sleepers=1, stop_when=lambda: bool(result))
+    assert result and result[0].min_replicas == 1
+    gets = [r for r in emu.requests if r["method"] == "GET"]
+    assert len(gets) >= 2

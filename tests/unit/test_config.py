@@ -1,0 +1,92 @@
+"""Settings: file, environment overlay, and errors that name the key and its origin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from controller.cli import main
+from controller.config import SettingsError, load_settings
+from controller.model import Mode
+
+
+def test_defaults_are_safe() -> None:
+    """With nothing said, the controller is in dry-run against public Azure."""
+    settings = load_settings(None, environ={})
+    assert settings.mode is Mode.DRY_RUN
+    assert settings.endpoints().arm == "https://management.azure.com"
+    assert settings.credential == "default"
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    """REMEDIATOR_* variables win over the file; file paths are relative to the file."""
+    path = tmp_path / "settings.yaml"
+    path.write_text("mode: dry-run\ninterval: 1m\npolicies: pol\nauditPath: audit.jsonl\n")
+    settings = load_settings(
+        path,
+        environ={"REMEDIATOR_MODE": "live", "REMEDIATOR_ARM_ENDPOINT": "http://127.0.0.1:1"},
+    )
+    assert settings.mode is Mode.LIVE
+    assert settings.interval.total_seconds() == 60
+    assert settings.policies == [tmp_path / "pol"]
+    assert settings.audit_path == tmp_path / "audit.jsonl"
+    assert settings.endpoints().arm == "http://127.0.0.1:1"
+
+
+def test_sovereign_cloud_endpoints() -> None:
+    """A sovereign cloud brings its own endpoints and token audiences."""
+    endpoints = load_settings(None, environ={"REMEDIATOR_CLOUD": "usgov"}).endpoints()
+    assert endpoints.arm == "https://management.usgovcloudapi.net"
+    assert endpoints.metrics == "https://{region}.metrics.monitor.azure.us"
+    assert endpoints.metrics_audience == "https://metrics.monitor.azure.us"
+
+
+@pytest.mark.parametrize(
+    ("text", "environ", "expected"),
+    [
+        ("mode: yolo\n", {}, "mode: Input should be 'dry-run' or 'live' (from {file}:1)"),
+        (
+            "interval: soon\n",
+            {},
+            "interval: expected a duration such as 30s, 5m or 1h, got 'soon' (from {file}:1)",
+        ),
+        ("colour: red\n", {}, "colour: unknown key (from {file}:1)"),
+        (
+            "",
+            {"REMEDIATOR_LISTEN": "nowhere"},
+            "listen: expected HOST:PORT or 'off', got 'nowhere' (from environment variable REMEDIATOR_LISTEN)",
+        ),
+        (
+            "",
+            {"REMEDIATOR_ARM_ENDPOINT": "ftp://x"},
+            "armEndpoint: expected an http(s) URL, got 'ftp://x' (from environment variable REMEDIATOR_ARM_ENDPOINT)",
+        ),
+        (
+            "",
+            {"REMEDIATOR_COLOUR": "red"},
+            "REMEDIATOR_COLOUR: unknown setting (from the environment)",
+        ),
+        ("mode: [\n", {}, "{file}:2: YAML syntax error"),
+    ],
+)
+def test_bad_settings_name_the_key_and_origin(
+    tmp_path: Path, text: str, environ: dict[str, str], expected: str
+) -> None:
+    """Each bad value is reported with its key and where it came from."""
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with pytest.raises(SettingsError) as info:
+        load_settings(path, environ=environ)
+    assert expected.format(file=path) in str(info.value)
+
+
+def test_bad_setting_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`remediator run` with a bad setting exits 2 before doing anything."""
+    path = tmp_path / "s.yaml"
+    path.write_text("mode: yolo\n")
+    monkeypatch.delenv("REMEDIATOR_MODE", raising=False)
+    assert main(["run", "--config", str(path), "--once"]) == 2
+    assert "mode:" in capsys.readouterr().err
