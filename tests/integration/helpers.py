@@ -1,0 +1,36 @@
+"""Run the real controller against the emulator on a virtual clock."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from controller.audit.log import read_records
+from controller.clock import VirtualClock
+from controller.config import Settings
+from controller.policy.loader import LoadedPolicy
+from controller.policy.schema import Policy
+from controller.runtime import open_runtime
+
+
+async def run_controller(
+    settings: Settings, policies: list[Policy], clock: VirtualClock, until: datetime
+) -> list[dict[str, Any]]:
+    """Run the loop until ``until`` in virtual time; return the audit records written."""
+    loaded = [LoadedPolicy(p, "test", 1) for p in policies]
+    async with open_runtime(
+        settings, clock=clock, policies=loaded, rng=random.Random(7)
+    ) as runtime, anyio.create_task_group() as tg:
+        tg.start_soon(runtime.loop.run)
+        await clock.drive(until, sleepers=len(policies))
+        tg.cancel_scope.cancel()
+    path = Path(settings.audit_path)
+    return list(read_records(path)) if path.exists() else []
+
+
+def actions(records: list[dict[str, Any]], outcome: str = "succeeded") -> list[dict[str, Any]]:
+    return [r for r in records if r["outcome"] == outcome]
