@@ -18,7 +18,9 @@ import anyio
 
 from controller import demo, render
 from controller.audit.log import MemoryAudit
+from controller.clock import VirtualClock
 from controller.config import Settings, SettingsError, load_settings
+from controller.emulator import ScenarioError, load_scenario
 from controller.model import Mode
 from controller.policy.loader import PolicyError, load_policies, policy_files
 from controller.runtime import open_runtime
@@ -37,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         code: int = args.handler(args)
-    except (PolicyError, SettingsError) as exc:
+    except (PolicyError, SettingsError, ScenarioError) as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_BAD_INPUT
     return code
@@ -77,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="decide but do not change anything")
     p.add_argument("--audit", type=Path, help="keep the audit log here")
     p.add_argument("--speed", type=float, help="scenario seconds per wall second")
+    p.add_argument(
+        "--instant", action="store_true", help="run scenario time as fast as the machine allows"
+    )
     p.set_defaults(handler=_demo)
     return parser
 
@@ -150,7 +155,8 @@ def _emulator(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     mode = Mode.DRY_RUN if args.dry_run else Mode.LIVE
-    summary = anyio.run(demo.run_demo, args.scenario, mode, args.audit, args.speed)
+    virtual = VirtualClock(load_scenario(args.scenario).start) if args.instant else None
+    summary = anyio.run(demo.run_demo, args.scenario, mode, args.audit, args.speed, virtual)
     print(json.dumps(summary, sort_keys=False))
     return EXIT_OK
 

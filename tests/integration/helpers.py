@@ -22,13 +22,17 @@ async def run_controller(
 ) -> list[dict[str, Any]]:
     """Run the loop until ``until`` in virtual time; return the audit records written."""
     loaded = [LoadedPolicy(p, "test", 1) for p in policies]
-    async with open_runtime(
-        settings, clock=clock, policies=loaded, rng=random.Random(7)
-    ) as runtime, anyio.create_task_group() as tg:
+    async with (
+        open_runtime(settings, clock=clock, policies=loaded, rng=random.Random(7)) as runtime,
+        anyio.create_task_group() as tg,
+    ):
         tg.start_soon(runtime.loop.run)
         await clock.drive(until, sleepers=len(policies))
         tg.cancel_scope.cancel()
-    path = Path(settings.audit_path)
+    return audit_records(Path(settings.audit_path))
+
+
+def audit_records(path: Path) -> list[dict[str, Any]]:
     return list(read_records(path)) if path.exists() else []
 
 

@@ -74,8 +74,12 @@ async def test_dry_run_decides_the_same_but_writes_nothing(
 
 @pytest.mark.parametrize(
     ("fault", "params"),
-    [("metrics-error", {}), ("metrics-hang", {"hang_seconds": 5}), ("metrics-null", {}),
-     ("metrics-missing", {})],
+    [
+        ("metrics-error", {}),
+        ("metrics-hang", {"hang_seconds": 5}),
+        ("metrics-null", {}),
+        ("metrics-missing", {}),
+    ],
 )
 async def test_failing_metrics_cause_no_action_and_the_loop_recovers(
     tmp_path: Path, clock: VirtualClock, fault: str, params: dict[str, float]
@@ -86,11 +90,15 @@ async def test_failing_metrics_cause_no_action_and_the_loop_recovers(
     emu.set_fault(fault, duration_s=10 * 60, **params)  # covers the whole spike's onset
     async with emu.serve() as base_url:
         settings = emulator_settings(base_url, tmp_path, mode="live", requestTimeout="200ms")
-        during = await run_controller(settings, [make_policy()], clock, START + timedelta(minutes=10))
+        during = await run_controller(
+            settings, [make_policy()], clock, START + timedelta(minutes=10)
+        )
         assert actions(during) == [] and emu.writes == 0
         assert {r["verdict"] for r in during} <= {"ok", "unknown"}
         assert any(r["verdict"] == "unknown" for r in during)
-        after = await run_controller(settings, [make_policy()], clock, START + timedelta(minutes=16))
+        after = await run_controller(
+            settings, [make_policy()], clock, START + timedelta(minutes=16)
+        )
     assert [r["action"] for r in actions(after)][:1] == ["scaleOut"]
     assert emu.writes >= 1
 
@@ -104,8 +112,20 @@ async def test_audit_lines_carry_the_contract_fields(
     settings = emulator_settings(base_url, tmp_path, mode="live")
     records = await run_controller(settings, [make_policy()], clock, START + timedelta(minutes=9))
     [line] = [r for r in records if r["outcome"] == "succeeded"][:1]
-    for key in ("ts", "policy", "target", "verdict", "action", "params", "decision", "reason",
-                "mode", "outcome", "before", "after"):
+    for key in (
+        "ts",
+        "policy",
+        "target",
+        "verdict",
+        "action",
+        "params",
+        "decision",
+        "reason",
+        "mode",
+        "outcome",
+        "before",
+        "after",
+    ):
         assert key in line
     assert line["ts"].endswith("Z")
     assert line["before"]["minReplicas"] == 1 and line["after"]["minReplicas"] == 2

@@ -1,0 +1,143 @@
+"""Azure Monitor signals through the real query clients: batching, fallback, failures."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from controller.azure.clients import AzureClients
+from controller.azure.credentials import make_credential
+from controller.clock import VirtualClock
+from controller.emulator import Emulator, load_scenario
+from controller.model import Quality
+from controller.policy.schema import Policy
+from controller.signals.azure_monitor import AzureMonitorSource
+from tests.conftest import APP_ID, START, emulator_settings, make_policy
+
+pytestmark = pytest.mark.anyio
+
+SCENARIO = """\
+name: fleet
+description: many apps in one region
+start: "2026-01-01T00:00:00Z"
+duration: 10m
+subscription: 00000000-0000-0000-0000-000000000001
+resources:
+{apps}
+policies: []
+"""
+APP = """\
+  - type: containerApp
+    resourceGroup: rg-agentstudio-prod
+    name: app-{i}
+    location: eastus
+    minReplicas: 1
+    maxReplicas: 10
+    revision: app-{i}--r1
+    containers:
+      - {{name: api, image: x:1, cpu: 0.5, memory: 1Gi}}
+    workload: {{cpuDemandCores: {demand}, baseMemoryMiB: 300, leakMiBPerMinute: 0}}
+"""
+
+
+def app_policy(i: int, region: str | None = "eastus") -> Policy:
+    target = {"type": "containerApp", "resourceId": APP_ID.replace("agentstudio-api", f"app-{i}")}
+    if region:
+        target["region"] = region
+    return make_policy(metadata={"name": f"app-{i}"}, target=target)
+
+
+@pytest.fixture
+async def fleet(
+    tmp_path: Path, clock: VirtualClock
+) -> AsyncIterator[tuple[Emulator, AzureMonitorSource]]:
+    apps = "".join(APP.format(i=i, demand=0.05 * (i % 10 + 1)) for i in range(60))
+    path = tmp_path / "fleet.yaml"
+    path.write_text(SCENARIO.format(apps=apps))
+    emu = Emulator(load_scenario(path), now=clock.now, wobble=0)
+    async with emu.serve() as base_url:
+        settings = emulator_settings(base_url, tmp_path)
+        async with AzureClients(settings, make_credential("emulator")) as clients:
+            yield emu, AzureMonitorSource(clients)
+
+
+def metric_calls(emu: Emulator) -> tuple[list[int], int]:
+    """(resource ids per batch call, single-resource calls)."""
+    batches = [
+        len(r["body"]["resourceids"])
+        for r in emu.requests
+        if r["path"].endswith("metrics:getBatch")
+    ]
+    singles = sum(
+        1 for r in emu.requests if r["path"].endswith("/providers/Microsoft.Insights/metrics")
+    )
+    return batches, singles
+
+
+async def test_sixty_targets_in_one_region_take_two_batch_calls(
+    fleet: tuple[Emulator, AzureMonitorSource], clock: VirtualClock
+) -> None:
+    """Registered targets of one region and namespace are read 50 at a time, once per round."""
+    emu, source = fleet
+    policies = [app_policy(i) for i in range(60)]
+    for p in policies:
+        source.register(p.target, p.objectives)
+    await clock.advance(600)
+    values = {}
+    for p in policies:
+        observed = await source.observe(p.target, p.objectives, clock.now())
+        values[p.name] = observed["cpu"]
+    assert metric_calls(emu) == ([50, 10], 0)
+    assert all(o.quality is Quality.GOOD for o in values.values())
+    # app-3 has 0.2 cores of demand on one 0.5-core replica: 40 %
+    assert values["app-3"].samples[-1].value == pytest.approx(40.0)
+    assert values["app-0"].samples[-1].value == pytest.approx(10.0)
+
+
+async def test_the_shared_answer_expires(
+    fleet: tuple[Emulator, AzureMonitorSource], clock: VirtualClock
+) -> None:
+    """A later round fetches afresh instead of reusing an old answer."""
+    emu, source = fleet
+    policy = app_policy(1)
+    await clock.advance(300)
+    await source.observe(policy.target, policy.objectives, clock.now())
+    await clock.advance(30)
+    await source.observe(policy.target, policy.objectives, clock.now())
+    assert metric_calls(emu) == ([1, 1], 0)
+
+
+async def test_a_target_without_region_is_read_alone(
+    fleet: tuple[Emulator, AzureMonitorSource], clock: VirtualClock
+) -> None:
+    """Without a region the batch API cannot serve; the per-resource API does."""
+    emu, source = fleet
+    policy = app_policy(3, region=None)
+    await clock.advance(600)
+    observed = await source.observe(policy.target, policy.objectives, clock.now())
+    assert metric_calls(emu) == ([], 1)
+    assert observed["cpu"].quality is Quality.GOOD
+    assert observed["cpu"].samples[-1].value == pytest.approx(40.0)
+    assert observed["cpu"].samples[-1].ts == START + timedelta(minutes=9)
+
+
+@pytest.mark.parametrize(
+    ("fault", "quality"),
+    [
+        ("metrics-error", Quality.ERROR),
+        ("metrics-null", Quality.MISSING),
+        ("metrics-missing", Quality.MISSING),
+    ],
+)
+async def test_failures_become_quality_not_exceptions(
+    fleet: tuple[Emulator, AzureMonitorSource], clock: VirtualClock, fault: str, quality: Quality
+) -> None:
+    """A failed or empty answer is an observation marked error or missing."""
+    emu, source = fleet
+    emu.set_fault(fault)
+    for policy in (app_policy(1), app_policy(2, region=None)):
+        observed = await source.observe(policy.target, policy.objectives, clock.now())
+        assert observed["cpu"].quality is quality

@@ -1,0 +1,146 @@
+"""The loop: one task per target, intervals with jitter, per-target backoff, instant stop."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import anyio
+import pytest
+
+from controller.audit.log import MemoryAudit
+from controller.clock import VirtualClock
+from controller.loop import Loop, backoff
+from controller.model import (
+    ContainerSize,
+    Mode,
+    Observation,
+    Outcome,
+    OutcomeKind,
+    Proposal,
+    Quality,
+    ResourceState,
+    Sample,
+)
+from controller.policy.schema import Objective, Policy, Target
+from controller.reconcile import Reconciler
+from controller.registry import Registry
+from controller.telemetry import Metrics
+from tests.conftest import APP_ID, START, make_policy
+
+pytestmark = pytest.mark.anyio
+
+
+class ConstantSignal:
+    """A plug-in signal source: every objective reads ``value`` every minute."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+        self.calls: list[tuple[str, datetime]] = []
+
+    def register(self, target: Target, objectives: Sequence[Objective]) -> None:
+        return None
+
+    async def observe(
+        self, target: Target, objectives: Sequence[Objective], now: datetime
+    ) -> dict[str, Observation]:
+        self.calls.append((target.resource_id, now))
+        minute = now.replace(second=0, microsecond=0)
+        samples = tuple(Sample(minute - timedelta(minutes=k), self.value) for k in range(10, 0, -1))
+        return {
+            o.name: Observation(target.resource_id, "x", samples, Quality.GOOD, now)
+            for o in objectives
+        }
+
+
+def registry(signal: ConstantSignal, broken: set[str]) -> tuple[Registry, list[str]]:
+    reg = Registry()
+    reg.add_signal("azureMonitor", signal)
+    applied: list[str] = []
+
+    @reg.reader("containerApp")
+    async def read(target: Target) -> ResourceState:
+        if target.resource_id in broken:
+            raise ConnectionError("ARM unreachable")
+        return ResourceState(target.resource_id, 1, 10, (ContainerSize("api", 0.5, "1Gi"),), "r1")
+
+    @reg.action("containerApp", "scaleOut")
+    async def scale_out(target: Target, proposal: Proposal) -> Outcome:
+        applied.append(target.resource_id)
+        return Outcome(OutcomeKind.SUCCEEDED, proposal.before, proposal.after)
+
+    return reg, applied
+
+
+def policy(name: str) -> Policy:
+    target = {"type": "containerApp", "resourceId": APP_ID.replace("agentstudio-api", name)}
+    return make_policy(metadata={"name": name}, target=target)
+
+
+def make_loop(reg: Registry, clock: VirtualClock, *policies: Policy) -> Loop:
+    metrics = Metrics()
+    audit = MemoryAudit()
+    reconcilers = [Reconciler(p, reg, clock, Mode.LIVE, audit, metrics) for p in policies]
+    return Loop(
+        reconcilers,
+        clock,
+        metrics,
+        interval=timedelta(seconds=30),
+        jitter=0.1,
+        rng=random.Random(1),
+    )
+
+
+async def run_for(loop: Loop, clock: VirtualClock, minutes: float) -> None:
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(loop.run)
+        await clock.drive(clock.now() + timedelta(minutes=minutes), sleepers=len(loop.reconcilers))
+        tg.cancel_scope.cancel()
+
+
+def test_backoff_doubles_to_its_cap() -> None:
+    """5 s, 10 s, 20 s … capped, after consecutive failures."""
+    cap = timedelta(minutes=2)
+    delays = [backoff(n, timedelta(seconds=30), cap).total_seconds() for n in range(1, 8)]
+    assert delays == [5, 10, 20, 40, 80, 120, 120]
+
+
+async def test_each_target_runs_on_its_interval_with_jitter(clock: VirtualClock) -> None:
+    """Passes come every 30 s ± 10 %, starting within the first jitter window."""
+    signal = ConstantSignal(10.0)
+    reg, _ = registry(signal, set())
+    loop = make_loop(reg, clock, policy("a"))
+    await run_for(loop, clock, 10)
+    times = [t for _, t in signal.calls]
+    assert (times[0] - START).total_seconds() <= 3
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
+    assert 18 <= len(times) <= 22
+    assert all(27 <= g <= 33 for g in gaps)
+    assert len(set(gaps)) > 1  # jitter spreads them
+
+
+async def test_one_failing_target_backs_off_without_slowing_the_other(clock: VirtualClock) -> None:
+    """A target whose resource cannot be read backs off; its neighbour keeps its pace and acts."""
+    signal = ConstantSignal(95.0)  # breach everywhere
+    broken_id = policy("broken").target.resource_id
+    reg, applied = registry(signal, {broken_id})
+    loop = make_loop(reg, clock, policy("broken"), policy("healthy"))
+    await run_for(loop, clock, 10)
+    broken = [t for rid, t in signal.calls if rid == broken_id]
+    healthy = [t for rid, t in signal.calls if rid != broken_id]
+    gaps = [round((b - a).total_seconds()) for a, b in itertools.pairwise(broken)]
+    assert gaps[:5] == [5, 10, 20, 40, 80]
+    assert len(healthy) >= 18
+    assert loop.health.failures["broken"] >= 6
+    assert loop.health.failures["healthy"] == 0
+    assert applied and set(applied) == {policy("healthy").target.resource_id}
+
+
+async def test_stop_is_immediate(clock: VirtualClock) -> None:
+    """Cancelling the loop while every task sleeps returns at once, leaving no sleeper behind."""
+    reg, _ = registry(ConstantSignal(10.0), set())
+    loop = make_loop(reg, clock, policy("a"), policy("b"))
+    with anyio.fail_after(1):
+        await run_for(loop, clock, 1)
