@@ -19,10 +19,11 @@ demo: setup  ## the controller against the built-in emulator: detect, remediate,
 test: setup  ## the whole test suite
 	$(BIN)/python -m pytest
 
-lint: setup  ## ruff and mypy --strict
+lint: setup  ## ruff, mypy --strict and the import layers
 	$(BIN)/ruff check controller tests benchmarks
 	$(BIN)/ruff format --check controller tests benchmarks
 	$(BIN)/mypy --strict controller
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) build *.egg-info

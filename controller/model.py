@@ -18,7 +18,6 @@ class Quality(StrEnum):
 
     GOOD = "good"
     MISSING = "missing"  # the backend answered, but with no usable samples
-    STALE = "stale"  # the newest sample is older than the objective allows
     ERROR = "error"  # the backend failed or did not answer
 
 
