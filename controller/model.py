@@ -74,6 +74,16 @@ class Verdict:
     threshold: float
     reason: str
 
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form used by the audit log and ``plan --output json``."""
+        return {
+            "objective": self.objective,
+            "state": self.state.value,
+            "value": self.value,
+            "threshold": self.threshold,
+            "reason": self.reason,
+        }
+
 
 @dataclass(frozen=True)
 class ContainerSize:

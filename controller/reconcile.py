@@ -192,16 +192,7 @@ class Reconciler:
             policy=self.policy.name,
             target=self.policy.target.resource_id,
             verdict=result.worst.value,
-            verdicts=[
-                {
-                    "objective": v.objective,
-                    "state": v.state.value,
-                    "value": v.value,
-                    "threshold": v.threshold,
-                    "reason": v.reason,
-                }
-                for v in result.verdicts
-            ],
+            verdicts=[v.as_dict() for v in result.verdicts],
             action=proposal.action if proposal else None,
             params=dict(proposal.params) if proposal else {},
             decision=decision.kind.value if decision else None,

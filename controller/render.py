@@ -14,16 +14,7 @@ def pass_json(result: PassResult) -> dict[str, Any]:
     return {
         "policy": result.policy,
         "verdict": result.worst.value,
-        "objectives": [
-            {
-                "objective": v.objective,
-                "state": v.state.value,
-                "value": v.value,
-                "threshold": v.threshold,
-                "reason": v.reason,
-            }
-            for v in result.verdicts
-        ],
+        "objectives": [v.as_dict() for v in result.verdicts],
         "action": proposal.action if proposal else None,
         "params": dict(proposal.params) if proposal else {},
         "decision": decision.kind.value if decision else None,

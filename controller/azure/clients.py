@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.pipeline import PipelineRequest
@@ -19,6 +19,8 @@ from azure.mgmt.monitor.aio import MonitorManagementClient
 from azure.monitor.querymetrics.aio import MetricsClient
 
 from controller.config import Settings
+
+ArmClient = TypeVar("ArmClient", ContainerAppsAPIClient, MonitorManagementClient)
 
 
 class AllowHttpPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
@@ -61,31 +63,25 @@ class AzureClients:
         await self.credential.close()
 
     async def container_apps(self, subscription: str) -> ContainerAppsAPIClient:
-        if subscription not in self._apps:
-            ep = self.settings.endpoints()
-            client = ContainerAppsAPIClient(
-                self.credential,
-                subscription,
-                base_url=ep.arm,
-                credential_scopes=[ep.arm_audience + "/.default"],
-                **_options(self.settings, ep.arm),
-            )
-            self._apps[subscription] = await self._stack.enter_async_context(client)
-        return self._apps[subscription]
+        return await self._arm(ContainerAppsAPIClient, self._apps, subscription)
 
     async def monitor(self, subscription: str) -> MonitorManagementClient:
         """ARM metrics for one resource at a time, where the batch API cannot serve."""
-        if subscription not in self._monitor:
+        return await self._arm(MonitorManagementClient, self._monitor, subscription)
+
+    async def _arm(self, kind: type[ArmClient], cache: dict[str, ArmClient], sub: str) -> ArmClient:
+        """An ARM management client of ``kind`` for one subscription, made once."""
+        if sub not in cache:
             ep = self.settings.endpoints()
-            client = MonitorManagementClient(
+            client = kind(
                 self.credential,
-                subscription,
+                sub,
                 base_url=ep.arm,
                 credential_scopes=[ep.arm_audience + "/.default"],
                 **_options(self.settings, ep.arm),
             )
-            self._monitor[subscription] = await self._stack.enter_async_context(client)
-        return self._monitor[subscription]
+            cache[sub] = await self._stack.enter_async_context(client)
+        return cache[sub]
 
     async def metrics(self, region: str) -> MetricsClient:
         """The batch metrics client of a region (its endpoint is regional)."""
