@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 
 from controller import demo, render
-from controller.audit.log import MemoryAudit
+from controller.audit.log import AuditCorrupt, MemoryAudit, check_file
 from controller.clock import VirtualClock
 from controller.config import Settings, SettingsError, load_settings
 from controller.emulator import ScenarioError, load_scenario
@@ -42,6 +42,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PolicyError, SettingsError, ScenarioError) as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_BAD_INPUT
+    except AuditCorrupt as exc:
+        print(
+            f"{exc}; run `remediator audit verify {exc.path}` and move the file aside",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     return code
 
 
@@ -65,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="settings file (YAML)")
     p.add_argument("--once", action="store_true", help="one pass of every target, then exit")
     p.set_defaults(handler=_run)
+
+    p = sub.add_parser("audit", help="work with the audit log")
+    audit_sub = p.add_subparsers(dest="audit_command", required=True)
+    v = audit_sub.add_parser("verify", help="check the hash chain; name the first bad line")
+    v.add_argument("file", type=Path)
+    v.set_defaults(handler=_audit_verify)
 
     p = sub.add_parser("emulator", help="serve the local Azure emulator")
     p.add_argument("--port", type=int, default=8480)
@@ -145,6 +157,20 @@ async def _stop_on_signal(scope: anyio.CancelScope) -> None:
         async for _ in signals:
             scope.cancel()
             return
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    try:
+        check = check_file(args.file)
+    except OSError as exc:
+        print(f"{args.file}: cannot read: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not check.ok:
+        print(f"{args.file}:{check.first_bad}: {check.problem}", file=sys.stderr)
+        return EXIT_FAILED
+    note = " (the last line is torn: a write was interrupted)" if check.torn else ""
+    print(f"ok: {check.lines} lines, chain intact{note}")
+    return EXIT_OK
 
 
 def _emulator(args: argparse.Namespace) -> int:

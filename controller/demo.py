@@ -135,7 +135,7 @@ def summarize(
     denied: Counter[str] = Counter()
     first_decision: dict[str, Any] | None = None
     for record in read_records(audit_path):
-        if record.get("decision") is None:
+        if record.get("decision") is None or record.get("kind") == "intent":
             continue
         if first_decision is None:
             first_decision = {k: record[k] for k in ("action", "params", "decision", "outcome")}

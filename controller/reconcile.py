@@ -9,16 +9,20 @@ breach — lives in :class:`TargetMemory`.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import structlog
 
-from controller.audit.log import AuditSink, Record
+from controller.audit.log import AuditSink, Kind, Record
+from controller.audit.replay import remember_action
 from controller.clock import Clock
 from controller.core import guards
 from controller.core.evaluate import evaluate
 from controller.core.plan import ONE_SHOT_ACTIONS, NoProposal, nothing_to_do, plan
+from controller.core.settle import landed
+from controller.memory import TargetMemory
 from controller.model import (
     ActionRecord,
     Decision,
@@ -46,16 +50,6 @@ _SEVERITY = {
 }
 
 
-@dataclass
-class TargetMemory:
-    """What one target's passes carry forward."""
-
-    last_known: dict[str, VerdictState] = field(default_factory=dict)
-    history: list[ActionRecord] = field(default_factory=list)
-    episode_steps: set[int] = field(default_factory=set)
-    last_reason: str | None = None
-
-
 @dataclass(frozen=True)
 class PassResult:
     """What a pass saw and did, for the loop, the CLI and tests."""
@@ -65,6 +59,7 @@ class PassResult:
     decision: Decision | None
     outcome: Outcome | None
     reason: str
+    intent: int | None = None  # the seq of the intent line written before a live action
 
     @property
     def worst(self) -> VerdictState:
@@ -88,9 +83,12 @@ class Reconciler:
         mode: Mode,
         audit: AuditSink,
         metrics: Metrics,
+        memory: TargetMemory | None = None,
+        open_intent: dict[str, Any] | None = None,
     ) -> None:
         self.policy = policy
-        self.memory = TargetMemory()
+        self.memory = memory or TargetMemory()
+        self.open_intent = open_intent  # an action a crash interrupted, to settle first
         self._registry = registry
         self._clock = clock
         self._mode = mode
@@ -124,8 +122,37 @@ class Reconciler:
         ):
             return await self._pass(reconcile_id)
 
+    async def settle(self) -> None:
+        """Close an interrupted action by reading the resource: never by running it again."""
+        intent = self.open_intent
+        if intent is None:
+            return
+        state = await self._registry.read_state(self.policy.target.type)(self.policy.target)
+        action = str(intent["action"])
+        result = landed(action, intent.get("after") or {}, state)
+        outcome = OutcomeKind.SUCCEEDED if result else OutcomeKind.FAILED
+        why = {
+            True: "the resource shows the change",
+            False: "the resource does not show the change",
+            None: "the resource cannot show whether it ran; counted as failed",
+        }[result]
+        fields = {k: v for k, v in intent.items() if k not in ("seq", "prev", "hash")}
+        fields.update(
+            ts=self._clock.now(),
+            kind="result",
+            outcome=outcome.value,
+            after=state.summary(),
+            reason=f"settled after an interruption: {why}",
+            intent=intent["seq"],
+        )
+        self._audit.append(Record.model_validate(fields))
+        remember_action(self.memory, {**fields, "ts": fields["ts"].isoformat()})
+        self.open_intent = None
+        log.warning("settled an interrupted action", action=action, outcome=outcome.value)
+
     async def _pass(self, reconcile_id: str) -> PassResult:
         policy, memory = self.policy, self.memory
+        await self.settle()
         observations = await self.observe()
         now = self._clock.now()
         verdicts = []
@@ -147,13 +174,19 @@ class Reconciler:
                 memory.last_known[v.objective] = v.state
         if all(v.state is VerdictState.OK for v in verdicts):
             memory.episode_steps.clear()
-        result = await self._decide(tuple(verdicts), now)
-        if result.decision is not None or changed or result.reason != memory.last_reason:
-            self._record(result, now, reconcile_id)
+        result = await self._decide(tuple(verdicts), now, reconcile_id)
+        if result.intent is not None:
+            self._record(result, now, reconcile_id, "result")
+        elif result.decision is not None:
+            self._record(result, now, reconcile_id, "decision")
+        elif changed or result.reason != memory.last_reason:
+            self._record(result, now, reconcile_id, "verdict")
         memory.last_reason = result.reason
         return result
 
-    async def _decide(self, verdicts: tuple[Verdict, ...], now: datetime) -> PassResult:
+    async def _decide(
+        self, verdicts: tuple[Verdict, ...], now: datetime, reconcile_id: str
+    ) -> PassResult:
         policy, memory = self.policy, self.memory
         idle = nothing_to_do(policy, verdicts)
         if idle is not None:
@@ -166,15 +199,20 @@ class Reconciler:
         self._metrics.decisions.labels(proposal.action, decision.kind, decision.guard or "").inc()
         if decision.kind is DecisionKind.DENY:
             return PassResult(policy.name, verdicts, decision, None, decision.reason)
+        intent: int | None = None
         if self._mode is Mode.DRY_RUN:
             outcome = Outcome(OutcomeKind.WOULD_RUN, proposal.before, proposal.after)
         else:
+            # Fail closed: the intent is on disk before the resource is touched, or
+            # AuditUnavailable propagates and nothing runs.
+            planned = PassResult(policy.name, verdicts, decision, None, decision.reason)
+            intent = self._record(planned, now, reconcile_id, "intent")
             outcome = await self._act(proposal.action, proposal)
         memory.history.append(ActionRecord(now, proposal.action, outcome.kind))
         if proposal.action in ONE_SHOT_ACTIONS:
             memory.episode_steps.add(proposal.step_index)
         self._metrics.actions.labels(proposal.action, outcome.kind).inc()
-        return PassResult(policy.name, verdicts, decision, outcome, decision.reason)
+        return PassResult(policy.name, verdicts, decision, outcome, decision.reason, intent)
 
     async def _act(self, action: str, proposal: Proposal) -> Outcome:
         apply = self._registry.apply(self.policy.target.type, action)
@@ -184,11 +222,12 @@ class Reconciler:
             log.warning("action failed", action=action, error=repr(exc))
             return Outcome(OutcomeKind.FAILED, proposal.before, proposal.before, repr(exc)[:500])
 
-    def _record(self, result: PassResult, now: datetime, reconcile_id: str) -> None:
+    def _record(self, result: PassResult, now: datetime, reconcile_id: str, kind: Kind) -> int:
         decision, outcome = result.decision, result.outcome
         proposal = decision.proposal if decision else None
         record = Record(
             ts=now,
+            kind=kind,
             policy=self.policy.name,
             target=self.policy.target.resource_id,
             verdict=result.worst.value,
@@ -203,13 +242,16 @@ class Reconciler:
             before=dict(outcome.before if outcome else (proposal.before if proposal else {})),
             after=dict(outcome.after if outcome else {}),
             reconcile_id=reconcile_id,
+            step=proposal.step_index if proposal else None,
+            intent=result.intent if kind == "result" else None,
         )
-        self._audit.append(record)
+        seq = self._audit.append(record)
         log.info(
-            "decision" if decision else "verdict",
+            kind,
             verdict=record.verdict,
             action=record.action,
             decision=record.decision,
             outcome=record.outcome,
             reason=record.reason,
         )
+        return seq

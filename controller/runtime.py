@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from controller.audit.log import AuditLog, AuditSink
+from controller.audit.replay import Replayed, replay
 from controller.azure.clients import AzureClients
 from controller.azure.credentials import make_credential
 from controller.clock import Clock, ScaledClock, SystemClock
@@ -61,13 +62,26 @@ async def open_runtime(
         clients = await stack.enter_async_context(
             AzureClients(settings, make_credential(settings.credential))
         )
+        replayed = Replayed()
         if audit is None:
-            audit = stack.enter_context(AuditLog(settings.audit_path))
+            log_file = stack.enter_context(AuditLog(settings.audit_path))
+            replayed = replay(log_file.records)
+            audit = log_file
         registry = registry_factory(clients, clock)
         metrics = Metrics()
         run_mode = mode or settings.mode
         reconcilers = [
-            Reconciler(item.policy, registry, clock, run_mode, audit, metrics) for item in loaded
+            Reconciler(
+                item.policy,
+                registry,
+                clock,
+                run_mode,
+                audit,
+                metrics,
+                memory=replayed.memories.get(item.policy.name),
+                open_intent=replayed.open_intents.get(item.policy.name),
+            )
+            for item in loaded
         ]
         loop = Loop(
             reconcilers,

@@ -1,8 +1,12 @@
-"""Append-only JSON-lines audit log.
+"""Append-only, hash-chained JSON-lines audit log.
 
-Each line is one :class:`Record`, flushed as it is written so a crash loses nothing
-already decided. The fields listed on :class:`Record` are a stable contract: later
-versions add fields, never remove or rename these.
+Each line is one :class:`Record` sealed into the chain (see :mod:`controller.audit.chain`),
+written, flushed and fsynced before :meth:`AuditLog.append` returns — so a line that
+was acknowledged survives a crash, and an action whose intent could not be written
+is never run (the caller gets :class:`AuditUnavailable`).
+
+The fields listed on :class:`Record` are a stable contract: later versions add fields,
+never remove or rename these.
 """
 
 from __future__ import annotations
@@ -10,19 +14,30 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Protocol
+from typing import IO, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, field_serializer
 
+from controller.audit.chain import GENESIS, Verification, seal, verify
+
+Kind = Literal["decision", "intent", "result", "verdict"]
+
 
 class Record(BaseModel):
-    """One decision (or a change of verdict) for one target."""
+    """One decision, intent, result or change of verdict for one target.
+
+    ``kind``: ``decision`` — a denial, or a dry-run would-run, complete in itself;
+    ``intent`` — written before a live action runs; ``result`` — its outcome, with
+    ``intent`` naming the intent's ``seq``; ``verdict`` — an objective changed state or
+    the reason for doing nothing changed.
+    """
 
     model_config = ConfigDict(frozen=True)
     ts: datetime
+    kind: Kind = "decision"
     policy: str
     target: str
     verdict: str  # the worst objective state: breach > unknown > recovering > ok
@@ -37,38 +52,61 @@ class Record(BaseModel):
     before: dict[str, Any]
     after: dict[str, Any]
     reconcile_id: str
+    step: int | None = None  # the ladder rung the action came from
+    intent: int | None = None  # on a result line: the seq of its intent
 
     @field_serializer("ts")
     def _rfc3339(self, ts: datetime) -> str:
-        return ts.isoformat().replace("+00:00", "Z")
+        return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class AuditUnavailable(Exception):
+    """The audit log cannot be written: nothing may run until it can."""
+
+
+class AuditCorrupt(Exception):
+    """The audit chain is broken: its memory cannot be trusted."""
+
+    def __init__(self, path: Path, check: Verification) -> None:
+        self.path, self.check = path, check
+        super().__init__(f"{path}:{check.first_bad}: audit chain broken: {check.problem}")
 
 
 class AuditSink(Protocol):
     """Where records go: the file in production, a list for previews and tests."""
 
-    def append(self, record: Record) -> None: ...
+    def append(self, record: Record) -> int:
+        """Seal and store ``record``; return its ``seq``. Raises AuditUnavailable."""
+        ...
 
 
 class MemoryAudit:
-    """Keeps records in memory: ``remediator plan`` previews must not become history."""
+    """Keeps sealed records in memory: ``remediator plan`` previews must not become history."""
 
     def __init__(self) -> None:
-        self.records: list[Record] = []
+        self.records: list[dict[str, Any]] = []
+        self._prev = GENESIS
 
-    def append(self, record: Record) -> None:
-        self.records.append(record)
+    def append(self, record: Record) -> int:
+        sealed = seal(record.model_dump(mode="json"), len(self.records) + 1, self._prev)
+        self.records.append(sealed)
+        self._prev = sealed["hash"]
+        return int(sealed["seq"])
 
 
 class AuditLog:
-    """Appends records to a file, creating its folder on first use."""
+    """The file sink. Opening it verifies the chain and sets aside a torn last line."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.records: list[dict[str, Any]] = []  # what was there at open, verified
+        self.torn_to: Path | None = None  # where a torn last line was set aside
         self._file: IO[str] | None = None
+        self._seq = 0
+        self._prev = GENESIS
 
     def __enter__(self) -> AuditLog:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a", encoding="utf-8")
+        self.open()
         return self
 
     def __exit__(
@@ -79,25 +117,106 @@ class AuditLog:
     ) -> None:
         self.close()
 
+    @property
+    def head_path(self) -> Path:
+        """``<log>.head``: the last line's seq and hash, so lines cut from the end show."""
+        return head_path(self.path)
+
+    def open(self) -> None:
+        """Verify what is there (raising AuditCorrupt), then open for appending."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        raw = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
+        check = check_file_text(self.path, raw)
+        if not check.ok:
+            raise AuditCorrupt(self.path, check)
+        if check.torn is not None:
+            self._set_aside(raw, check.torn)
+        self.records = check.records
+        self._seq, self._prev = check.lines, check.last_hash
+        self._file = self.path.open("a", encoding="utf-8")
+
+    def _set_aside(self, raw: str, torn: str) -> None:
+        """Move a torn last line to ``<log>.torn`` and cut it from the log; lose nothing."""
+        self.torn_to = self.path.with_name(self.path.name + ".torn")
+        with self.torn_to.open("a", encoding="utf-8") as aside:
+            aside.write(torn if torn.endswith("\n") else torn + "\n")
+            aside.flush()
+            os.fsync(aside.fileno())
+        good = raw[: len(raw) - len(torn)]
+        with self.path.open("r+", encoding="utf-8") as file:
+            file.truncate(len(good.encode("utf-8")))
+            file.flush()
+            os.fsync(file.fileno())
+
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
 
-    def append(self, record: Record) -> None:
+    def append(self, record: Record) -> int:
         if self._file is None:
-            self.__enter__()
-        assert self._file is not None
-        self._file.write(record.model_dump_json() + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+            raise AuditUnavailable(f"{self.path}: the audit log is not open")
+        sealed = seal(record.model_dump(mode="json"), self._seq + 1, self._prev)
+        try:
+            self._file.write(json.dumps(sealed, ensure_ascii=False) + "\n")
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except (OSError, ValueError) as exc:
+            raise AuditUnavailable(f"{self.path}: cannot write the audit log: {exc}") from exc
+        self._seq, self._prev = sealed["seq"], sealed["hash"]
+        self._write_head()
+        return self._seq
+
+    def _write_head(self) -> None:
+        temp = self.head_path.with_name(self.head_path.name + ".tmp")
+        try:
+            with temp.open("w", encoding="utf-8") as file:
+                json.dump({"seq": self._seq, "hash": self._prev}, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temp, self.head_path)
+        except OSError as exc:
+            raise AuditUnavailable(
+                f"{self.head_path}: cannot record the log's head: {exc}"
+            ) from exc
 
     def writable(self) -> bool:
         return self._file is not None and not self._file.closed
 
 
+def head_path(path: Path) -> Path:
+    return path.with_name(path.name + ".head")
+
+
+def check_file(path: str | Path) -> Verification:
+    """Verify an audit file and its head: any edit, deletion, insertion or reordering."""
+    path = Path(path)
+    return check_file_text(path, path.read_text(encoding="utf-8"))
+
+
+def check_file_text(path: Path, raw: str) -> Verification:
+    check = verify(raw.splitlines(keepends=True))
+    if not check.ok:
+        return check
+    head = head_path(path)
+    if not head.exists():
+        return check
+    try:
+        recorded = json.loads(head.read_text(encoding="utf-8"))
+        seq, digest = int(recorded["seq"]), str(recorded["hash"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return check  # a head torn by a crash says nothing; the chain itself is whole
+    if seq > check.lines:
+        check.first_bad = check.lines + 1
+        check.problem = f"lines {check.lines + 1}..{seq} were removed from the end"
+    elif seq >= 1 and check.records and check.records[seq - 1]["hash"] != digest:
+        check.first_bad = seq
+        check.problem = "the line the head records was replaced"
+    return check
+
+
 def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Every complete line of an audit file, as dicts."""
+    """Every complete line of an audit file, as dicts (no verification)."""
     with Path(path).open(encoding="utf-8") as file:
         for line in file:
             if line.strip():
