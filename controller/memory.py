@@ -1,14 +1,30 @@
 """What a target's reconcile passes carry from one pass to the next.
 
-It is rebuilt from the audit log at start (:mod:`controller.audit.replay`), so a
-restart or a crash never resets a cooldown, a budget or a ladder position.
+The live pass and the start-up replay of the audit log change memory through the same
+functions here, so a restart or a crash rebuilds exactly the cooldowns, budgets,
+breakers, pending verification and ladder position the controller had.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
-from controller.model import ActionRecord, VerdictState
+from controller.core.breaker import Breaker
+from controller.core.plan import ONE_SHOT_ACTIONS
+from controller.model import ActionRecord, Efficacy, OutcomeKind, VerdictState
+
+
+@dataclass(frozen=True)
+class PendingVerification:
+    """An action waiting to be judged once its effect has had time to show."""
+
+    action: str
+    step: int
+    decided_at: datetime
+    due: datetime
+    baseline: dict[str, float]  # objective → value when the action was decided
 
 
 @dataclass
@@ -17,5 +33,55 @@ class TargetMemory:
 
     last_known: dict[str, VerdictState] = field(default_factory=dict)
     history: list[ActionRecord] = field(default_factory=list)
+    # ladder rungs that may not run again in this breach: one-shot steps already run,
+    # and steps verified not to help
     episode_steps: set[int] = field(default_factory=set)
     last_reason: str | None = None
+    breakers: dict[str, Breaker] = field(default_factory=dict)
+    pending: PendingVerification | None = None
+
+    def note_verdicts(self, states: dict[str, VerdictState]) -> bool:
+        """Remember known states; a fully healthy target starts a new episode.
+
+        Returns whether any known state changed.
+        """
+        changed = False
+        for objective, state in states.items():
+            if state is VerdictState.UNKNOWN:
+                continue
+            changed |= self.last_known.get(objective) is not state
+            self.last_known[objective] = state
+        if states and all(s is VerdictState.OK for s in states.values()):
+            self.episode_steps.clear()
+        return changed
+
+    def note_action(
+        self, ts: datetime, action: str, outcome: OutcomeKind, step: int | None
+    ) -> None:
+        """An action ran, failed or would have run: it counts for cooldown and budget."""
+        self.history.append(ActionRecord(ts, action, outcome))
+        if action in ONE_SHOT_ACTIONS and step is not None:
+            self.episode_steps.add(step)
+
+    def note_judgement(self, pending: PendingVerification, efficacy: Efficacy) -> None:
+        """A verified action that did not help is not tried again in this breach."""
+        if efficacy is not Efficacy.IMPROVED:
+            self.episode_steps.add(pending.step)
+        self.pending = None
+
+
+def breaker_json(breaker: Breaker) -> dict[str, Any]:
+    return {
+        "consecutiveBad": breaker.consecutive_bad,
+        "openedAt": breaker.opened_at.isoformat() if breaker.opened_at else None,
+        "trialRunning": breaker.trial_running,
+    }
+
+
+def breaker_from_json(data: dict[str, Any]) -> Breaker:
+    opened = data.get("openedAt")
+    return Breaker(
+        consecutive_bad=int(data.get("consecutiveBad", 0)),
+        opened_at=datetime.fromisoformat(opened) if opened else None,
+        trial_running=bool(data.get("trialRunning", False)),
+    )

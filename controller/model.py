@@ -39,6 +39,14 @@ class OutcomeKind(StrEnum):
     WOULD_RUN = "would-run"
 
 
+class Efficacy(StrEnum):
+    """Whether an action helped, judged after it had time to settle."""
+
+    IMPROVED = "improved"
+    NOT_IMPROVED = "not-improved"
+    FAILED = "failed"
+
+
 class Mode(StrEnum):
     DRY_RUN = "dry-run"
     LIVE = "live"

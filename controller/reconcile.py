@@ -1,9 +1,12 @@
-"""One reconcile pass for one policy's target: observe → evaluate → plan → guard → act → record.
+"""One reconcile pass for one policy's target.
+
+settle an interrupted action → observe → evaluate → judge the last action → plan →
+guard → act → record.
 
 The pass is level-based: it re-reads signals and, when there is a breach, the
-resource itself every time. What it must remember between passes — the last known
-verdict of each objective, the actions taken, the one-shot steps used in the current
-breach — lives in :class:`TargetMemory`.
+resource itself every time. What it must remember between passes lives in
+:class:`~controller.memory.TargetMemory`, changed here and by the audit replay through
+the same functions, and every change of it is written to the audit log first.
 """
 
 from __future__ import annotations
@@ -16,17 +19,18 @@ from typing import Any
 import structlog
 
 from controller.audit.log import AuditSink, Kind, Record
-from controller.audit.replay import remember_action
 from controller.clock import Clock
+from controller.core import breaker as breakers
 from controller.core import guards
 from controller.core.evaluate import evaluate
-from controller.core.plan import ONE_SHOT_ACTIONS, NoProposal, nothing_to_do, plan
+from controller.core.plan import NoProposal, nothing_to_do, plan
 from controller.core.settle import landed
-from controller.memory import TargetMemory
+from controller.core.verify import judge
+from controller.memory import PendingVerification, TargetMemory, breaker_json
 from controller.model import (
-    ActionRecord,
     Decision,
     DecisionKind,
+    Efficacy,
     Mode,
     Observation,
     Outcome,
@@ -60,6 +64,7 @@ class PassResult:
     outcome: Outcome | None
     reason: str
     intent: int | None = None  # the seq of the intent line written before a live action
+    efficacy: Efficacy | None = None  # the last action's judgement, when made in this pass
 
     @property
     def worst(self) -> VerdictState:
@@ -115,7 +120,8 @@ class Reconciler:
         return observations
 
     async def reconcile(self) -> PassResult:
-        """One pass. Raises only when the resource cannot be read (the loop backs off)."""
+        """One pass. Raises when the resource cannot be read or the audit cannot be written
+        (the loop backs off); nothing is changed in either case."""
         reconcile_id = uuid.uuid4().hex[:12]
         with structlog.contextvars.bound_contextvars(
             reconcile_id=reconcile_id, policy=self.policy.name
@@ -136,17 +142,19 @@ class Reconciler:
             False: "the resource does not show the change",
             None: "the resource cannot show whether it ran; counted as failed",
         }[result]
+        now = self._clock.now()
         fields = {k: v for k, v in intent.items() if k not in ("seq", "prev", "hash")}
         fields.update(
-            ts=self._clock.now(),
+            ts=now,
             kind="result",
             outcome=outcome.value,
             after=state.summary(),
             reason=f"settled after an interruption: {why}",
             intent=intent["seq"],
+            verify_at=None,
         )
         self._audit.append(Record.model_validate(fields))
-        remember_action(self.memory, {**fields, "ts": fields["ts"].isoformat()})
+        self.memory.note_action(now, action, outcome, intent.get("step"))
         self.open_intent = None
         log.warning("settled an interrupted action", action=action, outcome=outcome.value)
 
@@ -164,17 +172,11 @@ class Reconciler:
             verdict = evaluate(objective, observation, now, memory.last_known.get(objective.name))
             self._metrics.verdict_state(policy.name, objective.name, verdict.state)
             verdicts.append(verdict)
-        changed = any(
-            memory.last_known.get(v.objective) != v.state
-            for v in verdicts
-            if v.state is not VerdictState.UNKNOWN
-        )
-        for v in verdicts:
-            if v.state is not VerdictState.UNKNOWN:
-                memory.last_known[v.objective] = v.state
-        if all(v.state is VerdictState.OK for v in verdicts):
-            memory.episode_steps.clear()
+        changed = memory.note_verdicts({v.objective: v.state for v in verdicts})
+        efficacy = self._judge(tuple(verdicts), now, reconcile_id)
         result = await self._decide(tuple(verdicts), now, reconcile_id)
+        if efficacy is not None:
+            result = PassResult(**{**result.__dict__, "efficacy": efficacy})
         if result.intent is not None:
             self._record(result, now, reconcile_id, "result")
         elif result.decision is not None:
@@ -183,6 +185,73 @@ class Reconciler:
             self._record(result, now, reconcile_id, "verdict")
         memory.last_reason = result.reason
         return result
+
+    def _judge(
+        self, verdicts: tuple[Verdict, ...], now: datetime, reconcile_id: str
+    ) -> Efficacy | None:
+        """Judge the last action once it settled; feed its breaker; escalate an opening."""
+        pending = self.memory.pending
+        if pending is None or now < pending.due:
+            return None
+        efficacy = judge(
+            self.policy.objectives,
+            pending.baseline,
+            verdicts,
+            OutcomeKind.SUCCEEDED,
+            self.policy.verification.margin,
+        )
+        if efficacy is None and now < pending.due + self.policy.settle:
+            return None  # the data cannot tell yet; give it one more settle period
+        efficacy = efficacy or Efficacy.NOT_IMPROVED
+        opened = self._feed_breaker(pending.action, efficacy, now)
+        self._metrics.efficacy.labels(pending.action, efficacy).inc()
+        self.memory.note_judgement(pending, efficacy)
+        values = ", ".join(
+            f"{v.objective} {pending.baseline[v.objective]:.4g} → "
+            f"{'?' if v.value is None else f'{v.value:.4g}'}"
+            for v in verdicts
+            if v.objective in pending.baseline
+        )
+        self._line(
+            now,
+            reconcile_id,
+            "verification",
+            verdicts,
+            action=pending.action,
+            step=pending.step,
+            efficacy=efficacy.value,
+            reason=f"{pending.action} {efficacy.value}: {values}",
+            breaker=breaker_json(self.memory.breakers[pending.action]),
+        )
+        if opened:
+            self._escalate(now, reconcile_id, verdicts, pending.action)
+        return efficacy
+
+    def _feed_breaker(self, action: str, efficacy: Efficacy, now: datetime) -> bool:
+        current = self.memory.breakers.get(action, breakers.Breaker())
+        updated, opened = breakers.after_outcome(
+            current, efficacy, now, self.policy.guards.breaker.failures
+        )
+        self.memory.breakers[action] = updated
+        return opened
+
+    def _escalate(
+        self, now: datetime, reconcile_id: str, verdicts: tuple[Verdict, ...], action: str
+    ) -> None:
+        breaker = self.memory.breakers[action]
+        self._metrics.escalations.labels(self.policy.name, "breaker-open").inc()
+        self._line(
+            now,
+            reconcile_id,
+            "escalation",
+            verdicts,
+            action=action,
+            reason=(
+                f"circuit breaker for {action} opened after {breaker.consecutive_bad} "
+                "failed or ineffective outcomes: a human should look"
+            ),
+            breaker=breaker_json(breaker),
+        )
 
     async def _decide(
         self, verdicts: tuple[Verdict, ...], now: datetime, reconcile_id: str
@@ -195,10 +264,22 @@ class Reconciler:
         proposal = plan(policy, verdicts, state, memory.episode_steps)
         if isinstance(proposal, NoProposal):
             return PassResult(policy.name, verdicts, None, None, proposal.reason)
-        decision = guards.check(policy, proposal, memory.history, now, self._mode)
+        open_for = policy.guards.breaker.open_for
+        breaker = memory.breakers.get(proposal.action, breakers.Breaker())
+        pending = memory.pending
+        decision = guards.check(
+            policy,
+            proposal,
+            memory.history,
+            now,
+            self._mode,
+            verifying=(pending.action, pending.due) if pending else None,
+            breaker=breaker,
+        )
         self._metrics.decisions.labels(proposal.action, decision.kind, decision.guard or "").inc()
         if decision.kind is DecisionKind.DENY:
             return PassResult(policy.name, verdicts, decision, None, decision.reason)
+        memory.breakers[proposal.action] = breakers.on_allowed(breaker, now, open_for)
         intent: int | None = None
         if self._mode is Mode.DRY_RUN:
             outcome = Outcome(OutcomeKind.WOULD_RUN, proposal.before, proposal.after)
@@ -207,43 +288,86 @@ class Reconciler:
             # AuditUnavailable propagates and nothing runs.
             planned = PassResult(policy.name, verdicts, decision, None, decision.reason)
             intent = self._record(planned, now, reconcile_id, "intent")
-            outcome = await self._act(proposal.action, proposal)
-        memory.history.append(ActionRecord(now, proposal.action, outcome.kind))
-        if proposal.action in ONE_SHOT_ACTIONS:
-            memory.episode_steps.add(proposal.step_index)
+            outcome = await self._act(proposal)
+        memory.note_action(now, proposal.action, outcome.kind, proposal.step_index)
         self._metrics.actions.labels(proposal.action, outcome.kind).inc()
+        if outcome.kind is OutcomeKind.SUCCEEDED:
+            baseline = {v.objective: v.value for v in verdicts if v.state is VerdictState.BREACH}
+            memory.pending = PendingVerification(
+                proposal.action,
+                proposal.step_index,
+                now,
+                now + policy.settle,
+                {k: v for k, v in baseline.items() if v is not None},
+            )
+        elif outcome.kind is OutcomeKind.FAILED:
+            self._feed_breaker(proposal.action, Efficacy.FAILED, now)
         return PassResult(policy.name, verdicts, decision, outcome, decision.reason, intent)
 
-    async def _act(self, action: str, proposal: Proposal) -> Outcome:
-        apply = self._registry.apply(self.policy.target.type, action)
+    async def _act(self, proposal: Proposal) -> Outcome:
+        apply = self._registry.apply(self.policy.target.type, proposal.action)
         try:
             return await apply(self.policy.target, proposal)
         except Exception as exc:  # the outcome is recorded; the loop keeps going
-            log.warning("action failed", action=action, error=repr(exc))
+            log.warning("action failed", action=proposal.action, error=repr(exc))
             return Outcome(OutcomeKind.FAILED, proposal.before, proposal.before, repr(exc)[:500])
 
     def _record(self, result: PassResult, now: datetime, reconcile_id: str, kind: Kind) -> int:
         decision, outcome = result.decision, result.outcome
         proposal = decision.proposal if decision else None
-        record = Record(
-            ts=now,
-            kind=kind,
-            policy=self.policy.name,
-            target=self.policy.target.resource_id,
-            verdict=result.worst.value,
-            verdicts=[v.as_dict() for v in result.verdicts],
-            action=proposal.action if proposal else None,
+        pending = self.memory.pending
+        action = proposal.action if proposal else None
+        verify_at = None
+        if kind == "result" and pending is not None and pending.decided_at == now:
+            verify_at = pending.due
+        return self._line(
+            now,
+            reconcile_id,
+            kind,
+            result.verdicts,
+            action=action,
             params=dict(proposal.params) if proposal else {},
             decision=decision.kind.value if decision else None,
             reason=result.reason,
             guard=decision.guard if decision else None,
-            mode=self._mode.value,
             outcome=outcome.kind.value if outcome else None,
             before=dict(outcome.before if outcome else (proposal.before if proposal else {})),
             after=dict(outcome.after if outcome else {}),
-            reconcile_id=reconcile_id,
             step=proposal.step_index if proposal else None,
             intent=result.intent if kind == "result" else None,
+            verify_at=verify_at,
+            breaker=breaker_json(self.memory.breakers[action])
+            if action in self.memory.breakers and kind in ("result", "decision")
+            else None,
+        )
+
+    def _line(
+        self,
+        now: datetime,
+        reconcile_id: str,
+        kind: Kind,
+        verdicts: tuple[Verdict, ...],
+        **fields: Any,
+    ) -> int:
+        """Write one audit line for this target; return its seq."""
+        record = Record.model_validate(
+            {
+                "action": None,
+                "params": {},
+                "decision": None,
+                "outcome": None,
+                "before": {},
+                "after": {},
+                **fields,
+                "ts": now,
+                "kind": kind,
+                "policy": self.policy.name,
+                "target": self.policy.target.resource_id,
+                "verdict": worst(verdicts).value,
+                "verdicts": [v.as_dict() for v in verdicts],
+                "mode": self._mode.value,
+                "reconcile_id": reconcile_id,
+            }
         )
         seq = self._audit.append(record)
         log.info(
@@ -252,6 +376,7 @@ class Reconciler:
             action=record.action,
             decision=record.decision,
             outcome=record.outcome,
+            efficacy=record.efficacy,
             reason=record.reason,
         )
         return seq

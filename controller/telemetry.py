@@ -64,6 +64,18 @@ class Metrics:
             ["action", "outcome"],
             registry=r,
         )
+        self.efficacy = Counter(
+            "remediator_action_efficacy",
+            "Actions judged after they settled, by efficacy.",
+            ["action", "efficacy"],
+            registry=r,
+        )
+        self.escalations = Counter(
+            "remediator_escalations",
+            "Escalations to a human, by reason.",
+            ["policy", "reason"],
+            registry=r,
+        )
         self.last_pass = Gauge(
             "remediator_last_pass_timestamp_seconds",
             "When the loop last finished a pass.",

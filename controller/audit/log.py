@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, field_serializer
 
 from controller.audit.chain import GENESIS, Verification, seal, verify
 
-Kind = Literal["decision", "intent", "result", "verdict"]
+Kind = Literal["decision", "intent", "result", "verdict", "verification", "escalation"]
 
 
 class Record(BaseModel):
@@ -32,7 +32,8 @@ class Record(BaseModel):
     ``kind``: ``decision`` — a denial, or a dry-run would-run, complete in itself;
     ``intent`` — written before a live action runs; ``result`` — its outcome, with
     ``intent`` naming the intent's ``seq``; ``verdict`` — an objective changed state or
-    the reason for doing nothing changed.
+    the reason for doing nothing changed; ``verification`` — an action judged after it
+    settled (``efficacy``); ``escalation`` — something a human must look at.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -54,10 +55,13 @@ class Record(BaseModel):
     reconcile_id: str
     step: int | None = None  # the ladder rung the action came from
     intent: int | None = None  # on a result line: the seq of its intent
+    verify_at: datetime | None = None  # on a result line: when its effect will be judged
+    efficacy: str | None = None  # improved | not-improved | failed (verification lines)
+    breaker: dict[str, Any] | None = None  # the action's breaker after this line
 
-    @field_serializer("ts")
-    def _rfc3339(self, ts: datetime) -> str:
-        return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    @field_serializer("ts", "verify_at")
+    def _rfc3339(self, ts: datetime | None) -> str | None:
+        return None if ts is None else ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class AuditUnavailable(Exception):

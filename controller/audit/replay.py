@@ -2,9 +2,10 @@
 
 Replaying in order restores, per policy: the last known state of each objective, every
 action that ran, failed or would have run (what cooldowns and budgets count), the
-one-shot steps already used in the current breach, and the last reason recorded. An
-``intent`` with no ``result`` after it is an action interrupted by a crash; it is
-returned for settling by reading the resource — never retried blindly.
+ladder rungs used up in the current breach, each action's circuit breaker, an action
+still waiting to be judged, and the last reason recorded. An ``intent`` with no
+``result`` after it is an action interrupted by a crash; it is returned for settling
+by reading the resource — never retried blindly.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from controller.core.plan import ONE_SHOT_ACTIONS
-from controller.memory import TargetMemory
-from controller.model import ActionRecord, OutcomeKind, VerdictState
+from controller.memory import PendingVerification, TargetMemory, breaker_from_json
+from controller.model import Efficacy, OutcomeKind, VerdictState
 
-_COUNTED = {o.value for o in (OutcomeKind.SUCCEEDED, OutcomeKind.FAILED, OutcomeKind.WOULD_RUN)}
+_COUNTED = {o.value for o in OutcomeKind}
 
 
 @dataclass
@@ -37,41 +37,54 @@ def replay(records: Iterable[dict[str, Any]]) -> Replayed:
     out = Replayed()
     for record in records:
         policy = record.get("policy")
-        if not isinstance(policy, str):
-            continue
-        memory = out.memory(policy)
-        _verdicts(memory, record.get("verdicts") or [])
-        kind = record.get("kind", "decision")
-        if kind == "intent":
-            out.open_intents[policy] = record
-            continue
-        if kind == "result":
-            out.open_intents.pop(policy, None)
-        if record.get("outcome") in _COUNTED and record.get("action"):
-            remember_action(memory, record)
-        memory.last_reason = record.get("reason")
+        if isinstance(policy, str):
+            apply(out, out.memory(policy), record)
     return out
 
 
-def remember_action(memory: TargetMemory, record: dict[str, Any]) -> None:
-    """Count an action (from a result, a would-run, or a settled intent)."""
-    ts = datetime.fromisoformat(str(record["ts"]).replace("Z", "+00:00"))
-    action = str(record["action"])
-    memory.history.append(ActionRecord(ts, action, OutcomeKind(record["outcome"])))
-    step = record.get("step")
-    if action in ONE_SHOT_ACTIONS and isinstance(step, int):
-        memory.episode_steps.add(step)
-
-
-def _verdicts(memory: TargetMemory, verdicts: list[dict[str, Any]]) -> None:
-    states = []
-    for verdict in verdicts:
+def apply(out: Replayed, memory: TargetMemory, record: dict[str, Any]) -> None:
+    """One audit line's effect on memory."""
+    states = {}
+    for verdict in record.get("verdicts") or []:
         try:
-            state = VerdictState(verdict["state"])
+            states[str(verdict["objective"])] = VerdictState(verdict["state"])
         except (KeyError, ValueError):
             continue
-        states.append(state)
-        if state is not VerdictState.UNKNOWN:
-            memory.last_known[str(verdict.get("objective"))] = state
-    if states and all(s is VerdictState.OK for s in states):
-        memory.episode_steps.clear()
+    memory.note_verdicts(states)
+    kind = record.get("kind", "decision")
+    action = record.get("action")
+    if isinstance(record.get("breaker"), dict) and action:
+        memory.breakers[str(action)] = breaker_from_json(record["breaker"])
+    if kind == "intent":
+        out.open_intents[str(record["policy"])] = record
+        return
+    if kind == "result":
+        out.open_intents.pop(str(record["policy"]), None)
+    if kind in ("result", "decision") and record.get("outcome") in _COUNTED and action:
+        step = record.get("step")
+        memory.note_action(_time(record["ts"]), str(action), OutcomeKind(record["outcome"]), step)
+        if record.get("verify_at") and isinstance(step, int):
+            memory.pending = PendingVerification(
+                str(action),
+                step,
+                _time(record["ts"]),
+                _time(record["verify_at"]),
+                baseline_of(record),
+            )
+    if kind == "verification" and memory.pending is not None and record.get("efficacy"):
+        memory.note_judgement(memory.pending, Efficacy(record["efficacy"]))
+    if kind in ("decision", "verdict", "result"):
+        memory.last_reason = record.get("reason")
+
+
+def baseline_of(record: dict[str, Any]) -> dict[str, float]:
+    """The values of the objectives in breach when the action was decided."""
+    return {
+        str(v["objective"]): float(v["value"])
+        for v in record.get("verdicts") or []
+        if v.get("state") == "breach" and isinstance(v.get("value"), int | float)
+    }
+
+
+def _time(text: Any) -> datetime:
+    return datetime.fromisoformat(str(text).replace("Z", "+00:00"))

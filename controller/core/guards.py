@@ -1,4 +1,5 @@
-"""Guards: every proposal passes bounds, cooldown, hourly budget and mode, in order.
+"""Guards: every proposal passes bounds, cooldown, hourly budget, verification, breaker
+and mode, in order.
 
 The first guard that objects denies the proposal with its reason. Actions count
 against cooldown and budget whether they succeeded, failed or would have run in
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from controller.core.breaker import Breaker, denies
 from controller.durations import format_duration
 from controller.model import ActionRecord, Decision, DecisionKind, Mode, Proposal
 from controller.policy.schema import Policy
@@ -24,12 +26,21 @@ def check(
     history: Sequence[ActionRecord],
     now: datetime,
     mode: Mode,
+    *,
+    verifying: tuple[str, datetime] | None = None,
+    breaker: Breaker | None = None,
 ) -> Decision:
-    """Run the guards in order; the first denial wins."""
+    """Run the guards in order; the first denial wins.
+
+    ``verifying`` is the action still waiting to be judged and when; ``breaker`` is the
+    proposed action's circuit breaker on this target.
+    """
     for guard, reason in (
         ("bounds", _bounds(policy, proposal)),
         ("cooldown", _cooldown(policy, history, now)),
         ("budget", _budget(policy, history, now)),
+        ("verifying", _verifying(verifying)),
+        ("breaker", denies(breaker, now, policy.guards.breaker.open_for) if breaker else None),
     ):
         if reason is not None:
             return Decision(DecisionKind.DENY, f"{guard}: {reason}", proposal, guard)
@@ -56,6 +67,14 @@ def _bounds(policy: Policy, proposal: Proposal) -> str | None:
     if isinstance(cpu, float | int) and bounds.max_cpu is not None and cpu > bounds.max_cpu:
         return f"cpu {cpu:g} would exceed the bound of {bounds.max_cpu:g} cores"
     return None
+
+
+def _verifying(verifying: tuple[str, datetime] | None) -> str | None:
+    """One change at a time: the next waits until the last has been judged."""
+    if verifying is None:
+        return None
+    action, due = verifying
+    return f"waiting to judge the last {action} (at {due:%H:%M:%S})"
 
 
 def _cooldown(policy: Policy, history: Sequence[ActionRecord], now: datetime) -> str | None:

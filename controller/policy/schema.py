@@ -222,10 +222,25 @@ class Bounds(Strict):
         return self
 
 
+class BreakerSettings(Strict):
+    """Open after ``failures`` consecutive failed or ineffective actions, for ``openFor``."""
+
+    failures: int = Field(default=3, ge=1, le=20)
+    open_for: PositiveDuration = timedelta(minutes=30)
+
+
 class Guards(Strict):
     cooldown: Duration = timedelta(minutes=5)
     max_actions_per_hour: int = Field(default=4, ge=1, le=60)
     bounds: Bounds = Field(default_factory=Bounds)
+    breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+
+
+class Verification(Strict):
+    """When and how an action is judged after it ran."""
+
+    settle: PositiveDuration | None = None  # default: the longest 'for' plus two grains
+    margin: float = Field(default=0.1, gt=0, le=1)
 
 
 class Policy(Strict):
@@ -237,6 +252,14 @@ class Policy(Strict):
     objectives: list[Objective] = Field(min_length=1)
     remediation: list[Step] = Field(default_factory=list)
     guards: Guards = Field(default_factory=Guards)
+    verification: Verification = Field(default_factory=Verification)
+
+    @property
+    def settle(self) -> timedelta:
+        """How long after an action its effect is judged: metrics lag, then a full window."""
+        if self.verification.settle is not None:
+            return self.verification.settle
+        return max(o.for_ + o.signal.grain * 2 for o in self.objectives)
 
     @model_validator(mode="after")
     def _within_bounds(self) -> Policy:
