@@ -23,6 +23,7 @@ from controller.config import Settings, SettingsError, load_settings
 from controller.emulator import ScenarioError, load_scenario
 from controller.model import Mode
 from controller.policy.loader import PolicyError, load_policies, policy_files
+from controller.registry import UnknownPlugin
 from controller.runtime import open_runtime
 from controller.server import make_app, serving
 from controller.telemetry import configure_logging
@@ -39,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         code: int = args.handler(args)
-    except (PolicyError, SettingsError, ScenarioError) as exc:
+    except (PolicyError, SettingsError, ScenarioError, UnknownPlugin) as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_BAD_INPUT
     except AuditCorrupt as exc:

@@ -65,6 +65,7 @@ class PassResult:
     reason: str
     intent: int | None = None  # the seq of the intent line written before a live action
     efficacy: Efficacy | None = None  # the last action's judgement, when made in this pass
+    breaker_opened: str | None = None  # the action whose breaker this pass's failure opened
 
     @property
     def worst(self) -> VerdictState:
@@ -183,6 +184,8 @@ class Reconciler:
             self._record(result, now, reconcile_id, "decision")
         elif changed or result.reason != memory.last_reason:
             self._record(result, now, reconcile_id, "verdict")
+        if result.breaker_opened is not None:
+            self._escalate(now, reconcile_id, result.verdicts, result.breaker_opened)
         memory.last_reason = result.reason
         return result
 
@@ -300,9 +303,20 @@ class Reconciler:
                 now + policy.settle,
                 {k: v for k, v in baseline.items() if v is not None},
             )
-        elif outcome.kind is OutcomeKind.FAILED:
-            self._feed_breaker(proposal.action, Efficacy.FAILED, now)
-        return PassResult(policy.name, verdicts, decision, outcome, decision.reason, intent)
+        opened = None
+        if outcome.kind is OutcomeKind.FAILED:
+            self._metrics.efficacy.labels(proposal.action, Efficacy.FAILED).inc()
+            if self._feed_breaker(proposal.action, Efficacy.FAILED, now):
+                opened = proposal.action
+        return PassResult(
+            policy.name,
+            verdicts,
+            decision,
+            outcome,
+            decision.reason,
+            intent,
+            breaker_opened=opened,
+        )
 
     async def _act(self, proposal: Proposal) -> Outcome:
         apply = self._registry.apply(self.policy.target.type, proposal.action)

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from controller.model import Observation, Outcome, Proposal, ResourceState
-from controller.policy.schema import Objective, Target
+from controller.policy.schema import Objective, Policy, Target
 
 
 class SignalSource(Protocol):
@@ -59,6 +59,20 @@ class Registry:
             return fn
 
         return record
+
+    def missing(self, policy: Policy) -> list[str]:
+        """What ``policy`` needs that nobody registered (checked before the loop starts)."""
+        kind = policy.target.type
+        needs: list[tuple[str, str, bool]] = [
+            ("signal source", o.signal.type, o.signal.type in self.signals)
+            for o in policy.objectives
+        ]
+        needs.append(("resource reader", kind, kind in self.readers))
+        needs += [
+            ("action", f"{kind}/{s.action}", (kind, s.action) in self.actions)
+            for s in policy.remediation
+        ]
+        return [f"policy {policy.name}: no {what} {name!r}" for what, name, ok in needs if not ok]
 
     def signal(self, name: str) -> SignalSource:
         try:

@@ -18,7 +18,7 @@ from controller.model import Mode
 from controller.plugins import default_registry
 from controller.policy.loader import LoadedPolicy, load_policies
 from controller.reconcile import PassResult, Reconciler
-from controller.registry import Registry
+from controller.registry import Registry, UnknownPlugin
 from controller.telemetry import Metrics
 
 
@@ -68,6 +68,9 @@ async def open_runtime(
             replayed = replay(log_file.records)
             audit = log_file
         registry = registry_factory(clients, clock)
+        missing = [m for item in loaded for m in registry.missing(item.policy)]
+        if missing:
+            raise UnknownPlugin("; ".join(missing))
         metrics = Metrics()
         run_mode = mode or settings.mode
         reconcilers = [

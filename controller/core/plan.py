@@ -2,9 +2,9 @@
 
 The ladder is walked from the top on every pass (level-based): the first step that
 can still change something is proposed. Incremental steps (``scaleOut``,
-``scaleUp``) repeat until they reach their limit; a one-shot step
-(``restartRevision``) runs once per breach episode, since repeating it while the
-breach goes on has already been shown not to help.
+``scaleUp``) repeat until they reach their limit or are judged not to have helped; a
+one-shot step (``restartRevision``) runs once per breach episode. Rungs used up in the
+current episode (``done_this_episode``) are skipped until the target is healthy again.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def plan(
     why = "; ".join(f"{v.objective}: {v.reason}" for v in breaches)
     exhausted: list[str] = []
     for index, step in enumerate(policy.remediation):
-        if step.action in ONE_SHOT_ACTIONS and index in done_this_episode:
-            exhausted.append(f"{step.action} already ran in this breach")
+        if index in done_this_episode:
+            exhausted.append(f"{step.action} already used in this breach")
             continue
         proposal = _propose(policy, index, step, state, why)
         if isinstance(proposal, Proposal):

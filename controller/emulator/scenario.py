@@ -27,6 +27,7 @@ WORKLOAD_FIELDS = {
     "cpuDemandCores": "cpu_demand_cores",
     "baseMemoryMiB": "base_memory_mib",
     "leakMiBPerMinute": "leak_mib_per_minute",
+    "cpuDemandPerReplicaCores": "cpu_demand_per_replica",
 }
 
 
@@ -47,6 +48,7 @@ class WorkloadSpec:
     cpu_demand_cores: float
     base_memory_mib: float
     leak_mib_per_minute: float = 0.0
+    cpu_demand_per_replica: float = 0.0  # burnt by every replica: more replicas do not help
 
 
 @dataclass(frozen=True)
@@ -336,12 +338,22 @@ def _resource(check: _Checker, raw: Any, subscription: str) -> ResourceSpec:
             )
         )
     wl = check.mapping(node["workload"], f"{what}: workload", node)
-    check.keys(wl, f"{what}: workload", {"cpuDemandCores", "baseMemoryMiB"}, {"leakMiBPerMinute"})
+    check.keys(
+        wl,
+        f"{what}: workload",
+        {"cpuDemandCores", "baseMemoryMiB"},
+        {"leakMiBPerMinute", "cpuDemandPerReplicaCores"},
+    )
     workload = WorkloadSpec(
         cpu_demand_cores=check.number(wl, "cpuDemandCores", "workload"),
         base_memory_mib=check.number(wl, "baseMemoryMiB", "workload"),
         leak_mib_per_minute=(
             check.number(wl, "leakMiBPerMinute", "workload") if "leakMiBPerMinute" in wl else 0.0
+        ),
+        cpu_demand_per_replica=(
+            check.number(wl, "cpuDemandPerReplicaCores", "workload")
+            if "cpuDemandPerReplicaCores" in wl
+            else 0.0
         ),
     )
     tags = node.get("tags") or {}

@@ -87,6 +87,7 @@ class Demand:
     cpu_demand_cores: float
     base_memory_mib: float
     leak_mib_per_minute: float
+    cpu_demand_per_replica: float = 0.0  # e.g. a hot loop in every replica
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,8 @@ class AppModel:
         demand = self.demand_at(minute)
         replicas = config.replicas
         capacity = replicas * config.cpu_per_replica
-        used = min(demand.cpu_demand_cores, capacity) * self._jitter(minute, "cpu")
+        wanted = demand.cpu_demand_cores + demand.cpu_demand_per_replica * replicas
+        used = min(wanted, capacity) * self._jitter(minute, "cpu")
         used = min(used, capacity)
         cpu_percent = min(100.0, used / capacity * 100) if capacity else 0.0
         limit = config.memory_mib_per_replica

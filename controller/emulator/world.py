@@ -62,7 +62,12 @@ class World:
                 tuple(Container(c.name, c.image, c.cpu, c.memory) for c in spec.containers),
             )
             wl = spec.workload
-            demand = Demand(wl.cpu_demand_cores, wl.base_memory_mib, wl.leak_mib_per_minute)
+            demand = Demand(
+                wl.cpu_demand_cores,
+                wl.base_memory_mib,
+                wl.leak_mib_per_minute,
+                wl.cpu_demand_per_replica,
+            )
             model = AppModel(spec.resource_id.lower(), start, config, demand, changes, self.wobble)
             self.resources[spec.resource_id.lower()] = AppResource(spec, model, dict(spec.tags))
         for f in self.scenario.faults:

@@ -76,7 +76,8 @@ def registry(signal: ConstantSignal, broken: set[str]) -> tuple[Registry, list[s
 
 def policy(name: str) -> Policy:
     target = {"type": "containerApp", "resourceId": APP_ID.replace("agentstudio-api", name)}
-    return make_policy(metadata={"name": name}, target=target)
+    ladder = [{"scaleOut": {"step": 1, "maxReplicas": 4}}]
+    return make_policy(metadata={"name": name}, target=target, remediation=ladder)
 
 
 def make_loop(reg: Registry, clock: VirtualClock, *policies: Policy) -> Loop:
@@ -98,6 +99,14 @@ async def run_for(loop: Loop, clock: VirtualClock, minutes: float) -> None:
         tg.start_soon(loop.run)
         await clock.drive(clock.now() + timedelta(minutes=minutes), sleepers=len(loop.reconcilers))
         tg.cancel_scope.cancel()
+
+
+def test_a_policy_needing_an_unregistered_plugin_is_refused() -> None:
+    """A ladder step nobody can run is found before the loop starts, not mid-incident."""
+    reg, _ = registry(ConstantSignal(1.0), set())
+    assert reg.missing(make_policy()) == [
+        "policy api-cpu: no action 'containerApp/scaleUp'",
+    ]
 
 
 def test_backoff_doubles_to_its_cap() -> None:

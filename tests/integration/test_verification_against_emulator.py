@@ -1,0 +1,91 @@
+"""Verification and breakers end to end: ineffective steps are skipped, failures open breakers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from controller.audit.log import check_file
+from controller.clock import VirtualClock
+from controller.emulator import Emulator, load_scenario
+from tests.conftest import START, emulator_settings, make_policy
+from tests.integration.helpers import run_controller
+
+pytestmark = pytest.mark.anyio
+
+HOT_LOOP = """\
+name: hot-loop
+description: every replica spins at 0.45 cores; more replicas do not help, more cores do
+start: "2026-01-01T00:00:00Z"
+duration: 1h
+subscription: 00000000-0000-0000-0000-000000000001
+resources:
+  - type: containerApp
+    resourceGroup: rg-agentstudio-prod
+    name: agentstudio-api
+    location: eastus
+    minReplicas: 1
+    maxReplicas: 10
+    revision: agentstudio-api--r1
+    containers:
+      - {name: api, image: agentstudio/api:1.4.2, cpu: 0.5, memory: 1Gi}
+    workload: {cpuDemandCores: 0.0, baseMemoryMiB: 300, cpuDemandPerReplicaCores: 0.1}
+timeline:
+  - {at: 2m, resource: agentstudio-api, cpuDemandPerReplicaCores: 0.45}
+policies: []
+"""
+
+
+async def test_an_action_that_did_not_help_is_not_repeated(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    """scaleOut leaves CPU at 90 %: it is judged not improved, and scaleUp comes next."""
+    path = tmp_path / "hot-loop.yaml"
+    path.write_text(HOT_LOOP)
+    emu = Emulator(load_scenario(path), now=clock.now, wobble=0)
+    policy = make_policy(guards={"cooldown": "1m", "maxActionsPerHour": 10})
+    async with emu.serve() as base_url:
+        settings = emulator_settings(base_url, tmp_path, mode="live")
+        records = await run_controller(settings, [policy], clock, START + timedelta(minutes=30))
+    ran = [r["action"] for r in records if r["kind"] == "result"]
+    judged = [(r["action"], r["efficacy"]) for r in records if r["kind"] == "verification"]
+    assert ran == ["scaleOut", "scaleUp"]
+    assert judged == [("scaleOut", "not-improved"), ("scaleUp", "improved")]
+    app = emu.state()["resources"][policy.target.resource_id]
+    assert app["cpuPercent"] < 70 and app["minReplicas"] == 2
+    assert check_file(settings.audit_path).ok
+
+
+async def test_three_failures_open_the_breaker_and_escalate(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    """Every write fails: after three failed scaleOuts the breaker opens for 30 minutes."""
+    emu = Emulator(load_scenario("cpu-spike"), now=clock.now, wobble=0)
+    emu.clear_faults()
+    emu.set_fault("lro-fail", duration_s=3 * 3600)
+    policy = make_policy(guards={"cooldown": "2m", "maxActionsPerHour": 20})
+    async with emu.serve() as base_url:
+        settings = emulator_settings(base_url, tmp_path, mode="live")
+        records = await run_controller(settings, [policy], clock, START + timedelta(minutes=50))
+    attempts = [r for r in records if r["kind"] == "result"]
+    escalations = [r for r in records if r["kind"] == "escalation"]
+    assert [r["outcome"] for r in attempts[:3]] == ["failed"] * 3
+    assert all("breaker" in e["reason"] for e in escalations)
+    opened = escalations[0]["ts"]
+    assert opened >= attempts[2]["ts"]
+    # while open, every proposal is denied by the breaker (or the cooldown)
+    while_open = [r for r in records if opened < r["ts"] and r["kind"] == "decision"]
+    assert while_open and {r["guard"] for r in while_open} <= {"breaker", "cooldown"}
+    # thirty minutes after opening, exactly one half-open trial; it fails and re-opens
+    [trial] = attempts[3:]
+    assert _minutes(opened, trial["ts"]) >= 30
+    assert len(escalations) == 2 and escalations[1]["ts"] >= trial["ts"]
+    assert emu.state()["resources"][policy.target.resource_id]["minReplicas"] == 1
+
+
+def _minutes(a: str, b: str) -> float:
+    from datetime import datetime
+
+    return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds() / 60
