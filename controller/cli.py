@@ -141,7 +141,7 @@ async def _run_async(settings: Settings, policies: Any, once: bool) -> int:
             for result in await runtime.loop.run_once():
                 print(render.pass_line(result, runtime.clock.now()))
             return EXIT_OK
-        app = make_app(runtime.loop, runtime.clock, runtime.metrics, settings.interval)
+        app = make_app(runtime.loop, runtime.clock, runtime.metrics)
         address = settings.listen_address
         async with anyio.create_task_group() as tg:
             tg.start_soon(_stop_on_signal, tg.cancel_scope)

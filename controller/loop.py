@@ -27,11 +27,17 @@ BACKOFF_BASE = timedelta(seconds=5)
 
 @dataclass
 class LoopHealth:
-    """When each target last completed a pass, for ``/healthz``."""
+    """Per target: the last completed pass, the next one due, and its interval."""
 
     started: datetime | None = None
     last_tick: dict[str, datetime] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
+    due: dict[str, datetime] = field(default_factory=dict)
+    intervals: dict[str, timedelta] = field(default_factory=dict)
+
+    def stalled(self, now: datetime) -> list[str]:
+        """Targets more than one of their own intervals past their next pass."""
+        return sorted(n for n, due in self.due.items() if now - due > self.intervals[n])
 
 
 def backoff(failures: int, interval: timedelta, cap: timedelta) -> timedelta:
@@ -92,17 +98,19 @@ class Loop:
         return results
 
     async def _target(self, reconciler: Reconciler) -> None:
+        name = reconciler.policy.name
         interval = self.interval_of(reconciler)
-        await self._clock.sleep(self._rng.uniform(0, self._jitter) * interval.total_seconds())
+        self.health.intervals[name] = interval
+        delay = interval * self._rng.uniform(0, self._jitter)
         while True:
+            self.health.due[name] = self._clock.now() + delay
+            await self._clock.sleep(delay.total_seconds())
             await self._pass(reconciler)
-            failures = self.health.failures.get(reconciler.policy.name, 0)
+            failures = self.health.failures.get(name, 0)
             if failures:
                 delay = backoff(failures, interval, self._backoff_max)
             else:
-                spread = self._rng.uniform(-self._jitter, self._jitter)
-                delay = interval * (1 + spread)
-            await self._clock.sleep(delay.total_seconds())
+                delay = interval * (1 + self._rng.uniform(-self._jitter, self._jitter))
 
     async def _pass(self, reconciler: Reconciler) -> PassResult | None:
         name = reconciler.policy.name

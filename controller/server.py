@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -14,28 +13,25 @@ from controller.loop import Loop
 from controller.telemetry import Metrics
 
 
-def health(loop: Loop, clock: Clock, interval: timedelta) -> tuple[bool, dict[str, object]]:
-    """Healthy while the loop has ticked (or started) within two intervals."""
+def health(loop: Loop, clock: Clock) -> tuple[bool, dict[str, object]]:
+    """Healthy while no target is more than one of its own intervals late for its pass."""
     now = clock.now()
-    window = interval * 2
-    ticks = list(loop.health.last_tick.values())
-    latest = max(ticks) if ticks else loop.health.started
-    healthy = latest is not None and now - latest <= window
-    return healthy, {
-        "status": "ok" if healthy else "stalled",
-        "lastTick": latest.isoformat() if latest else None,
+    stalled = loop.health.stalled(now)
+    return not stalled, {
+        "status": "stalled" if stalled else "ok",
+        "stalled": stalled,
         "targets": {name: ts.isoformat() for name, ts in loop.health.last_tick.items()},
         "failing": {name: n for name, n in loop.health.failures.items() if n},
     }
 
 
-def make_app(loop: Loop, clock: Clock, metrics: Metrics, interval: timedelta) -> web.Application:
+def make_app(loop: Loop, clock: Clock, metrics: Metrics) -> web.Application:
     async def metrics_handler(_: web.Request) -> web.Response:
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:
-        ok, detail = health(loop, clock, interval)
+        ok, detail = health(loop, clock)
         return web.json_response(detail, status=200 if ok else 503)
 
     app = web.Application()

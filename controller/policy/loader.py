@@ -158,14 +158,29 @@ def _message(error: Any) -> str:
 
 
 def _cross_file_problems(loaded: list[LoadedPolicy]) -> Iterator[Problem]:
-    """Names identify policies in the audit log, so they must be unique."""
-    first_seen: dict[str, LoadedPolicy] = {}
+    """Names identify policies in the audit log, and each target has one owner.
+
+    Two policies on one resource would each keep their own cooldown and budget, so
+    together they could act twice as often as either allows: that is refused.
+    """
+    names: dict[str, LoadedPolicy] = {}
+    targets: dict[str, LoadedPolicy] = {}
     for item in loaded:
-        earlier = first_seen.setdefault(item.policy.name, item)
+        earlier = names.setdefault(item.policy.name, item)
         if earlier is not item:
             yield Problem(
                 item.source,
                 item.line,
                 f"policy name '{item.policy.name}' is already used at "
                 f"{earlier.source}:{earlier.line}",
+            )
+            continue
+        owner = targets.setdefault(item.policy.target.resource_id.lower(), item)
+        if owner is not item:
+            yield Problem(
+                item.source,
+                item.line,
+                f"target {item.policy.target.resource_id} already belongs to policy "
+                f"'{owner.policy.name}' ({owner.source}:{owner.line}); put all of a target's "
+                "objectives in one policy",
             )

@@ -153,3 +153,44 @@ async def test_stop_is_immediate(clock: VirtualClock) -> None:
     loop = make_loop(reg, clock, policy("a"), policy("b"))
     with anyio.fail_after(1):
         await run_for(loop, clock, 1)
+
+
+class HangingSignal(ConstantSignal):
+    """A source whose backend never answers for one target."""
+
+    def __init__(self, value: float, hang_for: str) -> None:
+        super().__init__(value)
+        self.hang_for = hang_for
+        self.never = anyio.Event()
+
+    async def observe(
+        self, target: Target, objectives: Sequence[Objective], now: datetime
+    ) -> dict[str, Observation]:
+        if target.resource_id == self.hang_for:
+            await self.never.wait()
+        return await super().observe(target, objectives, now)
+
+
+async def test_health_names_a_stuck_target_by_its_own_interval(clock: VirtualClock) -> None:
+    """A pass stuck for over an interval makes /healthz stalled; a slow interval is not stuck."""
+    from controller.server import health
+
+    stuck = policy("stuck")
+    slow = make_policy(
+        metadata={"name": "slow"},
+        target={"type": "containerApp", "resourceId": APP_ID.replace("agentstudio-api", "slow")},
+        remediation=[],
+        interval="5m",
+    )
+    signal = HangingSignal(10.0, stuck.target.resource_id)
+    reg, _ = registry(signal, set())
+    loop = make_loop(reg, clock, stuck, slow)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(loop.run)
+        await clock.drive(START + timedelta(seconds=20), sleepers=1)
+        ok, _ = health(loop, clock)
+        assert ok  # not yet an interval late
+        await clock.drive(START + timedelta(minutes=4), sleepers=1)
+        ok, detail = health(loop, clock)
+        tg.cancel_scope.cancel()
+    assert not ok and detail["stalled"] == ["stuck"]

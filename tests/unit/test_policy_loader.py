@@ -159,3 +159,12 @@ def test_validate_command_accepts_the_shipped_examples(capsys: pytest.CaptureFix
     folder = Path(__file__).parents[2] / "policies"
     assert main(["validate", str(folder)]) == 0
     assert capsys.readouterr().out.startswith("ok: ")
+
+
+def test_one_target_has_one_policy(tmp_path: Path) -> None:
+    """Two policies on one app would double its cooldown and budget: refused, naming both."""
+    first = write(tmp_path, "a.yaml", GOOD)
+    second = write(tmp_path, "b.yaml", GOOD.replace("name: api-cpu", "name: api-memory"))
+    [problem] = problems(first, second)
+    assert problem.startswith(f"{second}:1: target ")
+    assert f"already belongs to policy 'api-cpu' ({first}:1)" in problem
