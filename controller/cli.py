@@ -21,6 +21,7 @@ from controller.audit.log import AuditCorrupt, MemoryAudit, check_file
 from controller.clock import VirtualClock
 from controller.config import Settings, SettingsError, load_settings
 from controller.emulator import ScenarioError, load_scenario
+from controller.loop import PassFailure
 from controller.model import Mode
 from controller.policy.loader import PolicyError, load_policies, policy_files
 from controller.registry import UnknownPlugin
@@ -126,7 +127,7 @@ def _plan(args: argparse.Namespace) -> int:
         print(json.dumps([render.pass_json(r) for r in results], indent=2))
     else:
         print(render.plan_table(results))
-    return EXIT_OK
+    return EXIT_FAILED if any(isinstance(r, PassFailure) for r in results) else EXIT_OK
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -138,9 +139,10 @@ def _run(args: argparse.Namespace) -> int:
 async def _run_async(settings: Settings, policies: Any, once: bool) -> int:
     async with open_runtime(settings, policies=policies) as runtime:
         if once:
-            for result in await runtime.loop.run_once():
+            results = await runtime.loop.run_once()
+            for result in results:
                 print(render.pass_line(result, runtime.clock.now()))
-            return EXIT_OK
+            return EXIT_FAILED if any(isinstance(r, PassFailure) for r in results) else EXIT_OK
         app = make_app(runtime.loop, runtime.clock, runtime.metrics)
         address = settings.listen_address
         async with anyio.create_task_group() as tg:

@@ -40,6 +40,18 @@ class LoopHealth:
         return sorted(n for n, due in self.due.items() if now - due > self.intervals[n])
 
 
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+
+
+@dataclass(frozen=True)
+class PassFailure:
+    """A pass that could not finish (the resource unreadable, the audit unwritable …)."""
+
+    policy: str
+    error: str
+
+
 def backoff(failures: int, interval: timedelta, cap: timedelta) -> timedelta:
     """5 s, 10 s, 20 s … after consecutive failures, never beyond ``cap`` (nor below zero)."""
     if failures <= 0:
@@ -85,16 +97,23 @@ class Loop:
             for reconciler in self.reconcilers:
                 tg.start_soon(self._target, reconciler, name=reconciler.policy.name)
 
-    async def run_once(self) -> list[PassResult]:
-        """One pass of every target, one after another (``run --once``, ``plan``)."""
+    async def run_once(self) -> list[PassResult | PassFailure]:
+        """One pass of every target, one after another (``run --once``, ``plan``).
+
+        Each target is also read once, so a wrong resource ID or a missing permission
+        shows here rather than at the first breach.
+        """
         self.health.started = self._clock.now()
         for reconciler in self.reconcilers:
             reconciler.register()
-        results = []
+        results: list[PassResult | PassFailure] = []
         for reconciler in self.reconcilers:
-            result = await self._pass(reconciler)
-            if result is not None:
-                results.append(result)
+            try:
+                await reconciler.read_state()
+            except Exception as exc:  # reported as the target's row
+                results.append(PassFailure(reconciler.policy.name, _describe(exc)))
+                continue
+            results.append(await self._pass(reconciler))
         return results
 
     async def _target(self, reconciler: Reconciler) -> None:
@@ -112,7 +131,7 @@ class Loop:
             else:
                 delay = interval * (1 + self._rng.uniform(-self._jitter, self._jitter))
 
-    async def _pass(self, reconciler: Reconciler) -> PassResult | None:
+    async def _pass(self, reconciler: Reconciler) -> PassResult | PassFailure:
         name = reconciler.policy.name
         try:
             with self._metrics.reconcile_seconds.labels(name).time():
@@ -122,7 +141,7 @@ class Loop:
             self.health.failures[name] = failures
             self._metrics.reconciles.labels(name, "error").inc()
             log.warning("reconcile failed", policy=name, failures=failures, error=repr(exc))
-            return None
+            return PassFailure(name, _describe(exc))
         self.health.failures[name] = 0
         now = self._clock.now()
         self.health.last_tick[name] = now

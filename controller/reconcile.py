@@ -37,6 +37,7 @@ from controller.model import (
     OutcomeKind,
     Proposal,
     Quality,
+    ResourceState,
     Verdict,
     VerdictState,
 )
@@ -129,12 +130,16 @@ class Reconciler:
         ):
             return await self._pass(reconcile_id)
 
+    async def read_state(self) -> ResourceState:
+        """The target as Azure has it now."""
+        return await self._registry.read_state(self.policy.target.type)(self.policy.target)
+
     async def settle(self) -> None:
         """Close an interrupted action by reading the resource: never by running it again."""
         intent = self.open_intent
         if intent is None:
             return
-        state = await self._registry.read_state(self.policy.target.type)(self.policy.target)
+        state = await self.read_state()
         action = str(intent["action"])
         result = landed(action, intent.get("after") or {}, state)
         outcome = OutcomeKind.SUCCEEDED if result else OutcomeKind.FAILED
@@ -263,7 +268,7 @@ class Reconciler:
         idle = nothing_to_do(policy, verdicts)
         if idle is not None:
             return PassResult(policy.name, verdicts, None, None, idle.reason)
-        state = await self._registry.read_state(policy.target.type)(policy.target)
+        state = await self.read_state()
         proposal = plan(policy, verdicts, state, memory.episode_steps)
         if isinstance(proposal, NoProposal):
             return PassResult(policy.name, verdicts, None, None, proposal.reason)

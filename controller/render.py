@@ -5,10 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from controller.loop import PassFailure
 from controller.reconcile import PassResult
 
 
-def pass_json(result: PassResult) -> dict[str, Any]:
+def pass_json(result: PassResult | PassFailure) -> dict[str, Any]:
+    if isinstance(result, PassFailure):
+        return {"policy": result.policy, "verdict": None, "error": result.error}
     decision = result.decision
     proposal = decision.proposal if decision else None
     return {
@@ -23,11 +26,14 @@ def pass_json(result: PassResult) -> dict[str, Any]:
     }
 
 
-def plan_table(results: list[PassResult]) -> str:
+def plan_table(results: list[PassResult | PassFailure]) -> str:
     """Targets × objectives × verdict × the action that would run, and why."""
     header = ("POLICY", "OBJECTIVE", "VALUE", "VERDICT", "ACTION", "WHY")
     rows: list[tuple[str, ...]] = [header]
     for result in results:
+        if isinstance(result, PassFailure):
+            rows.append((result.policy, "-", "-", "error", "-", result.error))
+            continue
         data = pass_json(result)
         action = data["action"] or "-"
         if data["action"] and data["decision"] == "deny":
@@ -43,12 +49,16 @@ def plan_table(results: list[PassResult]) -> str:
     return "\n".join(lines)
 
 
-def pass_line(result: PassResult, now: datetime, since: datetime | None = None) -> str:
+def pass_line(
+    result: PassResult | PassFailure, now: datetime, since: datetime | None = None
+) -> str:
     """One progress line: time, objective values, verdict, and any decision."""
     clock = now.strftime("%H:%M:%S")
     if since is not None:
         elapsed = int((now - since).total_seconds())
         clock = f"+{elapsed // 60:02d}:{elapsed % 60:02d}"
+    if isinstance(result, PassFailure):
+        return f"[{clock}] {result.policy}: pass failed: {result.error}"
     values = ", ".join(
         f"{v.objective}={'?' if v.value is None else f'{v.value:.1f}'} {v.state.value}"
         for v in result.verdicts

@@ -127,3 +127,22 @@ def test_run_live_scales_out(emulator_config: tuple[Path, str]) -> None:
     [app] = state["resources"].values()
     assert app["minReplicas"] >= 2
     assert any(r["outcome"] == "succeeded" for r in audit_lines(config))
+
+
+def test_plan_reports_a_target_it_cannot_read_and_exits_1(tmp_path: Path) -> None:
+    """A wrong resource ID shows as an error row, not an empty table, and the exit code says so."""
+    config = tmp_path / "settings.yaml"
+    port = free_port()
+    proc = cli("emulator", "--port", str(port), "--write-config", str(config))
+    try:
+        eventually(lambda: config.exists() and "clock" in config.read_text())
+        [policy_file] = (tmp_path / "settings.policies").iterdir()
+        policy_file.write_text(policy_file.read_text().replace("agentstudio-api", "no-such-app"))
+        plan = cli("plan", "--config", str(config), "--output", "json")
+        out, err = plan.communicate(timeout=60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    assert plan.returncode == 1, err
+    [row] = json.loads(out)
+    assert row["verdict"] is None and "ResourceNotFound" in row["error"]
