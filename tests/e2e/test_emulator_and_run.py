@@ -45,12 +45,14 @@ def get_json(url: str) -> Any:
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """The command as a process, with no REMEDIATOR_* variables but those given."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
     return subprocess.Popen(
         [sys.executable, "-m", "controller", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "REMEDIATOR_LOG_LEVEL": "warning", **(env or {})},
+        env={**inherited, "REMEDIATOR_LOG_LEVEL": "warning", **(env or {})},
     )
 
 
@@ -123,9 +125,12 @@ def test_run_in_dry_run_decides_but_writes_nothing(emulator_config: tuple[Path, 
 def test_run_live_scales_out(emulator_config: tuple[Path, str]) -> None:
     """With REMEDIATOR_MODE=live the same settings remediate for real, and stop on SIGTERM."""
     config, base = emulator_config
-    state, _ = run_until(config, base, {"REMEDIATOR_MODE": "live"}, lambda s: s["writes"] >= 1)
-    [app] = state["resources"].values()
-    assert app["minReplicas"] >= 2
+    def scaled(state: Any) -> bool:
+        [app] = state["resources"].values()
+        return bool(app["minReplicas"] >= 2)  # applied once the operation completed
+
+    state, _ = run_until(config, base, {"REMEDIATOR_MODE": "live"}, scaled)
+    assert state["writes"] >= 1
     assert any(r["outcome"] == "succeeded" for r in audit_lines(config))
 
 
