@@ -12,7 +12,7 @@ from controller.signals.azure_monitor import AzureMonitorSource
 def default_registry(clients: AzureClients, clock: Clock) -> Registry:
     """Azure Monitor metrics and the Container Apps actions."""
     registry = Registry()
-    registry.add_signal("azureMonitor", AzureMonitorSource(clients))
+    registry.add_signal("azureMonitor", AzureMonitorSource(clients, clock))
     apps = ContainerAppsActuator(clients, clock)
     registry.reader("containerApp")(apps.read)
     registry.action("containerApp", "scaleOut")(apps.scale_out)

@@ -7,6 +7,7 @@ read and checked before any policy is returned, so a bad file never half-applies
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,18 +133,27 @@ def _index_lines(
             yield from _index_lines(item, (*path, index), lines, file)
 
 
+_PATH_PREFIX = re.compile(r"^([A-Za-z_][\w]*(?:\.[\w]+)*): (.*)$", re.S)
+
+
 def _located(
     exc: ValidationError, lines: dict[PathKey, int], file: str, doc_line: int
 ) -> Iterator[Problem]:
     for error in exc.errors():
         loc: PathKey = tuple(error["loc"])
+        message = _message(error)
+        # A cross-field check names the key it is about; point at that key's line.
+        match = _PATH_PREFIX.match(message)
+        if match:
+            inner = tuple(int(p) if p.isdigit() else p for p in match.group(1).split("."))
+            if (*loc, *inner) in lines:
+                loc, message = (*loc, *inner), match.group(2)
         line = doc_line
         for end in range(len(loc), -1, -1):
             if loc[:end] in lines:
                 line = lines[loc[:end]]
                 break
         where = ".".join(str(part) for part in loc)
-        message = _message(error)
         yield Problem(file, line, f"{where}: {message}" if where else message)
 
 

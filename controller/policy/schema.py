@@ -40,7 +40,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from controller.durations import parse_duration
+from controller.durations import format_duration, parse_duration
 from controller.sizes import CONTAINER_APP_CPU_STEPS
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -53,6 +53,10 @@ def _positive(delta: timedelta) -> timedelta:
 
 
 PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
+
+AZURE_GRAINS = tuple(
+    timedelta(minutes=m) for m in (1, 5, 15, 30, 60, 360, 720, 1440)
+)  # PT1M … P1D: what the metrics APIs accept
 
 CONTAINER_APP_ID = re.compile(
     r"^/subscriptions/[0-9A-Za-z-]+/resourceGroups/[-\w.()]+/providers/"
@@ -77,7 +81,8 @@ class Metadata(Strict):
 class Target(Strict):
     type: Literal["containerApp"]
     resource_id: str
-    region: str | None = None  # lets signals use the batch metrics API for this target
+    # Azure's region name (eastus, westeurope …): lets signals use the batch metrics API
+    region: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9]{2,40}$")
 
     @field_validator("resource_id")
     @classmethod
@@ -108,9 +113,12 @@ class MetricSignal(Strict):
 
     @field_validator("grain")
     @classmethod
-    def _whole_minutes(cls, grain: timedelta) -> timedelta:
-        if grain.total_seconds() % 60:
-            raise ValueError("Azure Monitor grains are whole minutes (1m, 5m, 15m, 1h …)")
+    def _azure_grain(cls, grain: timedelta) -> timedelta:
+        if grain not in AZURE_GRAINS:
+            allowed = ", ".join(format_duration(g) for g in AZURE_GRAINS)
+            raise ValueError(
+                f"Azure Monitor serves grains of {allowed}; got {format_duration(grain)}"
+            )
         return grain
 
 
@@ -130,18 +138,19 @@ class Objective(Strict):
     def _consistent_lines(self) -> Objective:
         if self.for_ < self.signal.grain:
             raise ValueError(
-                f"'for' ({self.for_}) must be at least one grain ({self.signal.grain})"
+                f"for: must be at least one grain ({format_duration(self.signal.grain)}), "
+                f"got {format_duration(self.for_)}"
             )
         if self.clear is not None:
             below = self.comparison in ("<", "<=")
             if below and self.clear > self.threshold:
                 raise ValueError(
-                    f"'clear' ({self.clear:g}) must be at or below the threshold "
+                    f"clear: ({self.clear:g}) must be at or below the threshold "
                     f"({self.threshold:g}) when the objective is '{self.comparison}'"
                 )
             if not below and self.clear < self.threshold:
                 raise ValueError(
-                    f"'clear' ({self.clear:g}) must be at or above the threshold "
+                    f"clear: ({self.clear:g}) must be at or above the threshold "
                     f"({self.threshold:g}) when the objective is '{self.comparison}'"
                 )
         return self
@@ -193,6 +202,8 @@ class Step(Strict):
         if isinstance(data, dict) and len(data) != 1:
             names = "scaleOut, scaleUp, restartRevision"
             raise ValueError(f"each step names exactly one action ({names}), got {len(data)}")
+        if isinstance(data, dict):  # `- restartRevision:` with nothing after it means {}
+            return {k: {} if v is None else v for k, v in data.items()}
         return data
 
     @property
@@ -264,11 +275,11 @@ class Policy(Strict):
     @model_validator(mode="after")
     def _within_bounds(self) -> Policy:
         names = [o.name for o in self.objectives]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise ValueError(f"objective names must be unique, repeated: {', '.join(duplicates)}")
+        for index, name in enumerate(names):
+            if name in names[:index]:
+                raise ValueError(f"objectives.{index}.name: '{name}' is used twice")
         bounds = self.guards.bounds
-        for step in self.remediation:
+        for index, step in enumerate(self.remediation):
             p = step.params
             if (
                 isinstance(p, ScaleOut)
@@ -276,13 +287,13 @@ class Policy(Strict):
                 and p.max_replicas > bounds.max_replicas
             ):
                 raise ValueError(
-                    f"scaleOut.maxReplicas ({p.max_replicas}) exceeds "
+                    f"remediation.{index}.scaleOut.maxReplicas: {p.max_replicas} exceeds "
                     f"guards.bounds.maxReplicas ({bounds.max_replicas})"
                 )
             if isinstance(p, ScaleUp) and bounds.max_cpu is not None and p.max_cpu > bounds.max_cpu:
                 raise ValueError(
-                    f"scaleUp.maxCpu ({p.max_cpu:g}) exceeds guards.bounds.maxCpu "
-                    f"({bounds.max_cpu:g})"
+                    f"remediation.{index}.scaleUp.maxCpu: {p.max_cpu:g} exceeds "
+                    f"guards.bounds.maxCpu ({bounds.max_cpu:g})"
                 )
         return self
 

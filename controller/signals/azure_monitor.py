@@ -15,7 +15,7 @@ why — the evaluator then calls the objective unknown.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,11 +23,14 @@ from typing import Any
 import anyio
 from azure.core.exceptions import AzureError, HttpResponseError
 
+from controller.azure import retry
 from controller.azure.clients import AzureClients
+from controller.clock import Clock
 from controller.model import Observation, Quality, Sample
 from controller.policy.schema import MetricSignal, Objective, Target
 
 MAX_BATCH = 50
+MAX_SERIES = 100  # series per metric when a filter splits by dimension (Azure's default is 10)
 NAMESPACES = {"containerApp": "Microsoft.App/containerApps"}
 _AGG_FIELD = {
     "Average": "average",
@@ -52,7 +55,8 @@ class QueryShape:
     window: timedelta
 
 
-Series = dict[tuple[str, str], list[Sample]]  # (metric, aggregation) → samples
+# (metric, aggregation) → one sample list per time series (several when split by dimension)
+Series = dict[tuple[str, str], list[list[Sample]]]
 
 
 @dataclass
@@ -67,8 +71,11 @@ class _Fetch:
 class AzureMonitorSource:
     """The ``azureMonitor`` signal source."""
 
-    def __init__(self, clients: AzureClients, share_for: timedelta = timedelta(seconds=20)):
+    def __init__(
+        self, clients: AzureClients, clock: Clock, share_for: timedelta = timedelta(seconds=20)
+    ) -> None:
         self._clients = clients
+        self._clock = clock
         self._share_for = share_for
         self._members: dict[QueryShape, set[str]] = {}
         self._fetches: dict[QueryShape, _Fetch] = {}
@@ -114,18 +121,23 @@ class AzureMonitorSource:
             client = await self._clients.metrics(shape.region)
             for start in range(0, len(ids), MAX_BATCH):
                 self.calls += 1
-                results = await client.query_resources(
-                    resource_ids=ids[start : start + MAX_BATCH],
-                    metric_namespace=shape.namespace,
-                    metric_names=list(shape.metrics),
-                    timespan=(now - shape.window, now),
-                    granularity=shape.grain,
-                    aggregations=list(shape.aggregations),
-                    filter=shape.filter,
+                chunk = ids[start : start + MAX_BATCH]
+                results = await retry.call(
+                    self._clock,
+                    lambda chunk=chunk: client.query_resources(  # type: ignore[misc]
+                        resource_ids=chunk,
+                        metric_namespace=shape.namespace,
+                        metric_names=list(shape.metrics),
+                        timespan=(now - shape.window, now),
+                        granularity=shape.grain,
+                        aggregations=list(shape.aggregations),
+                        filter=shape.filter,
+                        max_results=MAX_SERIES if shape.filter else None,
+                    ),
                 )
                 for result in results:
                     for metric in result.metrics:
-                        owner = metric.id.split("/providers/Microsoft.Insights/metrics/")[0]
+                        owner = metric.id.lower().split("/providers/microsoft.insights/metrics/")[0]
                         series = fetch.results.setdefault(owner.lower(), {})
                         _collect(series, metric.name, metric.timeseries, shape.aggregations)
         except (AzureError, OSError, ValueError, KeyError, TypeError) as exc:
@@ -139,14 +151,18 @@ class AzureMonitorSource:
         try:
             client = await self._clients.monitor(shape.subscription)
             self.calls += 1
-            response = await client.metrics.list(
-                resource_id,
-                timespan=f"{_iso(now - shape.window)}/{_iso(now)}",
-                interval=_iso_duration(shape.grain),
-                metricnames=",".join(shape.metrics),
-                aggregation=",".join(shape.aggregations),
-                filter=shape.filter,
-                metricnamespace=shape.namespace,
+            response = await retry.call(
+                self._clock,
+                lambda: client.metrics.list(
+                    resource_id,
+                    timespan=f"{_iso(now - shape.window)}/{_iso(now)}",
+                    interval=_iso_duration(shape.grain),
+                    metricnames=",".join(shape.metrics),
+                    aggregation=",".join(shape.aggregations),
+                    filter=shape.filter,
+                    metricnamespace=shape.namespace,
+                    top=MAX_SERIES if shape.filter else None,
+                ),
             )
             series: Series = {}
             for metric in response.value or []:
@@ -182,43 +198,57 @@ def _merge(target: Target, objectives: Sequence[Objective]) -> QueryShape:
 
 
 def _collect(series: Series, metric: str, timeseries: Iterable[Any], aggs: Sequence[str]) -> None:
-    """Fold (possibly dimension-split) time series into one sample list per aggregation.
-
-    When a filter splits a metric into several series, sums are added and other
-    aggregations take the largest value, so a single hot replica is not averaged away.
-    """
+    """Keep every (possibly dimension-split) time series, one sample list each."""
     for aggregation in aggs:
         attr = _AGG_FIELD[aggregation]
-        merged: dict[datetime, float | None] = {}
+        kept = series.setdefault((metric.lower(), aggregation), [])
         for ts in timeseries:
+            samples = []
             for point in ts.data or []:
                 stamp = getattr(point, "timestamp", None) or getattr(point, "time_stamp", None)
                 if stamp is None:
                     continue
                 value = getattr(point, attr, None)
-                prior = merged.get(stamp)
-                if value is None:
-                    merged.setdefault(stamp, None)
-                elif prior is None:
-                    merged[stamp] = float(value)
-                elif aggregation in ("Total", "Count"):
-                    merged[stamp] = prior + float(value)
-                else:
-                    merged[stamp] = max(prior, float(value))
-        series[(metric.lower(), aggregation)] = [Sample(t, v) for t, v in sorted(merged.items())]
+                samples.append(Sample(stamp, None if value is None else float(value)))
+            kept.append(samples)
+
+
+def combine(split: Sequence[Sequence[Sample]], aggregation: str, comparison: str) -> list[Sample]:
+    """Fold dimension-split series into one, toward the objective's worst side.
+
+    Sums (``Total``, ``Count``) add back up to the whole. Other aggregations take, per
+    bucket, the value that most threatens the objective — the largest for ``<``
+    objectives, the smallest for ``>`` — so one bad replica is not averaged away.
+    """
+    worst = max if comparison in ("<", "<=") else min
+    merged: dict[datetime, float | None] = {}
+    for samples in split:
+        for sample in samples:
+            prior = merged.get(sample.ts)
+            if sample.value is None:
+                merged.setdefault(sample.ts, None)
+            elif prior is None:
+                merged[sample.ts] = sample.value
+            elif aggregation in ("Total", "Count"):
+                merged[sample.ts] = prior + sample.value
+            else:
+                merged[sample.ts] = worst(prior, sample.value)
+    return [Sample(t, v) for t, v in sorted(merged.items())]
 
 
 def _observation(
     target: Target,
     objective: Objective,
-    series: Mapping[tuple[str, str], list[Sample]],
+    series: Series,
     error: str | None,
     now: datetime,
 ) -> Observation:
     name = f"{objective.signal.metric}/{objective.signal.aggregation}"
     if error is not None:
         return Observation(target.resource_id, name, (), Quality.ERROR, now, error)
-    samples = tuple(series.get((objective.signal.metric.lower(), objective.signal.aggregation), []))
+    signal = objective.signal
+    split = series.get((signal.metric.lower(), signal.aggregation), [])
+    samples = tuple(combine(split, signal.aggregation, objective.comparison))
     if not any(s.value is not None for s in samples):
         return Observation(target.resource_id, name, samples, Quality.MISSING, now)
     return Observation(target.resource_id, name, samples, Quality.GOOD, now)
@@ -236,5 +266,10 @@ def _iso(moment: datetime) -> str:
 
 
 def _iso_duration(delta: timedelta) -> str:
+    """PT1M, PT5M … PT1H, PT6H, PT12H, P1D: the spellings the metrics API accepts."""
     minutes = int(delta.total_seconds() // 60)
-    return f"PT{minutes // 60}H" if minutes % 60 == 0 and minutes >= 60 else f"PT{minutes}M"
+    if minutes % 1440 == 0:
+        return f"P{minutes // 1440}D"
+    if minutes % 60 == 0:
+        return f"PT{minutes // 60}H"
+    return f"PT{minutes}M"

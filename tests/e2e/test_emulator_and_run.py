@@ -125,6 +125,7 @@ def test_run_in_dry_run_decides_but_writes_nothing(emulator_config: tuple[Path, 
 def test_run_live_scales_out(emulator_config: tuple[Path, str]) -> None:
     """With REMEDIATOR_MODE=live the same settings remediate for real, and stop on SIGTERM."""
     config, base = emulator_config
+
     def scaled(state: Any) -> bool:
         [app] = state["resources"].values()
         return bool(app["minReplicas"] >= 2)  # applied once the operation completed

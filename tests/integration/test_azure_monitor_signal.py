@@ -61,7 +61,7 @@ async def fleet(
     async with emu.serve() as base_url:
         settings = emulator_settings(base_url, tmp_path)
         async with AzureClients(settings, make_credential("emulator")) as clients:
-            yield emu, AzureMonitorSource(clients)
+            yield emu, AzureMonitorSource(clients, clock)
 
 
 def metric_calls(emu: Emulator) -> tuple[list[int], int]:

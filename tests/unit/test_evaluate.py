@@ -97,3 +97,15 @@ def test_other_comparisons(
         objective={"comparison": comparison, "threshold": threshold, "clear": clear}
     ).objectives[0]
     assert evaluate(objective, series(*values), NOW).state is expected
+
+
+def test_split_series_combine_toward_the_objectives_worst_side() -> None:
+    """One bad replica is not averaged away: max for '<' objectives, min for '>', sums add."""
+    from controller.signals.azure_monitor import combine
+
+    t = NOW - timedelta(minutes=1)
+    a, b = [Sample(t, 99.9)], [Sample(t, 50.0)]
+    assert combine([a, b], "Average", "<")[0].value == 99.9
+    assert combine([a, b], "Minimum", ">")[0].value == 50.0
+    assert combine([a, b], "Total", "<")[0].value == 149.9
+    assert combine([[Sample(t, None)], b], "Average", "<")[0].value == 50.0

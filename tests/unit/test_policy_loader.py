@@ -75,9 +75,9 @@ def test_a_good_policy_loads(tmp_path: Path) -> None:
         ("  - scaleOut:", "  - scaleDown:", 17, "remediation.0.scaleDown: unknown key"),
         (
             "      metric: CpuPercentage",
-            "      metric: CpuPercentage\n      grain: 90s",
+            "      metric: CpuPercentage\n      grain: 7m",
             12,
-            "whole minutes",
+            "Azure Monitor serves grains of 1m, 5m",
         ),
     ],
 )
@@ -109,15 +109,26 @@ def test_duplicate_keys_are_reported(tmp_path: Path) -> None:
     assert any(p.startswith(f"{path}:15: duplicate key 'threshold'") for p in problems(path))
 
 
-def test_cross_field_rules(tmp_path: Path) -> None:
-    """A clearing line on the wrong side of the threshold, or a step over its bound, is refused."""
+def test_cross_field_rules_point_at_the_key_they_are_about(tmp_path: Path) -> None:
+    """A clearing line on the wrong side, or a step over its bound, names that key's line."""
     wrong_clear = GOOD.replace("    threshold: 70", "    threshold: 70\n    clear: 80")
     over_bound = GOOD + "guards:\n  bounds:\n    maxReplicas: 3\n"
     p1 = write(tmp_path, "clear.yaml", wrong_clear)
     p2 = write(tmp_path, "bound.yaml", over_bound)
-    found = problems(p1, p2)
-    assert any(f"{p1}:" in p and "'clear' (80) must be at or below" in p for p in found)
-    assert any(f"{p2}:" in p and "exceeds guards.bounds.maxReplicas" in p for p in found)
+    assert problems(p1, p2) == [
+        f"{p1}:15: objectives.0.clear: (80) must be at or below the threshold (70) "
+        "when the objective is '<'",
+        f"{p2}:19: remediation.0.scaleOut.maxReplicas: 4 exceeds guards.bounds.maxReplicas (3)",
+    ]
+
+
+def test_an_empty_step_is_an_empty_mapping(tmp_path: Path) -> None:
+    """`- restartRevision:` with nothing after it is the same as `{}`."""
+    text = GOOD.replace(
+        "  - scaleOut:\n      step: 1\n      maxReplicas: 4\n", "  - restartRevision:\n"
+    )
+    [loaded] = load_policies([write(tmp_path, "restart.yaml", text)])
+    assert loaded.policy.remediation[0].action == "restartRevision"
 
 
 def test_all_files_are_checked_and_nothing_is_returned_if_any_is_bad(tmp_path: Path) -> None:
