@@ -6,13 +6,14 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
+import anyio
 import pytest
 
 from controller.azure.clients import AzureClients
 from controller.azure.credentials import make_credential
 from controller.clock import VirtualClock
 from controller.emulator import Emulator, load_scenario
-from controller.model import Quality
+from controller.model import Observation, Quality
 from controller.policy.schema import Policy
 from controller.signals.azure_monitor import AzureMonitorSource
 from tests.conftest import APP_ID, START, emulator_settings, make_policy
@@ -139,5 +140,25 @@ async def test_failures_become_quality_not_exceptions(
     emu, source = fleet
     emu.set_fault(fault)
     for policy in (app_policy(1), app_policy(2, region=None)):
-        observed = await source.observe(policy.target, policy.objectives, clock.now())
+        observed = await driven(source, policy, clock)
         assert observed["cpu"].quality is quality
+    reads = [r for r in emu.requests if "metrics" in r["path"].lower()]
+    # a 500 is retried (three attempts in all, on the controller's clock); empty data is not
+    assert len(reads) == (6 if fault == "metrics-error" else 2)
+
+
+async def driven(
+    source: AzureMonitorSource, policy: Policy, clock: VirtualClock
+) -> dict[str, Observation]:
+    """Observe while moving virtual time, so retry waits pass."""
+    out: dict[str, Observation] = {}
+
+    async def observe() -> None:
+        out.update(await source.observe(policy.target, policy.objectives, clock.now()))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(observe)
+        await clock.drive(
+            clock.now() + timedelta(minutes=1), sleepers=1, stop_when=lambda: bool(out)
+        )
+    return out
