@@ -109,6 +109,7 @@ class ResourceState:
     max_replicas: int = 10
     containers: tuple[ContainerSize, ...] = ()
     latest_revision: str | None = None
+    replicas: int | None = None  # running now (an autoscaler may hold more than the minimum)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-friendly picture for audit lines and the demo's summary."""
@@ -119,6 +120,7 @@ class ResourceState:
                 {"name": c.name, "cpu": c.cpu, "memory": c.memory} for c in self.containers
             ],
             "latestRevision": self.latest_revision,
+            "replicas": self.replicas,
         }
 
 

@@ -24,9 +24,12 @@ def parse_memory_gib(memory: str) -> float:
     return float(text) / (1024**3)
 
 
-def next_cpu_step(current: float, ceiling: float) -> float | None:
-    """The smallest valid CPU above ``current`` and not above ``ceiling``, if any."""
+def next_cpu_step(current: float, ceiling: float, memory_gib: float = 0.0) -> float | None:
+    """The smallest valid CPU above ``current``, not above ``ceiling``, whose paired memory
+    is at least ``memory_gib`` — a scale-up never takes memory away."""
     for cpu in CONTAINER_APP_CPU_STEPS:
-        if cpu > current + 1e-9 and cpu <= ceiling + 1e-9:
+        if cpu <= current + 1e-9 or cpu > ceiling + 1e-9:
+            continue
+        if cpu * GIB_PER_CORE + 1e-9 >= memory_gib:
             return cpu
     return None

@@ -7,6 +7,7 @@ and reads back what is now there for the audit's ``after``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -35,8 +36,20 @@ class ContainerAppsActuator:
         self._clock = clock
 
     async def read(self, target: Target) -> ResourceState:
+        """The app's scale and sizes, and how many replicas its latest revision runs."""
         app = await self._get(target.resource_id)
-        return to_state(target.resource_id, app)
+        state = to_state(target.resource_id, app)
+        if state.latest_revision is None:
+            return state
+        sub, rg, name = split_id(target.resource_id)
+        client = await self._clients.container_apps(sub)
+        revision = await retry.call(
+            self._clock,
+            lambda: client.container_apps_revisions.get_revision(
+                rg, name, state.latest_revision or ""
+            ),
+        )
+        return replace(state, replicas=revision.replicas)
 
     async def _get(self, resource_id: str) -> ContainerApp:
         sub, rg, name = split_id(resource_id)
@@ -65,7 +78,7 @@ class ContainerAppsActuator:
             scale["minReplicas"] = wanted_min
         if before.max_replicas < wanted_max:
             scale["maxReplicas"] = wanted_max
-        return await self._apply_scale(target, before, {"scale": scale} if scale else {})
+        return await self._apply_scale(target, proposal, before, {"scale": scale} if scale else {})
 
     async def scale_up(self, target: Target, proposal: Proposal) -> Outcome:
         """Give one container the next CPU/memory pair, resending the whole container list."""
@@ -89,26 +102,25 @@ class ContainerAppsActuator:
                 changed = True
             container["resources"] = resources
         if not any(c.get("name") == name for c in containers):
-            return Outcome(
-                OutcomeKind.FAILED,
-                before.summary(),
-                before.summary(),
-                f"container {name!r} not found",
-            )
+            seen = view(before, proposal)
+            return Outcome(OutcomeKind.FAILED, seen, seen, f"container {name!r} not found")
         return await self._apply_scale(
-            target, before, {"containers": containers} if changed else {}
+            target, proposal, before, {"containers": containers} if changed else {}
         )
 
     async def _apply_scale(
-        self, target: Target, before: ResourceState, template: dict[str, Any]
+        self,
+        target: Target,
+        proposal: Proposal,
+        before: ResourceState,
+        template: dict[str, Any],
     ) -> Outcome:
         if not template:
-            return Outcome(
-                OutcomeKind.SUCCEEDED, before.summary(), before.summary(), "already as proposed"
-            )
+            seen = view(before, proposal)
+            return Outcome(OutcomeKind.SUCCEEDED, seen, seen, "already as proposed")
         await self._patch(target.resource_id, {"properties": {"template": template}})
         after = to_state(target.resource_id, await self._get(target.resource_id))
-        return Outcome(OutcomeKind.SUCCEEDED, before.summary(), after.summary())
+        return Outcome(OutcomeKind.SUCCEEDED, view(before, proposal), view(after, proposal))
 
     async def restart_revision(self, target: Target, proposal: Proposal) -> Outcome:
         """Restart the latest active revision (found afresh, not trusted from the plan)."""
@@ -135,6 +147,18 @@ class ContainerAppsActuator:
         )
         state = {"revision": revision}
         return Outcome(OutcomeKind.SUCCEEDED, state, {**state, "restarted": True})
+
+
+def view(state: ResourceState, proposal: Proposal) -> dict[str, Any]:
+    """The state in the proposal's own terms, so audit ``before``/``after`` read the same
+    in dry-run (the proposal's view) and live (what Azure reports)."""
+    if "container" in proposal.after:
+        for c in state.containers:
+            if c.name == proposal.after["container"]:
+                return {"container": c.name, "cpu": c.cpu, "memory": c.memory}
+        return {"container": proposal.after["container"]}
+    summary = state.summary()
+    return {k: summary[k] for k in proposal.after if k in summary}
 
 
 def to_state(resource_id: str, app: ContainerApp) -> ResourceState:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from controller.model import ContainerSize, Proposal, ResourceState, Verdict, VerdictState
 from controller.policy.schema import Policy, RestartRevision, ScaleOut, ScaleUp, Step
-from controller.sizes import memory_for, next_cpu_step
+from controller.sizes import memory_for, next_cpu_step, parse_memory_gib
 
 ONE_SHOT_ACTIONS = frozenset({"restartRevision"})
 
@@ -74,11 +74,13 @@ def _propose(
 
 
 def _scale_out(index: int, step: ScaleOut, state: ResourceState, why: str) -> Proposal | NoProposal:
-    current = state.min_replicas
+    """Raise the floor above what runs now: an autoscaler may already run more than the
+    minimum, and a floor below that would change nothing."""
+    current = max(state.min_replicas, state.replicas or 0)
     wanted = min(current + step.step, step.max_replicas)
     if wanted <= current:
         return NoProposal(f"scaleOut at its limit ({current} of {step.max_replicas} replicas)")
-    before = {"minReplicas": current, "maxReplicas": state.max_replicas}
+    before = {"minReplicas": state.min_replicas, "maxReplicas": state.max_replicas}
     after = {"minReplicas": wanted, "maxReplicas": max(state.max_replicas, wanted)}
     return Proposal("scaleOut", index, after, before, after, why)
 
@@ -89,9 +91,13 @@ def _scale_up(
     container = _container(state, step.container)
     if container is None:
         return NoProposal(f"scaleUp: no container {step.container or ''} on the app".strip())
-    cpu = next_cpu_step(container.cpu, step.max_cpu)
+    memory = parse_memory_gib(container.memory) if container.memory else 0.0
+    cpu = next_cpu_step(container.cpu, step.max_cpu, memory)
     if cpu is None:
-        return NoProposal(f"scaleUp at its limit ({container.cpu:g} of {step.max_cpu:g} cores)")
+        return NoProposal(
+            f"scaleUp at its limit ({container.cpu:g} cores, {container.memory} of "
+            f"{step.max_cpu:g} cores)"
+        )
     before = {"container": container.name, "cpu": container.cpu, "memory": container.memory}
     after = {"container": container.name, "cpu": cpu, "memory": memory_for(cpu)}
     return Proposal("scaleUp", index, after, before, after, why)

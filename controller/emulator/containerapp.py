@@ -6,6 +6,7 @@ round-trip: whatever the emulator serves, it accepts back unchanged.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,8 +52,14 @@ class AppResource:
 
 
 def containers_json(config: AppConfig) -> list[dict[str, Any]]:
+    """Containers as stored: the fields sent, with resources as the model holds them."""
     return [
-        {"name": c.name, "image": c.image, "resources": {"cpu": c.cpu, "memory": c.memory}}
+        {
+            "name": c.name,
+            "image": c.image,
+            **json.loads(c.extra),
+            "resources": {"cpu": c.cpu, "memory": c.memory},
+        }
         for c in config.containers
     ]
 
@@ -226,4 +233,5 @@ def _container(raw: Any) -> Container:
             "CPU - Memory combinations: [cpu: 0.25, memory: 0.5Gi]; [cpu: 0.5, memory: 1.0Gi]; "
             "... [cpu: 4.0, memory: 8.0Gi]",
         )
-    return Container(name=name, image=image, cpu=float(cpu), memory=memory)
+    extra = {k: v for k, v in raw.items() if k not in ("name", "image", "resources")}
+    return Container(name=name, image=image, cpu=float(cpu), memory=memory, extra=json.dumps(extra))

@@ -52,6 +52,7 @@ class Container:
     image: str
     cpu: float
     memory: str
+    extra: str = "{}"  # every other field as sent (env, probes, volumeMounts …), JSON
 
     @property
     def memory_mib(self) -> float:

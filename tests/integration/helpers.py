@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import anyio
 
 from controller.audit.log import read_records
@@ -38,3 +39,16 @@ def audit_records(path: Path) -> list[dict[str, Any]]:
 
 def actions(records: list[dict[str, Any]], outcome: str = "succeeded") -> list[dict[str, Any]]:
     return [r for r in records if r["outcome"] == outcome]
+
+
+async def raw_patch(base_url: str, resource_id: str, body: dict[str, Any]) -> None:
+    """Change the emulated app over plain HTTP (as someone else would), waiting for it."""
+    url = f"{base_url}{resource_id}?api-version=2026-07-01"
+    async with aiohttp.ClientSession(headers={"Authorization": "Bearer t"}) as session:
+        async with session.patch(url, json=body) as response:
+            assert response.status == 202, await response.text()
+            status_url = response.headers["Azure-AsyncOperation"]
+        while True:
+            async with session.get(status_url) as response:
+                if (await response.json())["status"] == "Succeeded":
+                    return

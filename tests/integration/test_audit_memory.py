@@ -6,7 +6,6 @@ import random
 from datetime import timedelta
 from pathlib import Path
 
-import aiohttp
 import anyio
 import pytest
 
@@ -16,7 +15,7 @@ from controller.emulator import Emulator
 from controller.policy.loader import LoadedPolicy
 from controller.runtime import open_runtime
 from tests.conftest import START, emulator_settings, make_policy
-from tests.integration.helpers import actions, audit_records, run_controller
+from tests.integration.helpers import actions, audit_records, raw_patch, run_controller
 
 pytestmark = pytest.mark.anyio
 POLICY = make_policy(guards={"cooldown": "20m", "maxActionsPerHour": 10})
@@ -76,7 +75,8 @@ async def test_an_interrupted_action_is_settled_by_reading_not_retried(
     with AuditLog(settings.audit_path) as audit:
         audit.append(intent_line(2))
     if already_applied:  # the crash came after Azure accepted the write
-        await _patch_min_replicas(base_url, 2)
+        body = {"properties": {"template": {"scale": {"minReplicas": 2}}}}
+        await raw_patch(base_url, POLICY.target.resource_id, body)
     writes_before = emu.writes
     await clock.advance(9 * 60)
     records = await run_controller(settings, [POLICY], clock, START + timedelta(minutes=12))
@@ -85,18 +85,6 @@ async def test_an_interrupted_action_is_settled_by_reading_not_retried(
     assert "settled after an interruption" in settled[0]["reason"]
     assert emu.writes == writes_before  # the cooldown from the intent holds: no blind retry
     assert check_file(settings.audit_path).ok
-
-
-async def _patch_min_replicas(base_url: str, value: int) -> None:
-    url = f"{base_url}{POLICY.target.resource_id}?api-version=2026-07-01"
-    body = {"properties": {"template": {"scale": {"minReplicas": value}}}}
-    async with aiohttp.ClientSession(headers={"Authorization": "Bearer t"}) as session:
-        async with session.patch(url, json=body) as response:
-            status_url = response.headers["Azure-AsyncOperation"]
-        while True:
-            async with session.get(status_url) as response:
-                if (await response.json())["status"] == "Succeeded":
-                    return
 
 
 class BrokenAudit:

@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import pytest
+from azure.core.exceptions import HttpResponseError
 
 from controller.actions.container_apps import ContainerAppsActuator
 from controller.azure.clients import AzureClients
@@ -17,6 +18,7 @@ from controller.clock import VirtualClock
 from controller.emulator import Emulator
 from controller.model import OutcomeKind, Proposal
 from tests.conftest import emulator_settings, make_policy
+from tests.integration.helpers import raw_patch
 
 pytestmark = pytest.mark.anyio
 TARGET = make_policy().target
@@ -47,6 +49,7 @@ async def test_read_reports_size_and_revision(
     assert (state.min_replicas, state.max_replicas) == (1, 10)
     assert [(c.name, c.cpu, c.memory) for c in state.containers] == [("api", 0.5, "1Gi")]
     assert state.latest_revision == "agentstudio-api--r1"
+    assert state.replicas == 1
     assert emulator[0].writes == 0
 
 
@@ -59,7 +62,8 @@ async def test_scale_out_patches_only_the_scale(
         TARGET, proposal("scaleOut", {"minReplicas": 3, "maxReplicas": 10})
     )
     assert outcome.kind is OutcomeKind.SUCCEEDED
-    assert outcome.before["minReplicas"] == 1 and outcome.after["minReplicas"] == 3
+    assert outcome.before == {"minReplicas": 1, "maxReplicas": 10}
+    assert outcome.after == {"minReplicas": 3, "maxReplicas": 10}
     [write] = writes_of(emu)
     assert write["body"] == {"properties": {"template": {"scale": {"minReplicas": 3}}}}
     assert emu.state()["resources"][TARGET.resource_id]["replicas"] == 3
@@ -102,7 +106,33 @@ async def test_scale_up_sends_the_full_container_list(
     [container] = write["body"]["properties"]["template"]["containers"]
     assert container["image"] == "agentstudio/api:1.4.2"
     assert container["resources"] == {"cpu": 0.75, "memory": "1.5Gi"}
-    assert outcome.after["containers"][0]["cpu"] == 0.75
+    assert outcome.before == {"container": "api", "cpu": 0.5, "memory": "1Gi"}
+    assert outcome.after == {"container": "api", "cpu": 0.75, "memory": "1.5Gi"}
+
+
+async def test_scale_up_keeps_sidecars_env_and_probes(
+    actuator: ContainerAppsActuator, emulator: tuple[Emulator, str]
+) -> None:
+    """Only the named container's size changes; every other field and container survives."""
+    emu, base_url = emulator
+    api = {
+        "name": "api",
+        "image": "agentstudio/api:1.4.2",
+        "resources": {"cpu": 0.5, "memory": "1Gi"},
+        "env": [{"name": "MODE", "value": "prod"}],
+        "probes": [{"type": "Liveness", "httpGet": {"path": "/health/live", "port": 8080}}],
+    }
+    sidecar = {
+        "name": "proxy",
+        "image": "envoy:1.30",
+        "resources": {"cpu": 0.25, "memory": "0.5Gi"},
+    }
+    containers = {"properties": {"template": {"containers": [api, sidecar]}}}
+    await raw_patch(base_url, TARGET.resource_id, containers)
+    params = {"container": "api", "cpu": 0.75, "memory": "1.5Gi"}
+    await actuator.scale_up(TARGET, proposal("scaleUp", params))
+    sent = writes_of(emu)[-1]["body"]["properties"]["template"]["containers"]
+    assert sent == [{**api, "resources": {"cpu": 0.75, "memory": "1.5Gi"}}, sidecar]
 
 
 async def test_restart_targets_the_latest_active_revision(
@@ -124,7 +154,7 @@ async def test_a_failed_long_running_operation_raises_and_changes_nothing(
     """An LRO that ends Failed surfaces as an error; the app keeps its size."""
     emu = emulator[0]
     emu.set_fault("lro-fail")
-    with pytest.raises(Exception, match="InternalError"):
+    with pytest.raises(HttpResponseError, match="InternalError"):
         await actuator.scale_out(
             TARGET, proposal("scaleOut", {"minReplicas": 3, "maxReplicas": 10})
         )
@@ -148,4 +178,5 @@ async def test_throttled_reads_are_retried_on_the_clock(
         await clock.drive(until, sleepers=1, stop_when=lambda: bool(result))
     assert result and result[0].min_replicas == 1
     gets = [r for r in emu.requests if r["method"] == "GET"]
-    assert len(gets) >= 2
+    # app at t (429), t+1s (429, still throttled), t+2s (200); then its revision
+    assert len(gets) == 4

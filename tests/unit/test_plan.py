@@ -73,3 +73,22 @@ def test_watch_only_policy_never_proposes() -> None:
     result = plan(make_policy(remediation=[]), BREACH, app())
     assert isinstance(result, NoProposal)
     assert "watch only" in result.reason
+
+
+def test_scale_up_never_takes_memory_away() -> None:
+    """0.5 cores with 4Gi of memory goes to 2 cores / 4Gi, not 0.75 / 1.5Gi."""
+    state = ResourceState("app", 5, 10, (ContainerSize("api", 0.5, "4Gi"),), "r1")
+    policy = make_policy(remediation=[{"scaleUp": {"maxCpu": 2.0}}])
+    proposal = plan(policy, BREACH, state)
+    assert isinstance(proposal, Proposal)
+    assert proposal.after == {"container": "api", "cpu": 2.0, "memory": "4Gi"}
+    capped = plan(make_policy(remediation=[{"scaleUp": {"maxCpu": 1.5}}]), BREACH, state)
+    assert isinstance(capped, NoProposal)
+
+
+def test_scale_out_starts_from_what_runs_now() -> None:
+    """With 4 replicas running on a floor of 1, the next floor is 5, not 2."""
+    state = ResourceState("app", 1, 10, (ContainerSize("api", 0.5, "1Gi"),), "r1", replicas=4)
+    proposal = plan(make_policy(remediation=[{"scaleOut": {"maxReplicas": 6}}]), BREACH, state)
+    assert isinstance(proposal, Proposal)
+    assert proposal.before["minReplicas"] == 1 and proposal.after["minReplicas"] == 5
