@@ -10,19 +10,29 @@ name the origin of each value (file line or variable), which that library does n
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel, to_snake
 
 from controller.model import Mode
-from controller.policy.schema import Duration, PositiveDuration
+from controller.policy.schema import PositiveDuration
 
 ENV_PREFIX = "REMEDIATOR_"
 
@@ -103,7 +113,7 @@ class Settings(BaseModel):
     credential: Literal["default", "emulator"] = "default"
     listen: str | None = "127.0.0.1:9464"
     request_timeout: PositiveDuration = timedelta(seconds=30)
-    backoff_max: Duration = timedelta(minutes=10)
+    backoff_max: PositiveDuration = timedelta(minutes=10)
     clock: ClockSettings | None = None
 
     @field_validator("policies", mode="before")
@@ -130,6 +140,26 @@ class Settings(BaseModel):
             raise ValueError(f"expected HOST:PORT or 'off', got {value!r}")
         return value
 
+    @model_validator(mode="after")
+    def _safe_endpoints(self) -> Settings:
+        if self.cloud == "custom" and not (self.arm_endpoint and self.metrics_endpoint):
+            raise ValueError(
+                "cloud: 'custom' needs armEndpoint and metricsEndpoint; "
+                "it never falls back to public Azure"
+            )
+        for key, url in (
+            ("armEndpoint", self.arm_endpoint),
+            ("metricsEndpoint", self.metrics_endpoint),
+            ("logsEndpoint", self.logs_endpoint),
+        ):
+            cleartext = url and url.startswith("http://") and not _loopback(url)
+            if cleartext and self.credential != "emulator":
+                raise ValueError(
+                    f"{key}: plain http is allowed only on loopback or with the "
+                    f"emulator credential (a real token must not travel in clear), got {url}"
+                )
+        return self
+
     def endpoints(self) -> CloudEndpoints:
         """The cloud's endpoints with any explicit overrides applied."""
         base = CLOUDS.get(self.cloud, CLOUDS["public"])
@@ -150,6 +180,16 @@ class Settings(BaseModel):
         return host.strip("[]"), int(port)
 
 
+def _loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def load_settings(
     path: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
@@ -165,9 +205,10 @@ def load_settings(
     for var, raw in environ.items():
         if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX + "CONFIG":
             continue
-        key = to_camel(to_snake(var.removeprefix(ENV_PREFIX).lower()))
+        suffix = var.removeprefix(ENV_PREFIX)
+        key = to_camel(to_snake(suffix.lower()))
         if key not in known:
-            if var.removeprefix(ENV_PREFIX) in _RESERVED_ENV:
+            if suffix in _RESERVED_ENV or suffix.startswith(_SERVICE_LINK_PREFIXES):
                 continue
             raise SettingsError(f"{var}: unknown setting (from the environment)")
         values[key] = raw
@@ -181,15 +222,20 @@ def load_settings(
         lines = []
         for error in exc.errors():
             key = ".".join(str(p) for p in error["loc"]) or "settings"
-            top = str(error["loc"][0]) if error["loc"] else ""
-            origin = origins.get(top, "default")
             reason = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
-            lines.append(f"{key}: {str(reason).removeprefix('Value error, ')} (from {origin})")
+            reason = str(reason).removeprefix("Value error, ")
+            named = re.match(r"^(\w+): (.*)$", reason, re.S)
+            if not error["loc"] and named:  # a cross-key rule names the key it is about
+                key, reason = named.group(1), named.group(2)
+            origin = origins.get(key.split(".")[0], "default")
+            lines.append(f"{key}: {reason} (from {origin})")
         raise SettingsError("\n".join(lines)) from None
 
 
-# Variables read elsewhere (the kill switch arrives later) are not settings keys.
+# Variables read elsewhere are not settings keys.
 _RESERVED_ENV = frozenset({"PAUSE", "LOG_LEVEL", "LOG_FORMAT"})
+# A Kubernetes Service named "remediator" injects REMEDIATOR_PORT, REMEDIATOR_SERVICE_HOST …
+_SERVICE_LINK_PREFIXES = ("PORT", "SERVICE_")
 
 
 def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, str]]:

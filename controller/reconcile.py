@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import anyio
 import structlog
 
 from controller.audit.log import AuditSink, Kind, Record
@@ -46,6 +47,8 @@ from controller.registry import Registry
 from controller.telemetry import Metrics
 
 log = structlog.get_logger("remediator.reconcile")
+
+ACTION_DEADLINE = 300.0  # seconds an action may run, shielded from shutdown
 
 _SEVERITY = {
     VerdictState.OK: 0,
@@ -324,12 +327,22 @@ class Reconciler:
         )
 
     async def _act(self, proposal: Proposal) -> Outcome:
+        """Run the action to its end even if the controller is asked to stop meanwhile.
+
+        A shutdown must not leave a write half-known: the action is shielded from
+        cancellation (bounded by ``ACTION_DEADLINE``) so its result is recorded.
+        """
         apply = self._registry.apply(self.policy.target.type, proposal.action)
-        try:
-            return await apply(self.policy.target, proposal)
-        except Exception as exc:  # the outcome is recorded; the loop keeps going
-            log.warning("action failed", action=proposal.action, error=repr(exc))
-            return Outcome(OutcomeKind.FAILED, proposal.before, proposal.before, repr(exc)[:500])
+        with anyio.CancelScope(shield=True), anyio.move_on_after(ACTION_DEADLINE) as deadline:
+            try:
+                return await apply(self.policy.target, proposal)
+            except Exception as exc:  # the outcome is recorded; the loop keeps going
+                log.warning("action failed", action=proposal.action, error=repr(exc))
+                detail = repr(exc)[:500]
+                return Outcome(OutcomeKind.FAILED, proposal.before, proposal.before, detail)
+        assert deadline.cancel_called
+        detail = f"no answer within {ACTION_DEADLINE:.0f}s; the next pass reads what landed"
+        return Outcome(OutcomeKind.FAILED, proposal.before, proposal.before, detail)
 
     def _record(self, result: PassResult, now: datetime, reconcile_id: str, kind: Kind) -> int:
         decision, outcome = result.decision, result.outcome

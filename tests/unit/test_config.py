@@ -90,3 +90,35 @@ def test_bad_setting_exits_2(
     monkeypatch.delenv("REMEDIATOR_MODE", raising=False)
     assert main(["run", "--config", str(path), "--once"]) == 2
     assert "mode:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"REMEDIATOR_CLOUD": "custom"}, "cloud: 'custom' needs armEndpoint and metricsEndpoint"),
+        (
+            {"REMEDIATOR_ARM_ENDPOINT": "http://10.1.2.3:8080"},
+            "armEndpoint: plain http is allowed only on loopback or with the emulator credential",
+        ),
+        ({"REMEDIATOR_BACKOFF_MAX": "0s"}, "backoffMax: must be longer than zero"),
+    ],
+)
+def test_unsafe_settings_are_refused(environ: dict[str, str], expected: str) -> None:
+    """No silent fall-back to public Azure, no token over cleartext, no zero backoff."""
+    with pytest.raises(SettingsError) as info:
+        load_settings(None, environ=environ)
+    assert str(info.value).startswith(expected)
+    assert "environment variable" in str(info.value)
+
+
+def test_plain_http_is_fine_on_loopback_or_for_the_emulator() -> None:
+    """The emulator's settings load: loopback, or the emulator's own credential anywhere."""
+    assert load_settings(None, environ={"REMEDIATOR_ARM_ENDPOINT": "http://127.0.0.1:8480"})
+    env = {"REMEDIATOR_ARM_ENDPOINT": "http://10.1.2.3:80", "REMEDIATOR_CREDENTIAL": "emulator"}
+    assert load_settings(None, environ=env)
+
+
+def test_kubernetes_service_links_are_not_settings() -> None:
+    """REMEDIATOR_PORT and REMEDIATOR_SERVICE_HOST (a Service named remediator) are ignored."""
+    env = {"REMEDIATOR_PORT": "tcp://10.0.0.9:9464", "REMEDIATOR_SERVICE_HOST": "10.0.0.9"}
+    assert load_settings(None, environ=env).mode is Mode.DRY_RUN
