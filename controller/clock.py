@@ -95,7 +95,12 @@ class VirtualClock:
             return
         sleeper = _Sleeper(self._now + timedelta(seconds=seconds), next(self._seq), anyio.Event())
         heapq.heappush(self._sleepers, sleeper)
-        await sleeper.event.wait()
+        try:
+            await sleeper.event.wait()
+        finally:  # a cancelled sleeper leaves no trace
+            if sleeper in self._sleepers:
+                self._sleepers.remove(sleeper)
+                heapq.heapify(self._sleepers)
 
     @property
     def pending(self) -> int:

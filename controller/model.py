@@ -23,6 +23,7 @@ class Quality(StrEnum):
 
 class VerdictState(StrEnum):
     OK = "ok"
+    PENDING = "pending"  # violating, but not for the whole sustained window yet
     BREACH = "breach"
     RECOVERING = "recovering"  # back inside the objective, not yet past the clearing line
     UNKNOWN = "unknown"  # no trustworthy data: never a breach, never a reason to scale in

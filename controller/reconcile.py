@@ -52,9 +52,10 @@ ACTION_DEADLINE = 300.0  # seconds an action may run, shielded from shutdown
 
 _SEVERITY = {
     VerdictState.OK: 0,
-    VerdictState.RECOVERING: 1,
-    VerdictState.UNKNOWN: 2,
-    VerdictState.BREACH: 3,
+    VerdictState.PENDING: 1,
+    VerdictState.RECOVERING: 2,
+    VerdictState.UNKNOWN: 3,
+    VerdictState.BREACH: 4,
 }
 
 

@@ -16,8 +16,9 @@ from controller.model import VerdictState
 
 _STATE_VALUE = {
     VerdictState.OK: 0,
-    VerdictState.RECOVERING: 1,
-    VerdictState.BREACH: 2,
+    VerdictState.PENDING: 1,
+    VerdictState.RECOVERING: 2,
+    VerdictState.BREACH: 3,
     VerdictState.UNKNOWN: -1,
 }
 
@@ -48,7 +49,7 @@ class Metrics:
         )
         self.verdicts = Gauge(
             "remediator_objective_state",
-            "Objective state: 0 ok, 1 recovering, 2 breach, -1 unknown.",
+            "Objective state: 0 ok, 1 pending, 2 recovering, 3 breach, -1 unknown.",
             ["policy", "objective"],
             registry=r,
         )

@@ -8,7 +8,8 @@ Rules, in the order they apply:
    threshold, is ``recovering`` between the threshold and the clearing line, and is
    ``ok`` only past the clearing line (hysteresis).
 3. Otherwise a breach needs every bucket of the ``for`` window present and violating;
-   a gap (an empty bucket) means the breach is not proven.
+   a gap (an empty bucket) means the breach is not proven. A violating newest value
+   short of that is ``pending``: shown, never acted on.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def evaluate(
             f"breach: {line} sustained over {buckets} × {int(grain.total_seconds())}s",
         )
     return verdict(
-        VerdictState.OK,
+        VerdictState.PENDING,
         value,
         f"pending: {line}, violating in {bad} of {buckets} buckets of the window",
     )

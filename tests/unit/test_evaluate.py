@@ -28,10 +28,10 @@ CASES = [
     # (values, previous state, expected state) — one comment per row says why.
     ((50, 55, 60, 65), None, VerdictState.OK),  # all under the threshold
     ((50, 80, 85, 90), None, VerdictState.BREACH),  # the last 3 buckets (= for: 3m) violate
-    ((80, 85, 50, 90), None, VerdictState.OK),  # a dip inside the window: not sustained
-    ((80, 90), None, VerdictState.OK),  # too short a history to prove 3 minutes
+    ((80, 85, 50, 90), None, VerdictState.PENDING),  # a dip inside the window: not sustained
+    ((80, 90), None, VerdictState.PENDING),  # too short a history to prove 3 minutes
     ((None, 80, 85, 90), None, VerdictState.BREACH),  # the gap lies outside the window
-    ((80, 85, None, 90), None, VerdictState.OK),  # a gap inside the window proves nothing
+    ((80, 85, None, 90), None, VerdictState.PENDING),  # a gap inside the window proves nothing
     ((70, 70, 70), None, VerdictState.BREACH),  # '<' 70: exactly 70 violates
     ((69.99, 69.99, 69.99), None, VerdictState.OK),  # just under holds
     ((90,), VerdictState.BREACH, VerdictState.BREACH),  # once in breach, one bad point keeps it
