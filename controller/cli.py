@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from controller import demo, render
+from controller import demo, kill_switch, render
 from controller.audit.log import AuditCorrupt, MemoryAudit, check_file
 from controller.clock import VirtualClock
 from controller.config import Settings, SettingsError, load_settings
@@ -73,6 +73,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="settings file (YAML)")
     p.add_argument("--once", action="store_true", help="one pass of every target, then exit")
     p.set_defaults(handler=_run)
+
+    p = sub.add_parser("pause", help="stop all actions (survives restarts) until resume")
+    p.add_argument("--config", help="settings file (YAML)")
+    p.add_argument("--reason", help="why, for the audit and the status")
+    p.set_defaults(handler=_pause)
+
+    p = sub.add_parser("resume", help="allow actions again after `remediator pause`")
+    p.add_argument("--config", help="settings file (YAML)")
+    p.set_defaults(handler=_resume)
 
     p = sub.add_parser("audit", help="work with the audit log")
     audit_sub = p.add_subparsers(dest="audit_command", required=True)
@@ -160,6 +169,22 @@ async def _stop_on_signal(scope: anyio.CancelScope) -> None:
         async for _ in signals:
             scope.cancel()
             return
+
+
+def _pause(args: argparse.Namespace) -> int:
+    path = _settings(args).pause_path
+    kill_switch.pause(path, args.reason)
+    print(f"paused: {path} written; every controller using it stops acting within one interval")
+    return EXIT_OK
+
+
+def _resume(args: argparse.Namespace) -> int:
+    path = _settings(args).pause_path
+    if kill_switch.resume(path):
+        print(f"resumed: {path} removed")
+    else:
+        print(f"not paused: {path} does not exist")
+    return EXIT_OK
 
 
 def _audit_verify(args: argparse.Namespace) -> int:

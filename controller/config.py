@@ -106,6 +106,8 @@ class Settings(BaseModel):
     jitter: float = Field(default=0.1, ge=0, le=0.5)  # share of the interval
     policies: list[Path] = Field(default_factory=lambda: [Path("policies")])
     audit_path: Path = Path("remediator-audit.jsonl")
+    pause: bool = False  # REMEDIATOR_PAUSE=true: no action anywhere
+    pause_file: Path | None = None  # default: remediator.pause beside the audit log
     cloud: Literal["public", "china", "usgov", "custom"] = "public"
     arm_endpoint: str | None = None
     metrics_endpoint: str | None = None
@@ -173,6 +175,10 @@ class Settings(BaseModel):
         )
 
     @property
+    def pause_path(self) -> Path:
+        return self.pause_file or self.audit_path.with_name("remediator.pause")
+
+    @property
     def listen_address(self) -> tuple[str, int] | None:
         if self.listen is None:
             return None
@@ -233,7 +239,7 @@ def load_settings(
 
 
 # Variables read elsewhere are not settings keys.
-_RESERVED_ENV = frozenset({"PAUSE", "LOG_LEVEL", "LOG_FORMAT"})
+_RESERVED_ENV = frozenset({"LOG_LEVEL", "LOG_FORMAT", "CONFIG"})
 # A Kubernetes Service named "remediator" injects REMEDIATOR_PORT, REMEDIATOR_SERVICE_HOST …
 _SERVICE_LINK_PREFIXES = ("PORT", "SERVICE_")
 
@@ -263,7 +269,7 @@ def _relative_to(folder: Path, data: dict[str, Any]) -> dict[str, Any]:
         policies = [policies]
     if isinstance(policies, list):
         data["policies"] = [str(folder / p) if isinstance(p, str) else p for p in policies]
-    audit = data.get("auditPath")
-    if isinstance(audit, str):
-        data["auditPath"] = str(folder / audit)
+    for key in ("auditPath", "pauseFile"):
+        if isinstance(data.get(key), str):
+            data[key] = str(folder / data[key])
     return data

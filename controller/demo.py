@@ -9,6 +9,7 @@ file the emulator writes.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections import Counter
 from datetime import datetime, timedelta
@@ -98,8 +99,9 @@ async def run_demo(
                 speed=scaled.speed,
                 mode=mode.value,
             )
+            pause = {k: v for k, v in os.environ.items() if k == "REMEDIATOR_PAUSE"}
             settings = load_settings(
-                config, environ={}, overrides={"auditPath": str(audit_path), "listen": "off"}
+                config, environ=pause, overrides={"auditPath": str(audit_path), "listen": "off"}
             )
             print(
                 f"demo: scenario {scenario.name!r} ({scenario.description}) — {mode.value}, "

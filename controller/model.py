@@ -7,7 +7,7 @@ the decision core can be tested as a table and replayed on any clock.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -111,6 +111,7 @@ class ResourceState:
     containers: tuple[ContainerSize, ...] = ()
     latest_revision: str | None = None
     replicas: int | None = None  # running now (an autoscaler may hold more than the minimum)
+    tags: Mapping[str, str] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-friendly picture for audit lines and the demo's summary."""

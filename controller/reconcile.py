@@ -12,6 +12,7 @@ the same functions, and every change of it is written to the audit log first.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -49,6 +50,8 @@ from controller.telemetry import Metrics
 log = structlog.get_logger("remediator.reconcile")
 
 ACTION_DEADLINE = 300.0  # seconds an action may run, shielded from shutdown
+
+PauseCheck = Callable[[ResourceState], Awaitable[str | None]]  # why acting is paused, if it is
 
 _SEVERITY = {
     VerdictState.OK: 0,
@@ -96,6 +99,7 @@ class Reconciler:
         metrics: Metrics,
         memory: TargetMemory | None = None,
         open_intent: dict[str, Any] | None = None,
+        paused: PauseCheck | None = None,
     ) -> None:
         self.policy = policy
         self.memory = memory or TargetMemory()
@@ -105,6 +109,7 @@ class Reconciler:
         self._mode = mode
         self._audit = audit
         self._metrics = metrics
+        self._paused = paused
 
     def register(self) -> None:
         """Tell each signal source about this target before the first pass."""
@@ -287,6 +292,7 @@ class Reconciler:
             self._mode,
             verifying=(pending.action, pending.due) if pending else None,
             breaker=breaker,
+            paused=await self._paused(state) if self._paused else None,
         )
         self._metrics.decisions.labels(proposal.action, decision.kind, decision.guard or "").inc()
         if decision.kind is DecisionKind.DENY:

@@ -13,6 +13,7 @@ from controller.azure.clients import AzureClients
 from controller.azure.credentials import make_credential
 from controller.clock import Clock, ScaledClock, SystemClock
 from controller.config import Settings
+from controller.kill_switch import KillSwitch
 from controller.loop import Loop
 from controller.model import Mode
 from controller.plugins import default_registry
@@ -72,6 +73,7 @@ async def open_runtime(
         if missing:
             raise UnknownPlugin("; ".join(missing))
         metrics = Metrics()
+        kill_switch = KillSwitch(settings, clients, clock)
         run_mode = mode or settings.mode
         reconcilers = [
             Reconciler(
@@ -83,6 +85,7 @@ async def open_runtime(
                 metrics,
                 memory=replayed.memories.get(item.policy.name),
                 open_intent=replayed.open_intents.get(item.policy.name),
+                paused=kill_switch.reason,
             )
             for item in loaded
         ]

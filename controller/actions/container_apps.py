@@ -179,4 +179,5 @@ def to_state(resource_id: str, app: ContainerApp) -> ResourceState:
         max_replicas=int(scale.max_replicas or 10) if scale else 10,
         containers=containers,
         latest_revision=app.latest_ready_revision_name or app.latest_revision_name,
+        tags=dict(app.tags or {}),
     )

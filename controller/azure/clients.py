@@ -16,11 +16,14 @@ from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.mgmt.appcontainers.aio import ContainerAppsAPIClient
 from azure.mgmt.monitor.aio import MonitorManagementClient
+from azure.mgmt.resource.resources.aio import ResourceManagementClient
 from azure.monitor.querymetrics.aio import MetricsClient
 
 from controller.config import Settings
 
-ArmClient = TypeVar("ArmClient", ContainerAppsAPIClient, MonitorManagementClient)
+ArmClient = TypeVar(
+    "ArmClient", ContainerAppsAPIClient, MonitorManagementClient, ResourceManagementClient
+)
 
 
 class AllowHttpPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
@@ -53,6 +56,7 @@ class AzureClients:
     _apps: dict[str, ContainerAppsAPIClient] = field(default_factory=dict)
     _monitor: dict[str, MonitorManagementClient] = field(default_factory=dict)
     _metrics: dict[str, MetricsClient] = field(default_factory=dict)
+    _resources: dict[str, ResourceManagementClient] = field(default_factory=dict)
 
     async def __aenter__(self) -> AzureClients:
         await self._stack.__aenter__()
@@ -68,6 +72,10 @@ class AzureClients:
     async def monitor(self, subscription: str) -> MonitorManagementClient:
         """ARM metrics for one resource at a time, where the batch API cannot serve."""
         return await self._arm(MonitorManagementClient, self._monitor, subscription)
+
+    async def resources(self, subscription: str) -> ResourceManagementClient:
+        """Resource groups, for the tags an operator pauses a whole group with."""
+        return await self._arm(ResourceManagementClient, self._resources, subscription)
 
     async def _arm(self, kind: type[ArmClient], cache: dict[str, ArmClient], sub: str) -> ArmClient:
         """An ARM management client of ``kind`` for one subscription, made once."""

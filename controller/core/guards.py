@@ -1,5 +1,5 @@
-"""Guards: every proposal passes bounds, cooldown, hourly budget, verification, breaker
-and mode, in order.
+"""Guards: every proposal passes the kill switch, bounds, cooldown, hourly budget,
+verification, breaker and mode, in order.
 
 The first guard that objects denies the proposal with its reason. Actions count
 against cooldown and budget whether they succeeded, failed or would have run in
@@ -29,13 +29,15 @@ def check(
     *,
     verifying: tuple[str, datetime] | None = None,
     breaker: Breaker | None = None,
+    paused: str | None = None,
 ) -> Decision:
     """Run the guards in order; the first denial wins.
 
-    ``verifying`` is the action still waiting to be judged and when; ``breaker`` is the
-    proposed action's circuit breaker on this target.
+    ``paused`` is why the kill switch is on, if it is; ``verifying`` is the action still
+    waiting to be judged and when; ``breaker`` is the proposed action's circuit breaker.
     """
     for guard, reason in (
+        ("paused", paused),
         ("bounds", _bounds(policy, proposal)),
         ("cooldown", _cooldown(policy, history, now)),
         ("budget", _budget(policy, history, now)),

@@ -77,6 +77,14 @@ class Emulator:
         for ``lro-fail``: the next operation only)."""
         self._world.set_fault(kind, duration_s, params)
 
+    def set_tags(self, resource_id: str, tags: dict[str, str]) -> None:
+        """Set the tags of an app or a resource group (as an operator would in the portal)."""
+        parts = resource_id.strip("/").split("/")
+        if len(parts) == 4:  # subscriptions/S/resourceGroups/RG
+            self._world.group_tags[parts[3].lower()] = dict(tags)
+            return
+        self._world.resources[resource_id.lower()].tags = dict(tags)
+
     def clear_faults(self) -> None:
         self._world.faults.clear()
 

@@ -150,7 +150,53 @@ async def list_replicas(
     return json_response(replicas_json(res, name, world.scenario.start), headers=_reads())
 
 
+_GROUP = r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
+
+
+def _group_json(world: World, p: dict[str, str]) -> dict[str, object]:
+    location = next((r.spec.location for r in world.resources.values()), "eastus")
+    return {
+        "id": f"/subscriptions/{p['sub']}/resourceGroups/{p['rg']}",
+        "name": p["rg"],
+        "type": "Microsoft.Resources/resourceGroups",
+        "location": location,
+        "tags": world.group_tags.get(p["rg"].lower(), {}),
+        "properties": {"provisioningState": "Succeeded"},
+    }
+
+
+def _group_known(world: World, p: dict[str, str]) -> bool:
+    prefix = f"/subscriptions/{p['sub']}/resourcegroups/{p['rg']}/".lower()
+    return any(key.startswith(prefix) for key in world.resources)
+
+
+async def get_group(world: World, request: web.Request, p: dict[str, str]) -> web.StreamResponse:
+    """A resource group, for the tags on it (``remediator-pause``)."""
+    if not _group_known(world, p):
+        return error(
+            404, "ResourceGroupNotFound", f"Resource group '{p['rg']}' could not be found."
+        )
+    return json_response(_group_json(world, p), headers=_reads())
+
+
+async def patch_group(world: World, request: web.Request, p: dict[str, str]) -> web.StreamResponse:
+    """Replace a resource group's tags, as ``az group update --tags`` does."""
+    if not _group_known(world, p):
+        return error(
+            404, "ResourceGroupNotFound", f"Resource group '{p['rg']}' could not be found."
+        )
+    body = await read_json(request)
+    tags = body.get("tags") if isinstance(body, dict) else None
+    if not isinstance(tags, dict):
+        return error(400, "InvalidRequestContent", "The request must carry a 'tags' object.")
+    world.group_tags[p["rg"].lower()] = {str(k): str(v) for k, v in tags.items()}
+    world.writes += 1
+    return json_response(_group_json(world, p), headers=_writes())
+
+
 ARM_ROUTES: list[Route] = [
+    route("GET", _GROUP, get_group, "arm"),
+    route("PATCH", _GROUP, patch_group, "arm"),
     route("GET", _APP, get_app, "arm"),
     route("PATCH", _APP, patch_app, "arm"),
     route("GET", _APP + r"/revisions", list_revisions, "arm"),

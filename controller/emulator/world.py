@@ -49,6 +49,7 @@ class World:
     requests: list[dict[str, Any]] = field(default_factory=list)
     writes: int = 0
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+    group_tags: dict[str, dict[str, str]] = field(default_factory=dict)  # by lower-case RG
 
     def __post_init__(self) -> None:
         start = self.scenario.start

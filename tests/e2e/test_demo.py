@@ -61,3 +61,13 @@ def test_unknown_scenario_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     """A scenario name that is not shipped is bad input."""
     assert main(["demo", "--scenario", "no-such-thing"]) == 2
     assert "no-such-thing" in capsys.readouterr().err
+
+
+def test_paused_demo_writes_nothing(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """REMEDIATOR_PAUSE=true: the spike is seen and every proposal is denied; writes is 0."""
+    monkeypatch.setenv("REMEDIATOR_PAUSE", "true")
+    _, summary = demo(capsys)
+    assert summary["writes"] == 0 and summary["actions"] == {}
+    assert summary["denied"].get("paused", 0) >= 1
