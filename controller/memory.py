@@ -39,8 +39,10 @@ class TargetMemory:
     last_reason: str | None = None
     breakers: dict[str, Breaker] = field(default_factory=dict)
     pending: PendingVerification | None = None
+    ok_since: datetime | None = None  # every objective ok, without a gap, since then
+    at_baseline: bool = False  # seen at its baseline, and nothing has acted since
 
-    def note_verdicts(self, states: dict[str, VerdictState]) -> bool:
+    def note_verdicts(self, states: dict[str, VerdictState], now: datetime) -> bool:
         """Remember known states; a fully healthy target starts a new episode.
 
         Returns whether any known state changed.
@@ -51,8 +53,12 @@ class TargetMemory:
                 continue
             changed |= self.last_known.get(objective) is not state
             self.last_known[objective] = state
-        if states and all(s is VerdictState.OK for s in states.values()):
+        healthy = bool(states) and all(s is VerdictState.OK for s in states.values())
+        if healthy:
             self.episode_steps.clear()
+            self.ok_since = self.ok_since or now
+        else:
+            self.ok_since = None  # unknown data too: stepping back needs proof of health
         return changed
 
     def note_action(
@@ -60,6 +66,7 @@ class TargetMemory:
     ) -> None:
         """An action ran, failed or would have run: it counts for cooldown and budget."""
         self.history.append(ActionRecord(ts, action, outcome))
+        self.at_baseline = False
         if action in ONE_SHOT_ACTIONS and step is not None:
             self.episode_steps.add(step)
 

@@ -82,6 +82,7 @@ class Verdict:
     value: float | None
     threshold: float
     reason: str
+    worst: float | None = None  # the value most against the objective in the samples read
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form used by the audit log and ``plan --output json``."""
@@ -91,6 +92,7 @@ class Verdict:
             "value": self.value,
             "threshold": self.threshold,
             "reason": self.reason,
+            "worst": self.worst,
         }
 
 

@@ -18,4 +18,6 @@ def default_registry(clients: AzureClients, clock: Clock) -> Registry:
     registry.action("containerApp", "scaleOut")(apps.scale_out)
     registry.action("containerApp", "scaleUp")(apps.scale_up)
     registry.action("containerApp", "restartRevision")(apps.restart_revision)
+    registry.action("containerApp", "scaleIn")(apps.scale_in)
+    registry.action("containerApp", "scaleDown")(apps.scale_down)
     return registry

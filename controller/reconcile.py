@@ -23,7 +23,7 @@ import structlog
 from controller.audit.log import AuditSink, Kind, Record
 from controller.clock import Clock
 from controller.core import breaker as breakers
-from controller.core import guards
+from controller.core import guards, step_back
 from controller.core.evaluate import evaluate
 from controller.core.plan import NoProposal, nothing_to_do, plan
 from controller.core.settle import landed
@@ -187,7 +187,7 @@ class Reconciler:
             verdict = evaluate(objective, observation, now, memory.last_known.get(objective.name))
             self._metrics.verdict_state(policy.name, objective.name, verdict.state)
             verdicts.append(verdict)
-        changed = memory.note_verdicts({v.objective: v.state for v in verdicts})
+        changed = memory.note_verdicts({v.objective: v.state for v in verdicts}, now)
         efficacy = self._judge(tuple(verdicts), now, reconcile_id)
         result = await self._decide(tuple(verdicts), now, reconcile_id)
         if efficacy is not None:
@@ -273,14 +273,48 @@ class Reconciler:
     async def _decide(
         self, verdicts: tuple[Verdict, ...], now: datetime, reconcile_id: str
     ) -> PassResult:
+        policy = self.policy
+        proposed = await self._propose(verdicts, now)
+        if isinstance(proposed, NoProposal):
+            return PassResult(policy.name, verdicts, None, None, proposed.reason)
+        proposal, state = proposed
+        return await self._guard_and_act(proposal, state, verdicts, now, reconcile_id)
+
+    async def _propose(
+        self, verdicts: tuple[Verdict, ...], now: datetime
+    ) -> tuple[Proposal, ResourceState] | NoProposal:
+        """The ladder's next step for a breach, or a step back toward the baseline."""
         policy, memory = self.policy, self.memory
         idle = nothing_to_do(policy, verdicts)
-        if idle is not None:
-            return PassResult(policy.name, verdicts, None, None, idle.reason)
+        if idle is None:
+            state = await self.read_state()
+            proposal = plan(policy, verdicts, state, memory.episode_steps)
+            return proposal if isinstance(proposal, NoProposal) else (proposal, state)
+        waiting = step_back.when_due(policy, verdicts, memory.ok_since, memory.history, now)
+        if waiting is not None:
+            return NoProposal(
+                idle.reason
+                if waiting.reason == "all objectives met"
+                else f"{idle.reason}; {waiting.reason}"
+            )
+        if memory.at_baseline:
+            return NoProposal(f"{idle.reason}; at baseline")
         state = await self.read_state()
-        proposal = plan(policy, verdicts, state, memory.episode_steps)
-        if isinstance(proposal, NoProposal):
-            return PassResult(policy.name, verdicts, None, None, proposal.reason)
+        back = step_back.propose(policy, verdicts, state)
+        if isinstance(back, NoProposal):
+            memory.at_baseline = back.reason == "at baseline"
+            return NoProposal(f"{idle.reason}; {back.reason}")
+        return back, state
+
+    async def _guard_and_act(
+        self,
+        proposal: Proposal,
+        state: ResourceState,
+        verdicts: tuple[Verdict, ...],
+        now: datetime,
+        reconcile_id: str,
+    ) -> PassResult:
+        policy, memory = self.policy, self.memory
         open_for = policy.guards.breaker.open_for
         breaker = memory.breakers.get(proposal.action, breakers.Breaker())
         pending = memory.pending
@@ -309,7 +343,7 @@ class Reconciler:
             outcome = await self._act(proposal)
         memory.note_action(now, proposal.action, outcome.kind, proposal.step_index)
         self._metrics.actions.labels(proposal.action, outcome.kind).inc()
-        if outcome.kind is OutcomeKind.SUCCEEDED:
+        if outcome.kind is OutcomeKind.SUCCEEDED and proposal.step_index >= 0:
             baseline = {v.objective: v.value for v in verdicts if v.state is VerdictState.BREACH}
             memory.pending = PendingVerification(
                 proposal.action,

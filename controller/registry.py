@@ -68,10 +68,10 @@ class Registry:
             for o in policy.objectives
         ]
         needs.append(("resource reader", kind, kind in self.readers))
-        needs += [
-            ("action", f"{kind}/{s.action}", (kind, s.action) in self.actions)
-            for s in policy.remediation
-        ]
+        actions = [s.action for s in policy.remediation]
+        if policy.step_back is not None:
+            actions += ["scaleIn", "scaleDown"]
+        needs += [("action", f"{kind}/{a}", (kind, a) in self.actions) for a in actions]
         return [f"policy {policy.name}: no {what} {name!r}" for what, name, ok in needs if not ok]
 
     def signal(self, name: str) -> SignalSource:

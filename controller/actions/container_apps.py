@@ -80,8 +80,22 @@ class ContainerAppsActuator:
             scale["maxReplicas"] = wanted_max
         return await self._apply_scale(target, proposal, before, {"scale": scale} if scale else {})
 
+    async def scale_in(self, target: Target, proposal: Proposal) -> Outcome:
+        """Lower ``minReplicas`` one step toward the baseline (never raises it)."""
+        before = to_state(target.resource_id, await self._get(target.resource_id))
+        wanted = int(proposal.params["minReplicas"])
+        scale = {"minReplicas": wanted} if before.min_replicas > wanted else {}
+        return await self._apply_scale(target, proposal, before, {"scale": scale} if scale else {})
+
     async def scale_up(self, target: Target, proposal: Proposal) -> Outcome:
         """Give one container the next CPU/memory pair, resending the whole container list."""
+        return await self._resize(target, proposal, larger=True)
+
+    async def scale_down(self, target: Target, proposal: Proposal) -> Outcome:
+        """Give one container the previous CPU/memory pair, toward the baseline."""
+        return await self._resize(target, proposal, larger=False)
+
+    async def _resize(self, target: Target, proposal: Proposal, *, larger: bool) -> Outcome:
         app = await self._get(target.resource_id)
         before = to_state(target.resource_id, app)
         name = str(proposal.params["container"])
@@ -97,7 +111,8 @@ class ContainerAppsActuator:
                 for k, v in (container.get("resources") or {}).items()
                 if k not in _READ_ONLY_RESOURCE_FIELDS
             }
-            if float(resources.get("cpu") or 0) < cpu:
+            current = float(resources.get("cpu") or 0)
+            if (current < cpu) if larger else (current > cpu):
                 resources.update({"cpu": cpu, "memory": memory})
                 changed = True
             container["resources"] = resources

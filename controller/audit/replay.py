@@ -50,7 +50,7 @@ def apply(out: Replayed, memory: TargetMemory, record: dict[str, Any]) -> None:
             states[str(verdict["objective"])] = VerdictState(verdict["state"])
         except (KeyError, ValueError):
             continue
-    memory.note_verdicts(states)
+    memory.note_verdicts(states, _time(record["ts"]))
     kind = record.get("kind", "decision")
     action = record.get("action")
     if isinstance(record.get("breaker"), dict) and action:

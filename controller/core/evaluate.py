@@ -43,8 +43,10 @@ def evaluate(
 ) -> Verdict:
     """Judge one objective; ``previous`` is its last known (non-unknown) state."""
 
+    worst_value: float | None = None
+
     def verdict(state: VerdictState, value: float | None, reason: str) -> Verdict:
-        return Verdict(objective.name, state, value, objective.threshold, reason)
+        return Verdict(objective.name, state, value, objective.threshold, reason, worst_value)
 
     if observation.quality is Quality.ERROR:
         return verdict(VerdictState.UNKNOWN, None, f"signal failed: {observation.error}")
@@ -53,6 +55,8 @@ def evaluate(
         return verdict(VerdictState.UNKNOWN, None, "no data points in the window")
     latest = valued[-1]
     assert latest.value is not None
+    values = [s.value for s in valued if s.value is not None]
+    worst_value = max(values) if objective.comparison in ("<", "<=") else min(values)
     grain = objective.signal.grain
     age = now - (latest.ts + grain)
     if age > objective.staleness:

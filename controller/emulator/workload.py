@@ -9,6 +9,7 @@ the values it reported before the change (as Azure Monitor would).
 from __future__ import annotations
 
 import bisect
+import itertools
 import re
 import zlib
 from dataclasses import dataclass, replace
@@ -180,14 +181,25 @@ class AppModel:
         unit = (zlib.crc32(seed) % 20001) / 10000 - 1.0  # -1.0 .. 1.0
         return 1.0 + self.wobble * unit
 
+    def _average_cpu_used(self, minute: datetime, replicas: int, capacity: float) -> float:
+        """Cores used, averaged over the minute: demand may change inside it (a metric's
+        one-minute Average smooths what happened within the minute)."""
+        end = minute + timedelta(minutes=1)
+        cuts = [minute, *(t for t in self._demand_times if minute < t < end), end]
+        total = 0.0
+        for start, stop in itertools.pairwise(cuts):
+            demand = self.demand_at(start)
+            wanted = demand.cpu_demand_cores + demand.cpu_demand_per_replica * replicas
+            total += min(wanted, capacity) * (stop - start).total_seconds()
+        return total / 60.0
+
     def sample(self, minute: datetime) -> Sample:
         """All metrics for the minute starting at ``minute`` (config and demand at its start)."""
         config = self.config_at(minute)
         demand = self.demand_at(minute)
         replicas = config.replicas
         capacity = replicas * config.cpu_per_replica
-        wanted = demand.cpu_demand_cores + demand.cpu_demand_per_replica * replicas
-        used = min(wanted, capacity) * self._jitter(minute, "cpu")
+        used = self._average_cpu_used(minute, replicas, capacity) * self._jitter(minute, "cpu")
         used = min(used, capacity)
         cpu_percent = min(100.0, used / capacity * 100) if capacity else 0.0
         limit = config.memory_mib_per_replica

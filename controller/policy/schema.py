@@ -247,6 +247,22 @@ class Guards(Strict):
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
 
 
+class Baseline(Strict):
+    """The size a target returns to once healthy; never gone below."""
+
+    min_replicas: int = Field(default=1, ge=0, le=1000)
+    cpu: CpuCores | None = None  # the scaled container's baseline CPU (memory follows)
+
+
+class StepBack(Strict):
+    """Undo scale-ups and scale-outs, one step at a time, once healthy for ``stableFor``."""
+
+    baseline: Baseline = Field(default_factory=Baseline)
+    stable_for: PositiveDuration = timedelta(minutes=30)
+    cooldown: PositiveDuration = timedelta(minutes=15)  # since the last action of any kind
+    container: str | None = None  # for a cpu baseline: defaults to the first container
+
+
 class Verification(Strict):
     """When and how an action is judged after it ran."""
 
@@ -264,6 +280,7 @@ class Policy(Strict):
     remediation: list[Step] = Field(default_factory=list)
     guards: Guards = Field(default_factory=Guards)
     verification: Verification = Field(default_factory=Verification)
+    step_back: StepBack | None = None  # absent: never scale back in by itself
 
     @property
     def settle(self) -> timedelta:
