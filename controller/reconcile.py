@@ -14,7 +14,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
@@ -100,6 +100,7 @@ class Reconciler:
         memory: TargetMemory | None = None,
         open_intent: dict[str, Any] | None = None,
         paused: PauseCheck | None = None,
+        decision_ttl: timedelta = timedelta(minutes=1),
     ) -> None:
         self.policy = policy
         self.memory = memory or TargetMemory()
@@ -110,6 +111,7 @@ class Reconciler:
         self._audit = audit
         self._metrics = metrics
         self._paused = paused
+        self._ttl = decision_ttl  # two intervals: older decisions are dropped, not run
 
     def register(self) -> None:
         """Tell each signal source about this target before the first pass."""
@@ -328,6 +330,13 @@ class Reconciler:
             breaker=breaker,
             paused=await self._paused(state) if self._paused else None,
         )
+        age = self._clock.now() - now
+        if decision.kind is DecisionKind.ALLOW and age > self._ttl:
+            reason = (
+                f"stale decision: made on data {int(age.total_seconds())}s old "
+                f"(limit {int(self._ttl.total_seconds())}s); dropped, not run"
+            )
+            decision = Decision(DecisionKind.DENY, reason, proposal, "ttl")
         self._metrics.decisions.labels(proposal.action, decision.kind, decision.guard or "").inc()
         if decision.kind is DecisionKind.DENY:
             return PassResult(policy.name, verdicts, decision, None, decision.reason)

@@ -86,6 +86,7 @@ async def open_runtime(
                 memory=replayed.memories.get(item.policy.name),
                 open_intent=replayed.open_intents.get(item.policy.name),
                 paused=kill_switch.reason,
+                decision_ttl=2 * (item.policy.interval or settings.interval),
             )
             for item in loaded
         ]

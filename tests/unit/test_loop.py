@@ -194,3 +194,27 @@ async def test_health_names_a_stuck_target_by_its_own_interval(clock: VirtualClo
         ok, detail = health(loop, clock)
         tg.cancel_scope.cancel()
     assert not ok and detail["stalled"] == ["stuck"]
+
+
+async def test_a_decision_made_before_a_stall_is_dropped(clock: VirtualClock) -> None:
+    """When reading the resource stalls past two intervals, the decision is not run."""
+    signal = ConstantSignal(95.0)
+    reg, applied = registry(signal, set())
+    slow_read = reg.readers["containerApp"]
+
+    async def stalled(target: Target) -> ResourceState:
+        await clock.sleep(90)  # e.g. ARM throttling and retries
+        return await slow_read(target)
+
+    reg.readers["containerApp"] = stalled
+    audit = MemoryAudit()
+    metrics = Metrics()
+    rec = Reconciler(
+        policy("a"), reg, clock, Mode.LIVE, audit, metrics, decision_ttl=timedelta(seconds=60)
+    )
+    loop = Loop([rec], clock, metrics, interval=timedelta(seconds=30), rng=random.Random(1))
+    await run_for(loop, clock, 5)
+    assert applied == []
+    denied = [r for r in audit.records if r["decision"] == "deny"]
+    assert denied and all(r["guard"] == "ttl" for r in denied)
+    assert "stale decision" in denied[0]["reason"]
