@@ -95,6 +95,25 @@ class ClockSettings(BaseModel):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class BudgetSettings(BaseModel):
+    """Budgets shared by every target: blast radius, whatever the policies say."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    subscription_burst: int = Field(default=10, ge=1, le=10_000)
+    subscription_per_hour: float = Field(default=10, gt=0, le=10_000)
+    global_per_hour: int = Field(default=30, ge=1, le=100_000)
+
+
+class FailStaticSettings(BaseModel):
+    """When many targets break at once, the cause is rarely theirs: hold still."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    breach_share: float = Field(default=0.45, gt=0, le=1)  # Cluster Autoscaler's 45 %
+    error_share: float = Field(default=0.45, gt=0, le=1)  # signal backend failing
+    min_targets: int = Field(default=3, ge=1)  # and more than this many at once
+    healthy_rounds: int = Field(default=2, ge=1)  # rounds below both shares to resume
+
+
 class Settings(BaseModel):
     """What the controller needs to run; defaults are safe (dry-run, loopback)."""
 
@@ -117,6 +136,8 @@ class Settings(BaseModel):
     request_timeout: PositiveDuration = timedelta(seconds=30)
     backoff_max: PositiveDuration = timedelta(minutes=10)
     clock: ClockSettings | None = None
+    budgets: BudgetSettings = Field(default_factory=BudgetSettings)
+    fail_static: FailStaticSettings = Field(default_factory=FailStaticSettings)
 
     @field_validator("policies", mode="before")
     @classmethod

@@ -28,6 +28,7 @@ from controller.core.evaluate import evaluate
 from controller.core.plan import NoProposal, nothing_to_do, plan
 from controller.core.settle import landed
 from controller.core.verify import judge
+from controller.fleet import Fleet
 from controller.memory import PendingVerification, TargetMemory, breaker_json
 from controller.model import (
     Decision,
@@ -101,6 +102,7 @@ class Reconciler:
         open_intent: dict[str, Any] | None = None,
         paused: PauseCheck | None = None,
         decision_ttl: timedelta = timedelta(minutes=1),
+        fleet: Fleet | None = None,
     ) -> None:
         self.policy = policy
         self.memory = memory or TargetMemory()
@@ -112,6 +114,7 @@ class Reconciler:
         self._metrics = metrics
         self._paused = paused
         self._ttl = decision_ttl  # two intervals: older decisions are dropped, not run
+        self._fleet = fleet
 
     def register(self) -> None:
         """Tell each signal source about this target before the first pass."""
@@ -190,6 +193,14 @@ class Reconciler:
             self._metrics.verdict_state(policy.name, objective.name, verdict.state)
             verdicts.append(verdict)
         changed = memory.note_verdicts({v.objective: v.state for v in verdicts}, now)
+        if self._fleet is not None:
+            failing = any(o.quality is Quality.ERROR for o in observations.values())
+            alarm = self._fleet.note(
+                policy.target.resource_id, worst(tuple(verdicts)), failing, now
+            )
+            if alarm is not None:
+                self._metrics.escalations.labels(policy.name, "fail-static").inc()
+                self._line(now, reconcile_id, "escalation", tuple(verdicts), reason=alarm)
         efficacy = self._judge(tuple(verdicts), now, reconcile_id)
         result = await self._decide(tuple(verdicts), now, reconcile_id)
         if efficacy is not None:
@@ -329,6 +340,9 @@ class Reconciler:
             verifying=(pending.action, pending.due) if pending else None,
             breaker=breaker,
             paused=await self._paused(state) if self._paused else None,
+            fleet=self._fleet.holds(policy.target.subscription, now, policy.target.resource_id)
+            if self._fleet
+            else None,
         )
         age = self._clock.now() - now
         if decision.kind is DecisionKind.ALLOW and age > self._ttl:
@@ -341,6 +355,8 @@ class Reconciler:
         if decision.kind is DecisionKind.DENY:
             return PassResult(policy.name, verdicts, decision, None, decision.reason)
         memory.breakers[proposal.action] = breakers.on_allowed(breaker, now, open_for)
+        if self._fleet is not None:
+            self._fleet.spend(policy.target.subscription, now)
         intent: int | None = None
         if self._mode is Mode.DRY_RUN:
             outcome = Outcome(OutcomeKind.WOULD_RUN, proposal.before, proposal.after)

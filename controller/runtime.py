@@ -13,6 +13,7 @@ from controller.azure.clients import AzureClients
 from controller.azure.credentials import make_credential
 from controller.clock import Clock, ScaledClock, SystemClock
 from controller.config import Settings
+from controller.fleet import Fleet
 from controller.kill_switch import KillSwitch
 from controller.loop import Loop
 from controller.model import Mode
@@ -74,6 +75,16 @@ async def open_runtime(
             raise UnknownPlugin("; ".join(missing))
         metrics = Metrics()
         kill_switch = KillSwitch(settings, clients, clock)
+        fleet = Fleet(settings.budgets, settings.fail_static, len(loaded))
+        owners = {item.policy.name: item.policy.target.subscription for item in loaded}
+        spent = sorted(
+            (record.ts, owners[name])
+            for name, memory in replayed.memories.items()
+            if name in owners
+            for record in memory.history
+        )
+        for ts, subscription in spent:  # budgets outlive restarts, like everything else
+            fleet.spend(subscription, ts)
         run_mode = mode or settings.mode
         reconcilers = [
             Reconciler(
@@ -87,6 +98,7 @@ async def open_runtime(
                 open_intent=replayed.open_intents.get(item.policy.name),
                 paused=kill_switch.reason,
                 decision_ttl=2 * (item.policy.interval or settings.interval),
+                fleet=fleet,
             )
             for item in loaded
         ]

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from controller.core.breaker import Breaker, denies
+from controller.core.budget import window_count
 from controller.durations import format_duration
 from controller.model import ActionRecord, Decision, DecisionKind, Mode, Proposal
 from controller.policy.schema import Policy
@@ -30,17 +31,20 @@ def check(
     verifying: tuple[str, datetime] | None = None,
     breaker: Breaker | None = None,
     paused: str | None = None,
+    fleet: str | None = None,
 ) -> Decision:
     """Run the guards in order; the first denial wins.
 
     ``paused`` is why the kill switch is on, if it is; ``verifying`` is the action still
-    waiting to be judged and when; ``breaker`` is the proposed action's circuit breaker.
+    waiting to be judged and when; ``breaker`` is the proposed action's circuit breaker;
+    ``fleet`` is why the shared budgets or the fail-static rule hold every target back.
     """
     for guard, reason in (
         ("paused", paused),
         ("bounds", _bounds(policy, proposal)),
         ("cooldown", _cooldown(policy, history, now)),
-        ("budget", _budget(policy, history, now)),
+        ("budget", _budget(policy, proposal, history, now)),
+        ("fleet", fleet),
         ("verifying", _verifying(verifying)),
         ("breaker", denies(breaker, now, policy.guards.breaker.open_for) if breaker else None),
     ):
@@ -92,9 +96,20 @@ def _cooldown(policy: Policy, history: Sequence[ActionRecord], now: datetime) ->
     return None
 
 
-def _budget(policy: Policy, history: Sequence[ActionRecord], now: datetime) -> str | None:
+def _budget(
+    policy: Policy, proposal: Proposal, history: Sequence[ActionRecord], now: datetime
+) -> str | None:
     limit = policy.guards.max_actions_per_hour
-    recent = sum(1 for record in history if now - record.ts < HOUR)
+    recent = window_count([r.ts for r in history], now, HOUR)
     if recent >= limit:
         return f"{recent} actions in the last hour; the budget is {limit}"
+    for budget in policy.guards.action_budgets:
+        if budget.action != proposal.action:
+            continue
+        runs = window_count([r.ts for r in history if r.action == budget.action], now, budget.per)
+        if runs >= budget.max:
+            return (
+                f"{runs} {budget.action} in the last {format_duration(budget.per)}; "
+                f"the budget is {budget.max}"
+            )
     return None

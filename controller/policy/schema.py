@@ -240,11 +240,27 @@ class BreakerSettings(Strict):
     open_for: PositiveDuration = timedelta(minutes=30)
 
 
+class ActionBudget(Strict):
+    """At most ``max`` runs of ``action`` on this target in any window of ``per``."""
+
+    action: Literal["scaleOut", "scaleUp", "restartRevision", "scaleIn", "scaleDown"]
+    max: int = Field(ge=0, le=1000)
+    per: PositiveDuration
+
+
+DEFAULT_ACTION_BUDGETS = (
+    ActionBudget(action="restartRevision", max=1, per=timedelta(minutes=15)),
+    ActionBudget(action="restartRevision", max=3, per=timedelta(days=1)),
+)
+
+
 class Guards(Strict):
     cooldown: Duration = timedelta(minutes=5)
     max_actions_per_hour: int = Field(default=4, ge=1, le=60)
     bounds: Bounds = Field(default_factory=Bounds)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    # restarts: at most 1 per 15 minutes and 3 a day, unless the policy says otherwise
+    action_budgets: list[ActionBudget] = Field(default_factory=lambda: list(DEFAULT_ACTION_BUDGETS))
 
 
 class Baseline(Strict):

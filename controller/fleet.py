@@ -1,0 +1,106 @@
+"""What every target shares: budgets per subscription and overall, and fail static.
+
+* **Budgets.** A token bucket per subscription (``subscriptionBurst`` tokens,
+  ``subscriptionPerHour`` refill) and a cap on actions across all targets per hour.
+* **Fail static.** When more than ``breachShare`` of all targets (and more than
+  ``minTargets``) are in breach at once, or the signal backend is failing for more than
+  ``errorShare`` of them, the cause is likely shared — a region, a dependency, the
+  monitoring itself — and acting target by target would amplify it. No target acts;
+  an escalation is written once; acting resumes after ``healthyRounds`` full rounds of
+  every target below both shares. Never acting on an empty target set follows: with no
+  targets there is nothing to act on.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from controller.config import BudgetSettings, FailStaticSettings
+from controller.core.budget import HOUR, Bucket, window_count
+from controller.model import VerdictState
+
+
+class Fleet:
+    """Shared by the reconcilers of one controller."""
+
+    def __init__(
+        self, budgets: BudgetSettings, fail_static: FailStaticSettings, targets: int = 0
+    ) -> None:
+        self._targets = targets  # how many there are: shares are of all, not of those seen
+        self._budgets = budgets
+        self._rule = fail_static
+        self._buckets: dict[str, Bucket] = {}
+        self._actions: list[datetime] = []
+        self._states: dict[str, tuple[VerdictState, bool]] = {}  # target → (worst, failing)
+        self._noted: dict[str, datetime] = {}  # target → when it last reported
+        self._breach_since: dict[str, datetime] = {}
+        self.engaged: str | None = None  # why the fleet holds still
+        self._healthy_passes = 0
+
+    def _bucket(self, subscription: str) -> Bucket:
+        b = self._budgets
+        default = Bucket(b.subscription_burst, b.subscription_per_hour, b.subscription_burst)
+        return self._buckets.get(subscription.lower(), default)
+
+    def spend(self, subscription: str, at: datetime) -> None:
+        """An action ran (or would have): it costs a token and counts toward the hour."""
+        self._buckets[subscription.lower()] = self._bucket(subscription).take(at)
+        self._actions.append(at)
+
+    def note(self, target: str, worst: VerdictState, failing: bool, now: datetime) -> str | None:
+        """Record a target's latest state; return an escalation when fail static engages."""
+        self._states[target] = (worst, failing)
+        self._noted[target] = now
+        if worst is VerdictState.BREACH:
+            self._breach_since.setdefault(target, now)
+        else:
+            self._breach_since.pop(target, None)
+        total = max(len(self._states), self._targets)
+        breaching = sum(1 for state, _ in self._states.values() if state is VerdictState.BREACH)
+        failing_n = sum(1 for _, f in self._states.values() if f)
+        rule = self._rule
+        why = None
+        if breaching > rule.min_targets and breaching / total >= rule.breach_share:
+            why = f"{breaching} of {total} targets in breach at once"
+        elif failing_n > rule.min_targets and failing_n / total >= rule.error_share:
+            why = f"signals failing for {failing_n} of {total} targets"
+        if why is not None:
+            self._healthy_passes = 0
+            first = self.engaged is None
+            self.engaged = why
+            return f"fail static: {why}; no target acts until this clears" if first else None
+        if self.engaged is not None:
+            self._healthy_passes += 1
+            if self._healthy_passes >= rule.healthy_rounds * total:
+                self.engaged = None
+        return None
+
+    def holds(self, subscription: str, now: datetime, target: str | None = None) -> str | None:
+        """Why no target (or not ``target``) may act now, or None.
+
+        A breach acts only after every target has reported once since it began: targets
+        poll on their own jittered schedules, and a failure they share shows in one round.
+        """
+        if self.engaged is not None:
+            return f"fail static: {self.engaged}"
+        since = self._breach_since.get(target) if target else None
+        if since is not None and self._targets > 1:
+            behind = self._targets - sum(1 for t in self._noted.values() if t >= since)
+            if behind > 0:
+                return (
+                    f"waiting for {behind} more target(s) to report since this breach "
+                    "began (a shared failure shows in one round)"
+                )
+        per_hour = window_count(self._actions, now, HOUR)
+        if per_hour >= self._budgets.global_per_hour:
+            return (
+                f"{per_hour} actions across all targets in the last hour; the cap is "
+                f"{self._budgets.global_per_hour}"
+            )
+        if not self._bucket(subscription).available(now):
+            refill = timedelta(hours=1 / self._budgets.subscription_per_hour)
+            return (
+                f"subscription {subscription} has spent its action budget "
+                f"(a token every {int(refill.total_seconds())}s)"
+            )
+        return None

@@ -1,0 +1,99 @@
+"""Blast radius: shared budgets and fail static, across every target of a controller."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from controller.config import BudgetSettings, FailStaticSettings
+from controller.core import guards
+from controller.fleet import Fleet
+from controller.model import ActionRecord, Mode, OutcomeKind, Proposal, VerdictState
+from tests.conftest import START, make_policy
+
+B, OK = VerdictState.BREACH, VerdictState.OK
+
+
+def fleet(targets: int = 8, **budgets: float) -> Fleet:
+    return Fleet(BudgetSettings.model_validate(budgets), FailStaticSettings(), targets)
+
+
+def test_fail_static_engages_when_many_break_at_once_and_resumes_after_two_rounds() -> None:
+    """4 of 8 in breach (over 3, and 45 % or more): everyone holds; two healthy rounds clear it."""
+    f = fleet()
+    alarms = [f.note(f"app{i}", B if i < 4 else OK, False, START) for i in range(8)]
+    assert [a for a in alarms if a] == [
+        "fail static: 4 of 8 targets in breach at once; no target acts until this clears"
+    ]
+    assert f.holds("sub", START) == "fail static: 4 of 8 targets in breach at once"
+    for i in range(8):
+        f.note(f"app{i}", OK, False, START)
+    assert f.holds("sub", START) is not None  # one healthy round is not enough
+    for i in range(8):
+        f.note(f"app{i}", OK, False, START)
+    assert f.holds("sub", START) is None
+
+
+def test_three_breaching_targets_are_not_a_correlated_failure() -> None:
+    """Three of four breaching is over 45 % but not over three targets: each acts alone."""
+    f = fleet(targets=4)
+    for i in range(4):
+        f.note(f"app{i}", B if i < 3 else OK, False, START)
+    assert f.holds("sub", START) is None
+
+
+def test_a_failing_signal_backend_holds_everyone() -> None:
+    """Metrics failing for most targets: hold, even though nothing is known to be in breach."""
+    f = fleet(targets=6)
+    for i in range(6):
+        f.note(f"app{i}", VerdictState.UNKNOWN, i < 4, START)
+    assert "signals failing for 4 of 6 targets" in (f.holds("sub", START) or "")
+
+
+def test_subscription_bucket_and_global_cap() -> None:
+    """A burst of 2 then one an hour per subscription; 3 an hour across everything."""
+    f = fleet(subscriptionBurst=2, subscriptionPerHour=1, globalPerHour=3)
+    f.spend("sub-a", START)
+    f.spend("sub-a", START)
+    assert "spent its action budget" in (f.holds("sub-a", START) or "")
+    assert f.holds("sub-b", START) is None
+    assert f.holds("sub-a", START + timedelta(minutes=61)) is None  # a token came back
+    f.spend("sub-b", START)
+    assert "the cap is 3" in (f.holds("sub-c", START + timedelta(minutes=30)) or "")
+
+
+def test_restart_budget_per_target() -> None:
+    """Restarts: at most one in 15 minutes and three a day, by default."""
+    policy = make_policy(
+        remediation=[{"restartRevision": {}}],
+        guards={"cooldown": "1m", "maxActionsPerHour": 60},
+    )
+    restart = Proposal("restartRevision", 0, {"revision": "r1"}, {}, {}, "x")
+
+    def history(*minutes_ago: float) -> list[ActionRecord]:
+        now = START + timedelta(days=2)
+        return [
+            ActionRecord(now - timedelta(minutes=m), "restartRevision", OutcomeKind.SUCCEEDED)
+            for m in minutes_ago
+        ]
+
+    now = START + timedelta(days=2)
+    assert guards.check(policy, restart, history(10), now, Mode.LIVE).reason.startswith(
+        "budget: 1 restartRevision in the last 15m"
+    )
+    assert guards.check(policy, restart, history(20), now, Mode.LIVE).guard is None
+    three = guards.check(policy, restart, history(20, 300, 600), now, Mode.LIVE)
+    assert three.reason.startswith("budget: 3 restartRevision in the last 1d")
+
+
+def test_a_breach_waits_for_one_full_round_before_acting() -> None:
+    """The first target to see a breach waits until every other one has looked too."""
+    f = fleet(targets=3)
+    for i in range(3):
+        f.note(f"app{i}", OK, False, START)
+    later = START + timedelta(seconds=30)
+    f.note("app0", B, False, later)
+    assert "waiting for 2 more target(s)" in (f.holds("sub", later, "app0") or "")
+    f.note("app1", OK, False, later + timedelta(seconds=5))
+    f.note("app2", OK, False, later + timedelta(seconds=9))
+    f.note("app0", B, False, later + timedelta(seconds=30))
+    assert f.holds("sub", later + timedelta(seconds=30), "app0") is None
