@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from controller import demo, kill_switch, render
+from controller import demo, kill_switch, permissions, render
 from controller.audit.log import AuditCorrupt, MemoryAudit, check_file
 from controller.clock import VirtualClock
 from controller.config import Settings, SettingsError, load_settings
@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resume", help="allow actions again after `remediator pause`")
     p.add_argument("--config", help="settings file (YAML)")
     p.set_defaults(handler=_resume)
+
+    p = sub.add_parser("permissions", help="the Azure RBAC actions the controller needs")
+    p.set_defaults(handler=_permissions)
 
     p = sub.add_parser("audit", help="work with the audit log")
     audit_sub = p.add_subparsers(dest="audit_command", required=True)
@@ -169,6 +172,11 @@ async def _stop_on_signal(scope: anyio.CancelScope) -> None:
         async for _ in signals:
             scope.cancel()
             return
+
+
+def _permissions(args: argparse.Namespace) -> int:
+    print(json.dumps({"actions": permissions.role_actions()}, indent=2))
+    return EXIT_OK
 
 
 def _pause(args: argparse.Namespace) -> int:

@@ -81,6 +81,7 @@ def run_until(config: Path, base: str, env: dict[str, str], done: Callable[[Any]
         with urllib.request.urlopen(f"http://{listen}/metrics", timeout=2) as response:
             exposition = response.read().decode()
         assert "remediator_reconcile_passes_total" in exposition
+        assert "remediator-emulator-token" not in exposition  # no secret in the metrics
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=10)
