@@ -98,6 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", default="cpu-spike", help="shipped name or path to YAML")
     p.add_argument("--speed", type=float, help="scenario seconds per wall second")
     p.add_argument("--write-config", type=Path, help="write controller settings for it here")
+    p.add_argument("--lro-polls", type=int, default=1, help="polls before an update completes")
+    p.add_argument(
+        "--lro-retry-after", type=int, default=0, help="seconds asked between those polls"
+    )
     p.set_defaults(handler=_emulator)
 
     p = sub.add_parser("demo", help="emulator and controller together, end to end")
@@ -211,7 +215,14 @@ def _audit_verify(args: argparse.Namespace) -> int:
 
 def _emulator(args: argparse.Namespace) -> int:
     return anyio.run(
-        demo.serve_emulator, args.scenario, args.host, args.port, args.speed, args.write_config
+        demo.serve_emulator,
+        args.scenario,
+        args.host,
+        args.port,
+        args.speed,
+        args.write_config,
+        args.lro_polls,
+        args.lro_retry_after,
     )
 
 

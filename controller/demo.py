@@ -31,12 +31,20 @@ PROGRESS_EVERY = timedelta(minutes=2)
 
 
 async def serve_emulator(
-    scenario_name: str, host: str, port: int, speed: float | None, write_config: Path | None
+    scenario_name: str,
+    host: str,
+    port: int,
+    speed: float | None,
+    write_config: Path | None,
+    lro_polls: int = 1,
+    lro_retry_after: int = 0,
 ) -> int:
     """Serve the emulator until interrupted; optionally write settings that point at it."""
     scenario = load_scenario(scenario_name)
     clock = ScaledClock.starting_now(scenario.start, speed or scenario.speed)
-    emulator = Emulator(scenario, now=clock.now)
+    emulator = Emulator(
+        scenario, now=clock.now, lro_polls=lro_polls, lro_retry_after=lro_retry_after
+    )
     async with emulator.serve(host=host, port=port) as base_url:
         print(f"emulator: scenario {scenario.name!r} on {base_url} at {clock.speed:g}x", flush=True)
         if write_config is not None:

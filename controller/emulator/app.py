@@ -43,10 +43,13 @@ class Emulator:
         now: Callable[[], datetime] | None = None,
         *,
         lro_polls: int = 1,
+        lro_retry_after: int = 0,
         wobble: float = 0.005,
     ) -> None:
         self.scenario = scenario
-        self._world = World(scenario, now or _default_clock(scenario), lro_polls, wobble)
+        self._world = World(
+            scenario, now or _default_clock(scenario), lro_polls, lro_retry_after, wobble
+        )
         self._app: web.Application | None = None
 
     @property

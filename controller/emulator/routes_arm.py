@@ -89,7 +89,10 @@ async def operation_status(
         body["endTime"] = format_datetime(op.ended)
     if op.error is not None:
         body["error"] = op.error
-    return json_response(body, headers=_reads())
+    headers = _reads()
+    if op.status == "InProgress" and world.lro_retry_after:
+        headers["Retry-After"] = str(world.lro_retry_after)
+    return json_response(body, headers=headers)
 
 
 async def list_revisions(

@@ -42,6 +42,7 @@ class World:
     scenario: Scenario
     now: Callable[[], datetime]
     lro_polls: int = 1
+    lro_retry_after: int = 0  # seconds asked between polls (real services ask 1–30)
     wobble: float = 0.005
     resources: dict[str, AppResource] = field(default_factory=dict)
     operations: dict[str, Operation] = field(default_factory=dict)
