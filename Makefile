@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: setup demo test lint clean
+AZURITE = .tools/node_modules/.bin/azurite-blob
+
+.PHONY: setup tools demo test lint clean
 
 $(BIN)/remediator: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,10 +15,19 @@ $(BIN)/remediator: pyproject.toml
 
 setup: $(BIN)/remediator
 
+# Azurite (Azure Storage's emulator, from npm) for the leader-election tests; skipped
+# quietly where there is no npm, in which case those tests report themselves skipped.
+$(AZURITE):
+	@if command -v npm >/dev/null; then \
+		mkdir -p .tools && cd .tools && npm install --silent --no-audit --no-fund azurite@3; \
+	else echo "npm not found: leader-election tests will be skipped"; fi
+
+tools: $(AZURITE)
+
 demo: setup  ## the controller against the built-in emulator: detect, remediate, recover
 	$(BIN)/remediator demo
 
-test: setup  ## the whole test suite
+test: setup tools  ## the whole test suite
 	$(BIN)/python -m pytest
 
 lint: setup  ## ruff, mypy --strict and the import layers
@@ -26,4 +37,4 @@ lint: setup  ## ruff, mypy --strict and the import layers
 	$(BIN)/lint-imports --no-cache
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .tools build *.egg-info

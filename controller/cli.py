@@ -159,10 +159,12 @@ async def _run_async(settings: Settings, policies: Any, once: bool) -> int:
             for result in results:
                 print(render.pass_line(result, runtime.clock.now()))
             return EXIT_FAILED if any(isinstance(r, PassFailure) for r in results) else EXIT_OK
-        app = make_app(runtime.loop, runtime.clock, runtime.metrics)
+        app = make_app(runtime.loop, runtime.clock, runtime.metrics, runtime.elector)
         address = settings.listen_address
         async with anyio.create_task_group() as tg:
             tg.start_soon(_stop_on_signal, tg.cancel_scope)
+            if runtime.elector is not None:
+                tg.start_soon(runtime.elector.run)
             if address is None:
                 await runtime.loop.run()
             else:

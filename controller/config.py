@@ -11,8 +11,10 @@ name the origin of each value (file line or variable), which that library does n
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -114,6 +116,32 @@ class FailStaticSettings(BaseModel):
     healthy_rounds: int = Field(default=2, ge=1)  # rounds below both shares to resume
 
 
+class LeaderElectionSettings(BaseModel):
+    """One actor among replicas: a lease on a blob (client-go's timing by default)."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    enabled: bool = False
+    account_url: str | None = None  # https://ACCOUNT.blob.core.windows.net (managed identity)
+    connection_string: str | None = Field(default=None, repr=False)  # holds a key: never logged
+    container: str = "remediator"
+    blob: str = "leader"
+    identity: str = Field(default_factory=lambda: socket.gethostname())
+    lease_duration: PositiveDuration = timedelta(seconds=15)
+    renew_deadline: PositiveDuration = timedelta(seconds=10)
+    retry_period: PositiveDuration = timedelta(seconds=2)
+
+    @model_validator(mode="after")
+    def _where(self) -> LeaderElectionSettings:
+        if self.enabled and not (self.account_url or self.connection_string):
+            raise ValueError("leaderElection: needs accountUrl or connectionString")
+        lease, renew = self.lease_duration, self.renew_deadline
+        if not lease > renew > self.retry_period * 1.2:
+            raise ValueError(
+                "leaderElection: needs leaseDuration > renewDeadline > 1.2 × retryPeriod"
+            )
+        return self
+
+
 class Settings(BaseModel):
     """What the controller needs to run; defaults are safe (dry-run, loopback)."""
 
@@ -137,6 +165,7 @@ class Settings(BaseModel):
     backoff_max: PositiveDuration = timedelta(minutes=10)
     clock: ClockSettings | None = None
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
+    leader_election: LeaderElectionSettings = Field(default_factory=LeaderElectionSettings)
     fail_static: FailStaticSettings = Field(default_factory=FailStaticSettings)
 
     @field_validator("policies", mode="before")
@@ -238,7 +267,7 @@ def load_settings(
             if suffix in _RESERVED_ENV or suffix.startswith(_SERVICE_LINK_PREFIXES):
                 continue
             raise SettingsError(f"{var}: unknown setting (from the environment)")
-        values[key] = raw
+        values[key] = json.loads(raw) if raw.lstrip().startswith("{") else raw
         origins[key] = f"environment variable {var}"
     for key, value in (overrides or {}).items():
         values[to_camel(key)] = value

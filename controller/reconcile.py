@@ -103,6 +103,7 @@ class Reconciler:
         paused: PauseCheck | None = None,
         decision_ttl: timedelta = timedelta(minutes=1),
         fleet: Fleet | None = None,
+        standby: Callable[[], str | None] | None = None,
     ) -> None:
         self.policy = policy
         self.memory = memory or TargetMemory()
@@ -115,6 +116,7 @@ class Reconciler:
         self._paused = paused
         self._ttl = decision_ttl  # two intervals: older decisions are dropped, not run
         self._fleet = fleet
+        self._standby = standby  # why this replica may not act (not the leader), if so
 
     def register(self) -> None:
         """Tell each signal source about this target before the first pass."""
@@ -340,6 +342,7 @@ class Reconciler:
             verifying=(pending.action, pending.due) if pending else None,
             breaker=breaker,
             paused=await self._paused(state) if self._paused else None,
+            standby=self._standby() if self._standby else None,
             fleet=self._fleet.holds(policy.target.subscription, now, policy.target.resource_id)
             if self._fleet
             else None,

@@ -7,6 +7,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.storage.blob.aio import ContainerClient
+
 from controller.audit.log import AuditLog, AuditSink
 from controller.audit.replay import Replayed, replay
 from controller.azure.clients import AzureClients
@@ -15,6 +18,7 @@ from controller.clock import Clock, ScaledClock, SystemClock
 from controller.config import Settings
 from controller.fleet import Fleet
 from controller.kill_switch import KillSwitch
+from controller.lease import LeaderElector, LeaseTiming
 from controller.loop import Loop
 from controller.model import Mode
 from controller.plugins import default_registry
@@ -35,6 +39,7 @@ class Runtime:
     audit: AuditSink
     registry: Registry
     policies: list[LoadedPolicy]
+    elector: LeaderElector | None = None  # set when leader election is enabled
 
 
 def clock_for(settings: Settings) -> Clock:
@@ -86,6 +91,7 @@ async def open_runtime(
         for ts, subscription in spent:  # budgets outlive restarts, like everything else
             fleet.spend(subscription, ts)
         run_mode = mode or settings.mode
+        elector = await stack.enter_async_context(elector_for(settings, clients.credential))
         reconcilers = [
             Reconciler(
                 item.policy,
@@ -99,6 +105,7 @@ async def open_runtime(
                 paused=kill_switch.reason,
                 decision_ttl=2 * (item.policy.interval or settings.interval),
                 fleet=fleet,
+                standby=elector.standby_reason if elector else None,
             )
             for item in loaded
         ]
@@ -112,4 +119,29 @@ async def open_runtime(
             rng=rng,
             on_pass=on_pass,
         )
-        yield Runtime(settings, clock, loop, metrics, audit, registry, loaded)
+        yield Runtime(settings, clock, loop, metrics, audit, registry, loaded, elector)
+
+
+@asynccontextmanager
+async def elector_for(
+    settings: Settings, credential: AsyncTokenCredential
+) -> AsyncIterator[LeaderElector | None]:
+    """A leader elector on the configured blob, or None when election is off."""
+    election = settings.leader_election
+    if not election.enabled:
+        yield None
+        return
+    if election.connection_string:
+        container = ContainerClient.from_connection_string(
+            election.connection_string, election.container
+        )
+    else:
+        assert election.account_url is not None
+        container = ContainerClient(election.account_url, election.container, credential)
+    timing = LeaseTiming(
+        election.lease_duration.total_seconds(),
+        election.renew_deadline.total_seconds(),
+        election.retry_period.total_seconds(),
+    )
+    async with container:
+        yield LeaderElector(container, election.blob, election.identity, timing)

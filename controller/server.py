@@ -9,29 +9,37 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from controller.clock import Clock
+from controller.lease import LeaderElector
 from controller.loop import Loop
 from controller.telemetry import Metrics
 
 
-def health(loop: Loop, clock: Clock) -> tuple[bool, dict[str, object]]:
+def health(
+    loop: Loop, clock: Clock, elector: LeaderElector | None = None
+) -> tuple[bool, dict[str, object]]:
     """Healthy while no target is more than one of its own intervals late for its pass."""
     now = clock.now()
     stalled = loop.health.stalled(now)
     return not stalled, {
         "status": "stalled" if stalled else "ok",
+        "role": elector.status() if elector else "single",
         "stalled": stalled,
         "targets": {name: ts.isoformat() for name, ts in loop.health.last_tick.items()},
         "failing": {name: n for name, n in loop.health.failures.items() if n},
     }
 
 
-def make_app(loop: Loop, clock: Clock, metrics: Metrics) -> web.Application:
+def make_app(
+    loop: Loop, clock: Clock, metrics: Metrics, elector: LeaderElector | None = None
+) -> web.Application:
     async def metrics_handler(_: web.Request) -> web.Response:
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:
-        ok, detail = health(loop, clock)
+        if elector is not None:
+            metrics.leader.set(1 if elector.is_leader else 0)
+        ok, detail = health(loop, clock, elector)
         return web.json_response(detail, status=200 if ok else 503)
 
     app = web.Application()

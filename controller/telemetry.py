@@ -77,6 +77,9 @@ class Metrics:
             ["policy", "reason"],
             registry=r,
         )
+        self.leader = Gauge(
+            "remediator_leader", "1 while this replica holds the leader lease.", registry=r
+        )
         self.last_pass = Gauge(
             "remediator_last_pass_timestamp_seconds",
             "When the loop last finished a pass.",

@@ -1,4 +1,4 @@
-"""Guards: every proposal passes the kill switch, bounds, cooldown, hourly budget,
+"""Guards: every proposal passes the kill switch, leadership, bounds, cooldown, budgets,
 verification, breaker and mode, in order.
 
 The first guard that objects denies the proposal with its reason. Actions count
@@ -32,15 +32,18 @@ def check(
     breaker: Breaker | None = None,
     paused: str | None = None,
     fleet: str | None = None,
+    standby: str | None = None,
 ) -> Decision:
     """Run the guards in order; the first denial wins.
 
-    ``paused`` is why the kill switch is on, if it is; ``verifying`` is the action still
+    ``paused`` is why the kill switch is on, if it is; ``standby`` why this replica does
+    not hold the leader lease; ``verifying`` is the action still
     waiting to be judged and when; ``breaker`` is the proposed action's circuit breaker;
     ``fleet`` is why the shared budgets or the fail-static rule hold every target back.
     """
     for guard, reason in (
         ("paused", paused),
+        ("leader", standby),
         ("bounds", _bounds(policy, proposal)),
         ("cooldown", _cooldown(policy, history, now)),
         ("budget", _budget(policy, proposal, history, now)),

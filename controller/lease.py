@@ -1,0 +1,131 @@
+"""Leader election on an Azure Blob lease: with several replicas, one actor.
+
+The numbers are client-go's: a 15 s lease, renewed every 2 s; a leader that has not
+renewed for 10 s (the renew deadline) stops acting at once — before its lease can
+expire and another replica can take it. Standbys keep observing, evaluating and
+recording what they would do; only the leader's decisions may run. A leader that stops
+cleanly releases the lease, so a standby takes over within one retry period; one that
+dies is replaced within the lease time.
+
+Leases live in the storage service's time, so this module waits in wall time whatever
+clock the controller runs on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import anyio
+import structlog
+from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
+from azure.storage.blob.aio import BlobLeaseClient, ContainerClient
+
+log = structlog.get_logger("remediator.lease")
+
+
+@dataclass(frozen=True)
+class LeaseTiming:
+    duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+
+    def __post_init__(self) -> None:
+        # client-go's rule: duration > renew deadline > 1.2 × retry period
+        if not self.duration > self.renew_deadline > 1.2 * self.retry_period:
+            raise ValueError("lease timing must satisfy duration > renewDeadline > 1.2 × retry")
+
+
+class LeaderElector:
+    """Holds (or waits for) the lease; ``is_leader`` says whether this replica may act."""
+
+    def __init__(
+        self,
+        container: ContainerClient,
+        blob: str,
+        identity: str,
+        timing: LeaseTiming,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._monotonic = monotonic  # injectable: the renew deadline is tested without waiting
+        self._container = container
+        self._blob = container.get_blob_client(blob)
+        self.identity = identity
+        self._timing = timing
+        self._lease: BlobLeaseClient | None = None
+        self._renewed_at: float | None = None  # monotonic time of the last good renewal
+        self.transitions = 0
+
+    @property
+    def is_leader(self) -> bool:
+        """True only while the last renewal is younger than the renew deadline."""
+        if self._lease is None or self._renewed_at is None:
+            return False
+        return self._monotonic() - self._renewed_at < self._timing.renew_deadline
+
+    def status(self) -> str:
+        return "leader" if self.is_leader else "standby"
+
+    def standby_reason(self) -> str | None:
+        """Why this replica may not act now (the ``leader`` guard), or None."""
+        return None if self.is_leader else f"standby: {self.identity} does not hold the lease"
+
+    async def run(self) -> None:
+        """Acquire, renew, and on cancellation release: until cancelled."""
+        await self._ensure_blob()
+        try:
+            while True:
+                if self._lease is None:
+                    await self._try_acquire()
+                else:
+                    await self._renew()
+                await anyio.sleep(self._timing.retry_period)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._release()
+
+    async def _ensure_blob(self) -> None:
+        with contextlib.suppress(ResourceExistsError):
+            await self._container.create_container()
+        # it may exist already, possibly leased by another replica: fine
+        with contextlib.suppress(ResourceExistsError, HttpResponseError):
+            await self._blob.upload_blob(b"", overwrite=False)
+
+    async def acquire_once(self) -> bool:
+        """One attempt to lead (``run --once``); True if this replica now holds the lease."""
+        await self._ensure_blob()
+        await self._try_acquire()
+        return self.is_leader
+
+    async def _try_acquire(self) -> None:
+        lease = BlobLeaseClient(self._blob)
+        try:
+            await lease.acquire(lease_duration=int(self._timing.duration))
+        except ResourceExistsError:
+            return  # another replica holds it: stay standby
+        except AzureError as exc:
+            log.warning("lease acquire failed", error=repr(exc))
+            return
+        self._lease, self._renewed_at = lease, self._monotonic()
+        self.transitions += 1
+        log.info("became leader", identity=self.identity)
+
+    async def _renew(self) -> None:
+        assert self._lease is not None
+        try:
+            await self._lease.renew()
+        except AzureError as exc:
+            if not self.is_leader:  # past the renew deadline: give up, stop acting
+                log.warning("lost leadership", identity=self.identity, error=repr(exc))
+                self._lease, self._renewed_at = None, None
+            return
+        self._renewed_at = self._monotonic()
+
+    async def _release(self) -> None:
+        if self._lease is None:
+            return
+        with contextlib.suppress(AzureError):  # else it expires on its own
+            await self._lease.release()
+        self._lease, self._renewed_at = None, None
