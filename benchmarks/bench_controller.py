@@ -248,7 +248,7 @@ def main() -> None:
     lines = [
         "# Benchmarks",
         "",
-        "Produced by `python benchmarks/bench_controller.py --write docs/benchmarks.md` "
+        "Produced by `python benchmarks/bench_controller.py --failover --write docs/benchmarks.md` "
         f"on {datetime.now(UTC):%Y-%m-%d} ({os.cpu_count()} cores). Counts and ratios are "
         "exact; wall times are from this one noisy machine and only indicative.",
         "",
