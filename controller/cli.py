@@ -165,6 +165,8 @@ async def _run_async(settings: Settings, policies: Any, once: bool) -> int:
             tg.start_soon(_stop_on_signal, tg.cancel_scope)
             if runtime.elector is not None:
                 tg.start_soon(runtime.elector.run)
+            if runtime.escalator is not None:
+                tg.start_soon(runtime.escalator.run)
             if address is None:
                 await runtime.loop.run()
             else:

@@ -164,6 +164,8 @@ class Settings(BaseModel):
     request_timeout: PositiveDuration = timedelta(seconds=30)
     backoff_max: PositiveDuration = timedelta(minutes=10)
     clock: ClockSettings | None = None
+    # a Teams/Slack incoming webhook or an action group: holds a secret, never logged
+    escalation_webhook: str | None = Field(default=None, repr=False)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     leader_election: LeaderElectionSettings = Field(default_factory=LeaderElectionSettings)
     fail_static: FailStaticSettings = Field(default_factory=FailStaticSettings)
@@ -175,7 +177,7 @@ class Settings(BaseModel):
             return [part for part in value.split(os.pathsep) if part]
         return value
 
-    @field_validator("arm_endpoint", "metrics_endpoint", "logs_endpoint")
+    @field_validator("arm_endpoint", "metrics_endpoint", "logs_endpoint", "escalation_webhook")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("https://", "http://")):

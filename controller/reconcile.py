@@ -104,6 +104,7 @@ class Reconciler:
         decision_ttl: timedelta = timedelta(minutes=1),
         fleet: Fleet | None = None,
         standby: Callable[[], str | None] | None = None,
+        escalate: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.policy = policy
         self.memory = memory or TargetMemory()
@@ -117,6 +118,7 @@ class Reconciler:
         self._ttl = decision_ttl  # two intervals: older decisions are dropped, not run
         self._fleet = fleet
         self._standby = standby  # why this replica may not act (not the leader), if so
+        self._notify = escalate  # queues a webhook POST; never blocks
 
     def register(self) -> None:
         """Tell each signal source about this target before the first pass."""
@@ -203,6 +205,7 @@ class Reconciler:
             if alarm is not None:
                 self._metrics.escalations.labels(policy.name, "fail-static").inc()
                 self._line(now, reconcile_id, "escalation", tuple(verdicts), reason=alarm)
+                self._send("fail-static", alarm, now)
         efficacy = self._judge(tuple(verdicts), now, reconcile_id)
         result = await self._decide(tuple(verdicts), now, reconcile_id)
         if efficacy is not None:
@@ -272,18 +275,35 @@ class Reconciler:
     ) -> None:
         breaker = self.memory.breakers[action]
         self._metrics.escalations.labels(self.policy.name, "breaker-open").inc()
+        reason = (
+            f"circuit breaker for {action} opened after {breaker.consecutive_bad} "
+            "failed or ineffective outcomes: a human should look"
+        )
         self._line(
             now,
             reconcile_id,
             "escalation",
             verdicts,
             action=action,
-            reason=(
-                f"circuit breaker for {action} opened after {breaker.consecutive_bad} "
-                "failed or ineffective outcomes: a human should look"
-            ),
+            reason=reason,
             breaker=breaker_json(breaker),
         )
+        self._send("breaker-open", reason, now, action=action)
+
+    def _send(self, kind: str, reason: str, now: datetime, **extra: Any) -> None:
+        """Queue the webhook POST, after the audit line is safely written."""
+        if self._notify is not None:
+            self._notify(
+                {
+                    "text": f"Remediator: {self.policy.name}: {reason}",
+                    "kind": kind,
+                    "policy": self.policy.name,
+                    "target": self.policy.target.resource_id,
+                    "reason": reason,
+                    "ts": now.isoformat(),
+                    **extra,
+                }
+            )
 
     async def _decide(
         self, verdicts: tuple[Verdict, ...], now: datetime, reconcile_id: str

@@ -16,6 +16,7 @@ from controller.azure.clients import AzureClients
 from controller.azure.credentials import make_credential
 from controller.clock import Clock, ScaledClock, SystemClock
 from controller.config import Settings
+from controller.escalation import Escalator
 from controller.fleet import Fleet
 from controller.kill_switch import KillSwitch
 from controller.lease import LeaderElector, LeaseTiming
@@ -40,6 +41,7 @@ class Runtime:
     registry: Registry
     policies: list[LoadedPolicy]
     elector: LeaderElector | None = None  # set when leader election is enabled
+    escalator: Escalator | None = None  # set when an escalation webhook is configured
 
 
 def clock_for(settings: Settings) -> Clock:
@@ -92,6 +94,7 @@ async def open_runtime(
             fleet.spend(subscription, ts)
         run_mode = mode or settings.mode
         elector = await stack.enter_async_context(elector_for(settings, clients.credential))
+        escalator = Escalator(settings.escalation_webhook) if settings.escalation_webhook else None
         reconcilers = [
             Reconciler(
                 item.policy,
@@ -106,6 +109,7 @@ async def open_runtime(
                 decision_ttl=2 * (item.policy.interval or settings.interval),
                 fleet=fleet,
                 standby=elector.standby_reason if elector else None,
+                escalate=escalator.escalate if escalator else None,
             )
             for item in loaded
         ]
@@ -119,7 +123,7 @@ async def open_runtime(
             rng=rng,
             on_pass=on_pass,
         )
-        yield Runtime(settings, clock, loop, metrics, audit, registry, loaded, elector)
+        yield Runtime(settings, clock, loop, metrics, audit, registry, loaded, elector, escalator)
 
 
 @asynccontextmanager

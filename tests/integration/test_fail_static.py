@@ -11,7 +11,7 @@ from controller.clock import VirtualClock
 from controller.emulator import Emulator, load_scenario
 from controller.policy.schema import Policy
 from tests.conftest import APP_ID, START, emulator_settings, make_policy
-from tests.integration.helpers import actions, run_controller
+from tests.integration.helpers import actions, run_controller, webhook
 
 pytestmark = pytest.mark.anyio
 
@@ -63,8 +63,8 @@ async def test_a_correlated_spike_moves_nothing(
     )
     emu = Emulator(load_scenario(path), now=clock.now, wobble=0)
     policies = [fleet_policy(i) for i in range(8)]
-    async with emu.serve() as base_url:
-        settings = emulator_settings(base_url, tmp_path, mode="live")
+    async with emu.serve() as base_url, webhook(fail_first=1) as (hook, sent):
+        settings = emulator_settings(base_url, tmp_path, mode="live", escalationWebhook=hook)
         records = await run_controller(settings, policies, clock, START + timedelta(minutes=12))
     assert len({r["policy"] for r in actions(records)}) == acting
     escalations = [r for r in records if r["kind"] == "escalation"]
@@ -73,5 +73,8 @@ async def test_a_correlated_spike_moves_nothing(
         assert "targets in breach at once" in escalations[0]["reason"]
         denied = [r for r in records if r["decision"] == "deny"]
         assert denied and all(r["guard"] == "fleet" for r in denied)
+        # the webhook failed once; the retry delivered it, in the background
+        [message] = sent
+        assert message["kind"] == "fail-static" and message["text"].startswith("Remediator: ")
     else:
         assert emu.writes >= 1 and escalations == []
