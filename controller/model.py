@@ -167,3 +167,4 @@ class Outcome:
     before: Mapping[str, Any]
     after: Mapping[str, Any]
     detail: str = ""
+    busy: bool = False  # the resource was busy with another operation: nothing ran

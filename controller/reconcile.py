@@ -21,6 +21,7 @@ import anyio
 import structlog
 
 from controller.audit.log import AuditSink, Kind, Record
+from controller.azure import retry
 from controller.clock import Clock
 from controller.core import breaker as breakers
 from controller.core import guards, step_back
@@ -401,7 +402,7 @@ class Reconciler:
                 {k: v for k, v in baseline.items() if v is not None},
             )
         opened = None
-        if outcome.kind is OutcomeKind.FAILED:
+        if outcome.kind is OutcomeKind.FAILED and not outcome.busy:  # busy is not broken
             self._metrics.efficacy.labels(proposal.action, Efficacy.FAILED).inc()
             if self._feed_breaker(proposal.action, Efficacy.FAILED, now):
                 opened = proposal.action
@@ -428,7 +429,8 @@ class Reconciler:
             except Exception as exc:  # the outcome is recorded; the loop keeps going
                 log.warning("action failed", action=proposal.action, error=repr(exc))
                 detail = repr(exc)[:500]
-                return Outcome(OutcomeKind.FAILED, proposal.before, proposal.before, detail)
+                busy = retry.is_busy(exc)
+                return Outcome(OutcomeKind.FAILED, proposal.before, proposal.before, detail, busy)
         assert deadline.cancel_called
         detail = f"no answer within {ACTION_DEADLINE:.0f}s; the next pass reads what landed"
         return Outcome(OutcomeKind.FAILED, proposal.before, proposal.before, detail)

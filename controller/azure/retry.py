@@ -1,8 +1,9 @@
 """Retrying Azure calls: tenacity around the SDK, on the controller's clock.
 
 Reads are retried on throttling, server errors and connection failures. Writes are
-retried only when the service said it did not act (429 with ``Retry-After``), because
-a write that timed out may have landed. ``Retry-After`` is honoured up to a cap; past
+retried only when the service said it did not act — 429 with ``Retry-After``, or 409
+``RetryableErrorDueToAnotherOperation`` (busy, not failed) — because a write that timed
+out may have landed. ``Retry-After`` is honoured up to a cap; past
 the last attempt the error goes back to the loop, whose backoff takes over.
 """
 
@@ -27,7 +28,20 @@ def _retryable_read(exc: BaseException) -> bool:
     return isinstance(exc, HttpResponseError) and exc.status_code in RETRYABLE_STATUS
 
 
+BUSY_CODES = frozenset({"RetryableErrorDueToAnotherOperation", "AnotherOperationInProgress"})
+
+
+def is_busy(exc: BaseException) -> bool:
+    """409 "another operation is in progress": the resource is busy, the write did not run."""
+    if not isinstance(exc, HttpResponseError) or exc.status_code != 409:
+        return False
+    code = exc.error.code if exc.error else None
+    return code in BUSY_CODES
+
+
 def _retryable_write(exc: BaseException) -> bool:
+    if is_busy(exc):
+        return True
     return (
         isinstance(exc, HttpResponseError)
         and exc.status_code == 429

@@ -21,6 +21,7 @@ FAULT_KINDS = frozenset(
         "metrics-missing",  # timeseries is []
         "arm-throttle",  # Microsoft.App routes answer 429 with Retry-After: 1
         "arm-error",  # Microsoft.App routes answer 500
+        "arm-busy",  # writes answer 409 RetryableErrorDueToAnotherOperation
         "lro-fail",  # the next long-running operation ends Failed and is not applied
     }
 )

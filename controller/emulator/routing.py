@@ -38,9 +38,19 @@ def normalise(path: str) -> str:
     return re.sub(r"/{2,}", "/", path).rstrip("/") or "/"
 
 
-async def _fault_gate(world: World, family: str) -> web.Response | None:
+async def _fault_gate(world: World, family: str, method: str = "GET") -> web.Response | None:
     """The injected-failure answer for this route family, if a fault is active."""
     now = world.now()
+    if (
+        family == "arm"
+        and method in ("PATCH", "PUT", "POST")
+        and world.faults.active("arm-busy", now)
+    ):
+        return error(
+            409,
+            "RetryableErrorDueToAnotherOperation",
+            "Another operation is in progress on the resource (injected); retry later.",
+        )
     if family == "arm":
         if world.faults.active("arm-throttle", now):
             return error(
@@ -81,7 +91,7 @@ def dispatcher(world: World, routes: list[Route]) -> Handler:
             denied = check_auth(request) or check_api_version(request)
             if denied is not None:
                 return denied
-            faulted = await _fault_gate(w, r.family)
+            faulted = await _fault_gate(w, r.family, request.method)
             if faulted is not None:
                 return faulted
             return await r.handler(w, request, match.groupdict())

@@ -89,3 +89,24 @@ def _minutes(a: str, b: str) -> float:
     from datetime import datetime
 
     return (datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds() / 60
+
+
+async def test_busy_is_not_broken(tmp_path: Path, clock: VirtualClock) -> None:
+    """409 "another operation in progress" is retried and never opens a breaker; once the
+    other operation ends, the action runs."""
+    emu = Emulator(load_scenario("cpu-spike"), now=clock.now, wobble=0)
+    emu.clear_faults()
+    emu.set_fault("arm-busy", duration_s=12 * 60)
+    policy = make_policy(
+        guards={"cooldown": "1m", "maxActionsPerHour": 30, "breaker": {"failures": 1}}
+    )
+    async with emu.serve() as base_url:
+        settings = emulator_settings(base_url, tmp_path, mode="live")
+        records = await run_controller(settings, [policy], clock, START + timedelta(minutes=20))
+    results = [r for r in records if r["kind"] == "result"]
+    assert [r["outcome"] for r in results][-1] == "succeeded"
+    assert any(r["outcome"] == "failed" for r in results)
+    assert not any(r["kind"] == "escalation" for r in records)
+    patches = [r for r in emu.requests if r["method"] == "PATCH"]
+    assert len(patches) > len(results)  # each busy answer was retried within its pass
+    assert emu.state()["resources"][policy.target.resource_id]["minReplicas"] >= 2
