@@ -11,41 +11,25 @@ from controller.clock import VirtualClock
 from controller.emulator import Emulator, load_scenario
 from tests.conftest import START, emulator_settings, make_policy
 from tests.integration.helpers import actions, run_controller
+from tests.scenarios import app_scenario
 
 pytestmark = pytest.mark.anyio
-
-TWO_SPIKES = """\
-name: two-spikes
-description: two CPU spikes nine minutes apart
-start: "2026-01-01T00:00:00Z"
-duration: 25m
-subscription: 00000000-0000-0000-0000-000000000001
-resources:
-  - type: containerApp
-    resourceGroup: rg-agentstudio-prod
-    name: agentstudio-api
-    location: eastus
-    minReplicas: 1
-    maxReplicas: 10
-    revision: agentstudio-api--r1
-    containers:
-      - {name: api, image: agentstudio/api:1.4.2, cpu: 0.5, memory: 1Gi}
-    workload: {cpuDemandCores: 0.2, baseMemoryMiB: 300, leakMiBPerMinute: 0}
-timeline:
-  - {at: 2m, resource: agentstudio-api, cpuDemandCores: 0.8}
-  - {at: 8m, resource: agentstudio-api, cpuDemandCores: 0.2}
-  - {at: 12m, resource: agentstudio-api, cpuDemandCores: 1.6}
-policies: []
-"""
 
 
 async def test_two_breaches_inside_one_cooldown_cause_one_action(
     tmp_path: Path, clock: VirtualClock
 ) -> None:
     """A second breach that starts while the first action's cooldown runs is denied."""
-    scenario_file = tmp_path / "two-spikes.yaml"
-    scenario_file.write_text(TWO_SPIKES)
-    emu = Emulator(load_scenario(scenario_file), now=clock.now, wobble=0)
+    scenario = app_scenario(
+        tmp_path,
+        "two-spikes",
+        [
+            "{at: 2m, cpuDemandCores: 0.8}",
+            "{at: 8m, cpuDemandCores: 0.2}",
+            "{at: 12m, cpuDemandCores: 1.6}",
+        ],
+    )
+    emu = Emulator(scenario, now=clock.now, wobble=0)
     policy = make_policy(guards={"cooldown": "20m", "maxActionsPerHour": 10})
     async with emu.serve() as base_url:
         settings = emulator_settings(base_url, tmp_path, mode="live")

@@ -10,34 +10,19 @@ import pytest
 
 from controller.cli import main
 from controller.clock import VirtualClock
-from controller.emulator import Emulator, load_scenario
+from controller.emulator import Emulator, Scenario
 from tests.conftest import START, emulator_settings, make_policy
 from tests.integration.helpers import run_controller
+from tests.scenarios import app_scenario
 
 pytestmark = pytest.mark.anyio
 
-SPIKE_AND_CALM = """\
-name: spike-and-calm
-description: a spike, then calm
-start: "2026-01-01T00:00:00Z"
-duration: 2h
-subscription: 00000000-0000-0000-0000-000000000001
-resources:
-  - type: containerApp
-    resourceGroup: rg-agentstudio-prod
-    name: agentstudio-api
-    location: eastus
-    minReplicas: 1
-    maxReplicas: 10
-    revision: agentstudio-api--r1
-    containers:
-      - {name: api, image: agentstudio/api:1.4.2, cpu: 0.5, memory: 1Gi}
-    workload: {cpuDemandCores: 0.2, baseMemoryMiB: 300}
-timeline:
-  - {at: 2m, resource: agentstudio-api, cpuDemandCores: 0.8}
-  - {at: 25m, resource: agentstudio-api, cpuDemandCores: 0.15}
-policies: []
-"""
+
+def spike_and_calm(folder: Path) -> Scenario:
+    timeline = ["{at: 2m, cpuDemandCores: 0.8}", "{at: 25m, cpuDemandCores: 0.15}"]
+    return app_scenario(folder, "spike-and-calm", timeline)
+
+
 STEP_BACK = {"baseline": {"minReplicas": 1}, "stableFor": "10m", "cooldown": "10m"}
 
 
@@ -45,9 +30,7 @@ async def test_steps_back_to_the_baseline_one_step_at_a_time(
     tmp_path: Path, clock: VirtualClock
 ) -> None:
     """After the spike: two scale-outs; after the calm: two scale-ins, back to one replica."""
-    path = tmp_path / "scenario.yaml"
-    path.write_text(SPIKE_AND_CALM)
-    emu = Emulator(load_scenario(path), now=clock.now, wobble=0)
+    emu = Emulator(spike_and_calm(tmp_path), now=clock.now, wobble=0)
     policy = make_policy(stepBack=STEP_BACK, guards={"cooldown": "3m", "maxActionsPerHour": 10})
     async with emu.serve() as base_url:
         settings = emulator_settings(base_url, tmp_path, mode="live")
@@ -65,9 +48,7 @@ async def test_steps_back_to_the_baseline_one_step_at_a_time(
 
 async def test_unknown_data_never_steps_back(tmp_path: Path, clock: VirtualClock) -> None:
     """With metrics failing all through the calm, nothing is scaled in."""
-    path = tmp_path / "scenario.yaml"
-    path.write_text(SPIKE_AND_CALM)
-    emu = Emulator(load_scenario(path), now=clock.now, wobble=0)
+    emu = Emulator(spike_and_calm(tmp_path), now=clock.now, wobble=0)
     policy = make_policy(stepBack=STEP_BACK, guards={"cooldown": "3m", "maxActionsPerHour": 10})
     async with emu.serve() as base_url:
         settings = emulator_settings(base_url, tmp_path, mode="live")

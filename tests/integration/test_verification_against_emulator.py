@@ -12,39 +12,23 @@ from controller.clock import VirtualClock
 from controller.emulator import Emulator, load_scenario
 from tests.conftest import START, emulator_settings, make_policy
 from tests.integration.helpers import run_controller
+from tests.scenarios import app_scenario
 
 pytestmark = pytest.mark.anyio
-
-HOT_LOOP = """\
-name: hot-loop
-description: every replica spins at 0.45 cores; more replicas do not help, more cores do
-start: "2026-01-01T00:00:00Z"
-duration: 1h
-subscription: 00000000-0000-0000-0000-000000000001
-resources:
-  - type: containerApp
-    resourceGroup: rg-agentstudio-prod
-    name: agentstudio-api
-    location: eastus
-    minReplicas: 1
-    maxReplicas: 10
-    revision: agentstudio-api--r1
-    containers:
-      - {name: api, image: agentstudio/api:1.4.2, cpu: 0.5, memory: 1Gi}
-    workload: {cpuDemandCores: 0.0, baseMemoryMiB: 300, cpuDemandPerReplicaCores: 0.1}
-timeline:
-  - {at: 2m, resource: agentstudio-api, cpuDemandPerReplicaCores: 0.45}
-policies: []
-"""
 
 
 async def test_an_action_that_did_not_help_is_not_repeated(
     tmp_path: Path, clock: VirtualClock
 ) -> None:
     """scaleOut leaves CPU at 90 %: it is judged not improved, and scaleUp comes next."""
-    path = tmp_path / "hot-loop.yaml"
-    path.write_text(HOT_LOOP)
-    emu = Emulator(load_scenario(path), now=clock.now, wobble=0)
+    scenario = app_scenario(
+        tmp_path,
+        "hot-loop",
+        ["{at: 2m, cpuDemandPerReplicaCores: 0.45}"],
+        description="every replica spins; more replicas do not help, more cores do",
+        workload="{cpuDemandCores: 0.0, baseMemoryMiB: 300, cpuDemandPerReplicaCores: 0.1}",
+    )
+    emu = Emulator(scenario, now=clock.now, wobble=0)
     policy = make_policy(guards={"cooldown": "1m", "maxActionsPerHour": 10})
     async with emu.serve() as base_url:
         settings = emulator_settings(base_url, tmp_path, mode="live")

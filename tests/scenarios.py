@@ -1,0 +1,55 @@
+"""Scenario files for tests: the agentstudio-api app of the examples, with a timeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from controller.emulator import Scenario, load_scenario
+
+APP_SCENARIO = """\
+name: {name}
+description: {description}
+start: "2026-01-01T00:00:00Z"
+duration: {duration}
+subscription: 00000000-0000-0000-0000-000000000001
+resources:
+  - type: containerApp
+    resourceGroup: rg-agentstudio-prod
+    name: agentstudio-api
+    location: eastus
+    minReplicas: 1
+    maxReplicas: 10
+    revision: agentstudio-api--r1
+    containers:
+      - {{name: api, image: agentstudio/api:1.4.2, cpu: 0.5, memory: 1Gi}}
+    workload: {workload}
+timeline:
+{timeline}
+policies: []
+"""
+
+
+def app_scenario(
+    folder: Path,
+    name: str,
+    timeline: list[str],
+    *,
+    description: str = "a test scenario",
+    duration: str = "2h",
+    workload: str = "{cpuDemandCores: 0.2, baseMemoryMiB: 300}",
+) -> Scenario:
+    """Write and load a one-app scenario; ``timeline`` holds flow mappings without ``resource``."""
+    lines = "\n".join(
+        "  - {" + entry.strip("{} ") + ", resource: agentstudio-api}" for entry in timeline
+    )
+    path = folder / f"{name}.yaml"
+    path.write_text(
+        APP_SCENARIO.format(
+            name=name,
+            description=description,
+            duration=duration,
+            workload=workload,
+            timeline=lines,
+        )
+    )
+    return load_scenario(path)
