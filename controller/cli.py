@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 
-from controller import demo, kill_switch, permissions, render
+from controller import approvals, demo, kill_switch, permissions, render
 from controller.audit.log import AuditCorrupt, MemoryAudit, check_file
 from controller.clock import VirtualClock
 from controller.config import Settings, SettingsError, load_settings
@@ -82,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resume", help="allow actions again after `remediator pause`")
     p.add_argument("--config", help="settings file (YAML)")
     p.set_defaults(handler=_resume)
+
+    for verb in ("approve", "reject"):
+        p = sub.add_parser(verb, help=f"{verb} a pending-approval decision by its id")
+        p.add_argument("id")
+        p.add_argument("--config", help="settings file (YAML)")
+        p.add_argument("--by", default=os.environ.get("USER", "an operator"), help="who says so")
+        p.set_defaults(handler=_answer, verdict=verb)
 
     p = sub.add_parser("permissions", help="the Azure RBAC actions the controller needs")
     p.set_defaults(handler=_permissions)
@@ -180,6 +187,13 @@ async def _stop_on_signal(scope: anyio.CancelScope) -> None:
         async for _ in signals:
             scope.cancel()
             return
+
+
+def _answer(args: argparse.Namespace) -> int:
+    path = _settings(args).approvals_path
+    approvals.answer(path, args.id, args.verdict, args.by)
+    print(f"{args.verdict}d {args.id}: the controller reads it on its next pass")
+    return EXIT_OK
 
 
 def _permissions(args: argparse.Namespace) -> int:

@@ -227,6 +227,11 @@ class Settings(BaseModel):
         )
 
     @property
+    def approvals_path(self) -> Path:
+        """Where ``remediator approve`` / ``reject`` leave their answers."""
+        return self.audit_path.with_name(self.audit_path.name + ".approvals")
+
+    @property
     def pause_path(self) -> Path:
         return self.pause_file or self.audit_path.with_name("remediator.pause")
 

@@ -27,6 +27,17 @@ class PendingVerification:
     baseline: dict[str, float]  # objective → value when the action was decided
 
 
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """A rung marked ``approval: required`` that every guard allowed, waiting for a human."""
+
+    id: str
+    action: str
+    params: dict[str, Any]
+    asked_at: datetime
+    answer: str | None = None  # approve | reject
+
+
 @dataclass
 class TargetMemory:
     """One target's memory."""
@@ -39,6 +50,7 @@ class TargetMemory:
     last_reason: str | None = None
     breakers: dict[str, Breaker] = field(default_factory=dict)
     pending: PendingVerification | None = None
+    approval: ApprovalRequest | None = None
     ok_since: datetime | None = None  # every objective ok, without a gap, since then
     at_baseline: bool = False  # seen at its baseline, and nothing has acted since
 

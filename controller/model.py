@@ -32,6 +32,7 @@ class VerdictState(StrEnum):
 class DecisionKind(StrEnum):
     ALLOW = "allow"
     DENY = "deny"
+    PENDING_APPROVAL = "pending-approval"  # allowed by every guard, waiting for a human
 
 
 class OutcomeKind(StrEnum):

@@ -12,8 +12,8 @@ the same functions, and every change of it is written to the audit log first.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,8 +29,9 @@ from controller.core.evaluate import evaluate
 from controller.core.plan import NoProposal, nothing_to_do, plan
 from controller.core.settle import landed
 from controller.core.verify import judge
+from controller.durations import format_duration
 from controller.fleet import Fleet
-from controller.memory import PendingVerification, TargetMemory, breaker_json
+from controller.memory import ApprovalRequest, PendingVerification, TargetMemory, breaker_json
 from controller.model import (
     Decision,
     DecisionKind,
@@ -106,6 +107,7 @@ class Reconciler:
         fleet: Fleet | None = None,
         standby: Callable[[], str | None] | None = None,
         escalate: Callable[[dict[str, Any]], None] | None = None,
+        answers: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
     ) -> None:
         self.policy = policy
         self.memory = memory or TargetMemory()
@@ -120,6 +122,7 @@ class Reconciler:
         self._fleet = fleet
         self._standby = standby  # why this replica may not act (not the leader), if so
         self._notify = escalate  # queues a webhook POST; never blocks
+        self._answers = answers  # operators' answers to approval requests, by request id
 
     def register(self) -> None:
         """Tell each signal source about this target before the first pass."""
@@ -378,6 +381,9 @@ class Reconciler:
         self._metrics.decisions.labels(proposal.action, decision.kind, decision.guard or "").inc()
         if decision.kind is DecisionKind.DENY:
             return PassResult(policy.name, verdicts, decision, None, decision.reason)
+        gate = self._approval_gate(proposal, decision, verdicts, now, reconcile_id)
+        if gate is not None:
+            return gate
         memory.breakers[proposal.action] = breakers.on_allowed(breaker, now, open_for)
         if self._fleet is not None:
             self._fleet.spend(policy.target.subscription, now)
@@ -414,6 +420,78 @@ class Reconciler:
             decision.reason,
             intent,
             breaker_opened=opened,
+        )
+
+    def _approval_gate(
+        self,
+        proposal: Proposal,
+        decision: Decision,
+        verdicts: tuple[Verdict, ...],
+        now: datetime,
+        reconcile_id: str,
+    ) -> PassResult | None:
+        """A rung marked ``approval: required`` runs only once an operator approved this
+        very proposal, while it is still valid; None lets the action run."""
+        policy, memory = self.policy, self.memory
+        step = policy.remediation[proposal.step_index] if proposal.step_index >= 0 else None
+        if step is None or step.params.approval != "required":
+            return None
+        request = memory.approval
+        same = (
+            request is not None
+            and request.action == proposal.action
+            and request.params == dict(proposal.params)
+            and now - request.asked_at <= policy.guards.approval_ttl
+        )
+        if request is None or not same:
+            request = ApprovalRequest(
+                uuid.uuid4().hex[:8], proposal.action, dict(proposal.params), now
+            )
+            memory.approval = request
+            reason = (
+                f"approval required: run `remediator approve {request.id}` (or reject) "
+                f"within {format_duration(policy.guards.approval_ttl)}"
+            )
+            self._metrics.escalations.labels(policy.name, "approval").inc()
+            self._send("approval", reason, now, action=proposal.action, approval=request.id)
+            pending = Decision(DecisionKind.PENDING_APPROVAL, reason, proposal, "approval")
+            return PassResult(policy.name, verdicts, pending, None, reason)
+        if request.answer is None and self._answers is not None:
+            given = self._answers().get(request.id)
+            if given is not None:
+                request = replace(request, answer=str(given["answer"]))
+                memory.approval = request
+                self._line(
+                    now,
+                    reconcile_id,
+                    "approval",
+                    verdicts,
+                    action=request.action,
+                    params=request.params,
+                    decision=request.answer,
+                    approval_id=request.id,
+                    reason=f"{request.answer} by {given.get('by', 'an operator')}",
+                )
+        if request.answer == "approve":
+            memory.approval = None
+            return None
+        if request.answer == "reject":
+            memory.approval = None
+            memory.episode_steps.add(proposal.step_index)
+            reason = f"rejected by an operator ({request.id}): not tried again in this breach"
+            return PassResult(
+                policy.name,
+                verdicts,
+                Decision(DecisionKind.DENY, reason, proposal, "approval"),
+                None,
+                reason,
+            )
+        return PassResult(
+            policy.name,
+            verdicts,
+            None,
+            None,
+            f"waiting for approval {request.id} of {request.action}",
         )
 
     async def _act(self, proposal: Proposal) -> Outcome:
@@ -461,6 +539,11 @@ class Reconciler:
             verify_at=verify_at,
             breaker=breaker_json(self.memory.breakers[action])
             if action in self.memory.breakers and kind in ("result", "decision")
+            else None,
+            approval_id=self.memory.approval.id
+            if decision is not None
+            and decision.kind is DecisionKind.PENDING_APPROVAL
+            and self.memory.approval is not None
             else None,
         )
 

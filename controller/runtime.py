@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.storage.blob.aio import ContainerClient
 
+from controller import approvals
 from controller.audit.log import AuditLog, AuditSink
 from controller.audit.replay import Replayed, replay
 from controller.azure.clients import AzureClients
@@ -110,6 +111,7 @@ async def open_runtime(
                 fleet=fleet,
                 standby=elector.standby_reason if elector else None,
                 escalate=escalator.escalate if escalator else None,
+                answers=lambda: approvals.answers(settings.approvals_path),
             )
             for item in loaded
         ]

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, field_serializer
 
 from controller.audit.chain import GENESIS, Verification, seal, verify
 
-Kind = Literal["decision", "intent", "result", "verdict", "verification", "escalation"]
+Kind = Literal["decision", "intent", "result", "verdict", "verification", "escalation", "approval"]
 
 
 class Record(BaseModel):
@@ -33,7 +33,8 @@ class Record(BaseModel):
     ``intent`` — written before a live action runs; ``result`` — its outcome, with
     ``intent`` naming the intent's ``seq``; ``verdict`` — an objective changed state or
     the reason for doing nothing changed; ``verification`` — an action judged after it
-    settled (``efficacy``); ``escalation`` — something a human must look at.
+    settled (``efficacy``); ``escalation`` — something a human must look at;
+    ``approval`` — an operator's answer to a ``pending-approval`` decision.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -45,7 +46,7 @@ class Record(BaseModel):
     verdicts: list[dict[str, Any]]
     action: str | None
     params: dict[str, Any]
-    decision: str | None  # allow | deny; null when no action was proposed
+    decision: str | None  # allow | deny | pending-approval; null when nothing was proposed
     reason: str
     guard: str | None = None
     mode: str
@@ -58,6 +59,7 @@ class Record(BaseModel):
     verify_at: datetime | None = None  # on a result line: when its effect will be judged
     efficacy: str | None = None  # improved | not-improved | failed (verification lines)
     breaker: dict[str, Any] | None = None  # the action's breaker after this line
+    approval_id: str | None = None  # a pending-approval decision, or the answer to one
 
     @field_serializer("ts", "verify_at")
     def _rfc3339(self, ts: datetime | None) -> str | None:

@@ -11,11 +11,16 @@ by reading the resource — never retried blindly.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from controller.memory import PendingVerification, TargetMemory, breaker_from_json
+from controller.memory import (
+    ApprovalRequest,
+    PendingVerification,
+    TargetMemory,
+    breaker_from_json,
+)
 from controller.model import Efficacy, OutcomeKind, VerdictState
 
 _COUNTED = {o.value for o in OutcomeKind}
@@ -71,6 +76,18 @@ def apply(out: Replayed, memory: TargetMemory, record: dict[str, Any]) -> None:
                 _time(record["verify_at"]),
                 baseline_of(record),
             )
+    if record.get("decision") == "pending-approval" and record.get("approval_id"):
+        memory.approval = ApprovalRequest(
+            str(record["approval_id"]),
+            str(action),
+            dict(record.get("params") or {}),
+            _time(record["ts"]),
+        )
+    request = memory.approval
+    if kind == "approval" and request is not None and request.id == record.get("approval_id"):
+        memory.approval = replace(request, answer=record.get("decision"))
+    if kind == "result" and memory.approval is not None and memory.approval.action == action:
+        memory.approval = None
     if kind == "verification" and memory.pending is not None and record.get("efficacy"):
         memory.note_judgement(memory.pending, Efficacy(record["efficacy"]))
     if kind in ("decision", "verdict", "result"):

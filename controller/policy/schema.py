@@ -175,17 +175,23 @@ def _cpu_step(value: float) -> float:
 CpuCores = Annotated[float, AfterValidator(_cpu_step)]
 
 
-class ScaleOut(Strict):
+class StepOptions(Strict):
+    """What every rung may say: ``approval: required`` makes it a proposal for a human."""
+
+    approval: Literal["required", "none"] = "none"
+
+
+class ScaleOut(StepOptions):
     step: int = Field(default=1, ge=1, le=100)
     max_replicas: int = Field(ge=1, le=1000)
 
 
-class ScaleUp(Strict):
+class ScaleUp(StepOptions):
     max_cpu: CpuCores
     container: str | None = None  # defaults to the first container
 
 
-class RestartRevision(Strict):
+class RestartRevision(StepOptions):
     pass
 
 
@@ -259,6 +265,7 @@ class Guards(Strict):
     max_actions_per_hour: int = Field(default=4, ge=1, le=60)
     bounds: Bounds = Field(default_factory=Bounds)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    approval_ttl: PositiveDuration = timedelta(minutes=30)  # how long an approval request lives
     # restarts: at most 1 per 15 minutes and 3 a day, unless the policy says otherwise
     action_budgets: list[ActionBudget] = Field(default_factory=lambda: list(DEFAULT_ACTION_BUDGETS))
 
