@@ -179,3 +179,16 @@ def test_one_target_has_one_policy(tmp_path: Path) -> None:
     [problem] = problems(first, second)
     assert problem.startswith(f"{second}:1: target ")
     assert f"already belongs to policy 'api-cpu' ({first}:1)" in problem
+
+
+def test_the_readme_policy_example_is_valid(tmp_path: Path) -> None:
+    """The policy shown in the README validates as written (with a subscription filled in)."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    example = readme.split("## A policy", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    path = write(tmp_path, "readme.yaml", example.replace("<sub>", "0000"))
+    [loaded] = load_policies([path])
+    assert [s.action for s in loaded.policy.remediation] == [
+        "scaleOut",
+        "scaleUp",
+        "restartRevision",
+    ]
