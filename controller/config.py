@@ -163,6 +163,7 @@ class Settings(BaseModel):
     listen: str | None = "127.0.0.1:9464"
     request_timeout: PositiveDuration = timedelta(seconds=30)
     backoff_max: PositiveDuration = timedelta(minutes=10)
+    action_deadline: PositiveDuration = timedelta(minutes=5)  # an update that never finishes
     clock: ClockSettings | None = None
     # a Teams/Slack incoming webhook or an action group: holds a secret, never logged
     escalation_webhook: str | None = Field(default=None, repr=False)

@@ -108,6 +108,7 @@ class Reconciler:
         standby: Callable[[], str | None] | None = None,
         escalate: Callable[[dict[str, Any]], None] | None = None,
         answers: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
+        action_deadline: float = ACTION_DEADLINE,
     ) -> None:
         self.policy = policy
         self.memory = memory or TargetMemory()
@@ -123,6 +124,7 @@ class Reconciler:
         self._standby = standby  # why this replica may not act (not the leader), if so
         self._notify = escalate  # queues a webhook POST; never blocks
         self._answers = answers  # operators' answers to approval requests, by request id
+        self._action_deadline = action_deadline
 
     def register(self) -> None:
         """Tell each signal source about this target before the first pass."""
@@ -498,10 +500,11 @@ class Reconciler:
         """Run the action to its end even if the controller is asked to stop meanwhile.
 
         A shutdown must not leave a write half-known: the action is shielded from
-        cancellation (bounded by ``ACTION_DEADLINE``) so its result is recorded.
+        cancellation (bounded by the action deadline) so its result is recorded.
         """
         apply = self._registry.apply(self.policy.target.type, proposal.action)
-        with anyio.CancelScope(shield=True), anyio.move_on_after(ACTION_DEADLINE) as deadline:
+        limit = self._action_deadline
+        with anyio.CancelScope(shield=True), anyio.move_on_after(limit) as deadline:
             try:
                 return await apply(self.policy.target, proposal)
             except Exception as exc:  # the outcome is recorded; the loop keeps going
@@ -510,7 +513,7 @@ class Reconciler:
                 busy = retry.is_busy(exc)
                 return Outcome(OutcomeKind.FAILED, proposal.before, proposal.before, detail, busy)
         assert deadline.cancel_called
-        detail = f"no answer within {ACTION_DEADLINE:.0f}s; the next pass reads what landed"
+        detail = f"no answer within {limit:g}s; the next pass reads what landed"
         return Outcome(OutcomeKind.FAILED, proposal.before, proposal.before, detail)
 
     def _record(self, result: PassResult, now: datetime, reconcile_id: str, kind: Kind) -> int:

@@ -112,6 +112,7 @@ async def open_runtime(
                 standby=elector.standby_reason if elector else None,
                 escalate=escalator.escalate if escalator else None,
                 answers=lambda: approvals.answers(settings.approvals_path),
+                action_deadline=settings.action_deadline.total_seconds(),
             )
             for item in loaded
         ]

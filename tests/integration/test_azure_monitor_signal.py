@@ -162,3 +162,22 @@ async def driven(
             clock.now() + timedelta(minutes=1), sleepers=1, stop_when=lambda: bool(out)
         )
     return out
+
+
+async def test_a_partial_batch_failure_touches_only_the_failing_target(
+    fleet: tuple[Emulator, AzureMonitorSource], clock: VirtualClock
+) -> None:
+    """One id in the batch that Azure cannot answer: that target is unknown, the rest good."""
+    emu, source = fleet
+    ghost = app_policy(99)  # not in the emulated subscription's resources
+    policies = [app_policy(i) for i in range(3)] + [ghost]
+    for p in policies:
+        source.register(p.target, p.objectives)
+    await clock.advance(600)
+    qualities = {}
+    for p in policies:
+        observed = await source.observe(p.target, p.objectives, clock.now())
+        qualities[p.name] = observed["cpu"].quality
+    assert metric_calls(emu) == ([4], 0)  # one batch call carried all four
+    assert qualities.pop("app-99") is Quality.MISSING
+    assert set(qualities.values()) == {Quality.GOOD}

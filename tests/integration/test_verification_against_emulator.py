@@ -94,3 +94,20 @@ async def test_busy_is_not_broken(tmp_path: Path, clock: VirtualClock) -> None:
     patches = [r for r in emu.requests if r["method"] == "PATCH"]
     assert len(patches) > len(results)  # each busy answer was retried within its pass
     assert emu.state()["resources"][policy.target.resource_id]["minReplicas"] >= 2
+
+
+async def test_an_update_that_never_finishes_is_failed_at_the_deadline(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    """A long-running operation that stays InProgress is abandoned at the action deadline,
+    recorded as failed, and the app is left as it was: nothing is re-sent blindly."""
+    emu = Emulator(load_scenario("cpu-spike"), now=clock.now, wobble=0, lro_polls=10**9)
+    emu.clear_faults()
+    policy = make_policy(guards={"cooldown": "30m", "maxActionsPerHour": 10})
+    async with emu.serve() as base_url:
+        settings = emulator_settings(base_url, tmp_path, mode="live", actionDeadline="300ms")
+        records = await run_controller(settings, [policy], clock, START + timedelta(minutes=12))
+    [result] = [r for r in records if r["kind"] == "result"]
+    assert result["outcome"] == "failed"
+    assert emu.writes == 1
+    assert emu.state()["resources"][policy.target.resource_id]["minReplicas"] == 1
