@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from controller.config import BudgetSettings, FailStaticSettings
@@ -24,8 +25,13 @@ class Fleet:
     """Shared by the reconcilers of one controller."""
 
     def __init__(
-        self, budgets: BudgetSettings, fail_static: FailStaticSettings, targets: int = 0
+        self,
+        budgets: BudgetSettings,
+        fail_static: FailStaticSettings,
+        targets: int = 0,
+        arm_pressure: Callable[[], str | None] | None = None,
     ) -> None:
+        self._arm_pressure = arm_pressure  # ARM's own word that writes are about to be throttled
         self._targets = targets  # how many there are: shares are of all, not of those seen
         self._budgets = budgets
         self._rule = fail_static
@@ -83,6 +89,9 @@ class Fleet:
         """
         if self.engaged is not None:
             return f"fail static: {self.engaged}"
+        pressure = self._arm_pressure() if self._arm_pressure else None
+        if pressure is not None:
+            return pressure
         since = self._breach_since.get(target) if target else None
         if since is not None and self._targets > 1:
             behind = self._targets - sum(1 for t in self._noted.values() if t >= since)

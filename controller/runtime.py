@@ -83,7 +83,12 @@ async def open_runtime(
             raise UnknownPlugin("; ".join(missing))
         metrics = Metrics()
         kill_switch = KillSwitch(settings, clients, clock)
-        fleet = Fleet(settings.budgets, settings.fail_static, len(loaded))
+        fleet = Fleet(
+            settings.budgets,
+            settings.fail_static,
+            len(loaded),
+            arm_pressure=clients.rate_limits.low_on_writes,
+        )
         owners = {item.policy.name: item.policy.target.subscription for item in loaded}
         spent = sorted(
             (record.ts, owners[name])

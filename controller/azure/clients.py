@@ -7,6 +7,7 @@ server's pace, or at once against the emulator.
 
 from __future__ import annotations
 
+import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -33,13 +34,56 @@ class AllowHttpPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
         request.context["enforce_https"] = False
 
 
-def _options(settings: Settings, endpoint: str) -> dict[str, Any]:
+@dataclass
+class RateLimits:
+    """ARM's remaining request budget, as its last answers reported it.
+
+    ARM's bucket refills (writes at 10 a second), and only writes report how many are
+    left, so a low reading holds writes for ``hold`` wall seconds, then trusts the bucket
+    again.
+    """
+
+    reads: int | None = None
+    writes: int | None = None
+    writes_at: float = 0.0  # monotonic time of the last writes reading
+    hold: float = 2.0
+
+    def low_on_writes(self, floor: int = 5) -> str | None:
+        """Why writes should wait: ARM says the subscription is about to be throttled."""
+        recent = time.monotonic() - self.writes_at < self.hold
+        if self.writes is not None and self.writes < floor and recent:
+            return f"ARM reports {self.writes} writes left; waiting for the bucket to refill"
+        return None
+
+
+class RateLimitPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
+    """Reads ``x-ms-ratelimit-remaining-subscription-*`` on every answer, retries included."""
+
+    def __init__(self, limits: RateLimits) -> None:
+        self._limits = limits
+
+    def on_response(self, request: PipelineRequest, response: Any) -> None:  # type: ignore[type-arg]
+        headers = response.http_response.headers
+        for header, field_name in (
+            ("x-ms-ratelimit-remaining-subscription-reads", "reads"),
+            ("x-ms-ratelimit-remaining-subscription-writes", "writes"),
+        ):
+            value = headers.get(header)
+            if value is not None and str(value).isdigit():
+                setattr(self._limits, field_name, int(value))
+                if field_name == "writes":
+                    self._limits.writes_at = time.monotonic()
+
+
+def _options(settings: Settings, endpoint: str, limits: RateLimits | None = None) -> dict[str, Any]:
     timeout = settings.request_timeout.total_seconds()
     options: dict[str, Any] = {
         "retry_total": 0,
         "connection_timeout": min(timeout, 10.0),
         "read_timeout": timeout,
     }
+    if limits is not None:
+        options["per_retry_policies"] = [RateLimitPolicy(limits)]
     if endpoint.startswith("http://"):
         options["per_call_policies"] = [AllowHttpPolicy()]
         options["polling_interval"] = 0
@@ -57,6 +101,7 @@ class AzureClients:
     _monitor: dict[str, MonitorManagementClient] = field(default_factory=dict)
     _metrics: dict[str, MetricsClient] = field(default_factory=dict)
     _resources: dict[str, ResourceManagementClient] = field(default_factory=dict)
+    rate_limits: RateLimits = field(default_factory=RateLimits)
 
     async def __aenter__(self) -> AzureClients:
         await self._stack.__aenter__()
@@ -86,7 +131,7 @@ class AzureClients:
                 sub,
                 base_url=ep.arm,
                 credential_scopes=[ep.arm_audience + "/.default"],
-                **_options(self.settings, ep.arm),
+                **_options(self.settings, ep.arm, self.rate_limits),
             )
             cache[sub] = await self._stack.enter_async_context(client)
         return cache[sub]

@@ -22,6 +22,7 @@ FAULT_KINDS = frozenset(
         "arm-throttle",  # Microsoft.App routes answer 429 with Retry-After: 1
         "arm-error",  # Microsoft.App routes answer 500
         "arm-busy",  # writes answer 409 RetryableErrorDueToAnotherOperation
+        "arm-write-pressure",  # writes report few left: x-ms-ratelimit-remaining-…-writes
         "lro-fail",  # the next long-running operation ends Failed and is not applied
     }
 )

@@ -24,8 +24,11 @@ def _reads() -> dict[str, str]:
     return {"x-ms-ratelimit-remaining-subscription-reads": "249"}
 
 
-def _writes() -> dict[str, str]:
-    return {"x-ms-ratelimit-remaining-subscription-writes": "199"}
+def _writes(world: World) -> dict[str, str]:
+    """ARM's remaining-writes header; low while the ``arm-write-pressure`` fault is on."""
+    pressure = world.faults.active("arm-write-pressure", world.now())
+    left = int(pressure.params.get("remaining", 2)) if pressure is not None else 199
+    return {"x-ms-ratelimit-remaining-subscription-writes": str(left)}
 
 
 def _not_found(what: str) -> web.Response:
@@ -65,7 +68,7 @@ async def patch_app(world: World, request: web.Request, p: dict[str, str]) -> we
         f"?api-version={api}"
     )
     return json_response(
-        app_json(res), status=202, headers={"Azure-AsyncOperation": url, **_writes()}
+        app_json(res), status=202, headers={"Azure-AsyncOperation": url, **_writes(world)}
     )
 
 
@@ -139,7 +142,7 @@ async def restart_revision(
             f"Revision '{p['rev']}' is not active and cannot be restarted.",
         )
     world.restart(res)
-    return web.Response(status=200, headers=_writes())
+    return web.Response(status=200, headers=_writes(world))
 
 
 async def list_replicas(
@@ -194,7 +197,7 @@ async def patch_group(world: World, request: web.Request, p: dict[str, str]) -> 
         return error(400, "InvalidRequestContent", "The request must carry a 'tags' object.")
     world.group_tags[p["rg"].lower()] = {str(k): str(v) for k, v in tags.items()}
     world.writes += 1
-    return json_response(_group_json(world, p), headers=_writes())
+    return json_response(_group_json(world, p), headers=_writes(world))
 
 
 ARM_ROUTES: list[Route] = [

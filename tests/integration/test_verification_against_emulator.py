@@ -111,3 +111,25 @@ async def test_an_update_that_never_finishes_is_failed_at_the_deadline(
     assert result["outcome"] == "failed"
     assert emu.writes == 1
     assert emu.state()["resources"][policy.target.resource_id]["minReplicas"] == 1
+
+
+async def test_writes_wait_when_arm_says_the_write_budget_is_nearly_spent(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    """After ARM answers a write with only 2 writes left, further actions wait (guard
+    `fleet`) instead of running into throttling."""
+    emu = Emulator(load_scenario("cpu-spike"), now=clock.now, wobble=0)
+    emu.clear_faults()
+    emu.set_fault("arm-write-pressure", remaining=2)
+    policy = make_policy(guards={"cooldown": "1m", "maxActionsPerHour": 30})
+    async with emu.serve() as base_url:
+        settings = emulator_settings(base_url, tmp_path, mode="live")
+        records = await run_controller(settings, [policy], clock, START + timedelta(minutes=25))
+    first = next(i for i, r in enumerate(records) if r["kind"] == "result")
+    assert records[first]["outcome"] == "succeeded"
+    # the next proposal past its cooldown meets ARM's own low reading (held ~2 s of wall time,
+    # many passes of virtual time)
+    after = [
+        r for r in records[first + 1 :] if r["decision"] == "deny" and r["guard"] != "cooldown"
+    ]
+    assert after and after[0]["guard"] == "fleet" and "2 writes left" in after[0]["reason"]
