@@ -53,3 +53,32 @@ def app_scenario(
         )
     )
     return load_scenario(path)
+
+
+FLEET_APP = """\
+  - type: containerApp
+    resourceGroup: rg-agentstudio-prod
+    name: app-{i}
+    location: eastus
+    minReplicas: 1
+    maxReplicas: 10
+    revision: app-{i}--r1
+    containers: [{{name: api, image: x:1, cpu: 0.5, memory: 1Gi}}]
+    workload: {{cpuDemandCores: {demand}, baseMemoryMiB: 300}}
+"""
+
+
+def fleet_scenario(
+    folder: Path, demands: list[float], timeline: list[str] | None = None
+) -> Scenario:
+    """Apps ``app-0`` … in one region, app ``i`` with ``demands[i]`` cores of CPU demand;
+    ``timeline`` entries are full flow mappings (they name their app)."""
+    apps = "".join(FLEET_APP.format(i=i, demand=d) for i, d in enumerate(demands))
+    entries = "".join(f"  - {entry}\n" for entry in timeline or [])
+    path = folder / "fleet.yaml"
+    path.write_text(
+        'name: fleet\ndescription: apps in one region\nstart: "2026-01-01T00:00:00Z"\n'
+        "duration: 1h\nsubscription: 00000000-0000-0000-0000-000000000001\n"
+        f"resources:\n{apps}timeline:\n{entries or '  []'}\npolicies: []\n"
+    )
+    return load_scenario(path)

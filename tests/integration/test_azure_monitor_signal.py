@@ -12,36 +12,14 @@ import pytest
 from controller.azure.clients import AzureClients
 from controller.azure.credentials import make_credential
 from controller.clock import VirtualClock
-from controller.emulator import Emulator, load_scenario
+from controller.emulator import Emulator
 from controller.model import Observation, Quality
 from controller.policy.schema import Policy
 from controller.signals.azure_monitor import AzureMonitorSource
 from tests.conftest import APP_ID, START, emulator_settings, make_policy
+from tests.scenarios import fleet_scenario
 
 pytestmark = pytest.mark.anyio
-
-SCENARIO = """\
-name: fleet
-description: many apps in one region
-start: "2026-01-01T00:00:00Z"
-duration: 10m
-subscription: 00000000-0000-0000-0000-000000000001
-resources:
-{apps}
-policies: []
-"""
-APP = """\
-  - type: containerApp
-    resourceGroup: rg-agentstudio-prod
-    name: app-{i}
-    location: eastus
-    minReplicas: 1
-    maxReplicas: 10
-    revision: app-{i}--r1
-    containers:
-      - {{name: api, image: x:1, cpu: 0.5, memory: 1Gi}}
-    workload: {{cpuDemandCores: {demand}, baseMemoryMiB: 300, leakMiBPerMinute: 0}}
-"""
 
 
 def app_policy(i: int, region: str | None = "eastus") -> Policy:
@@ -55,10 +33,8 @@ def app_policy(i: int, region: str | None = "eastus") -> Policy:
 async def fleet(
     tmp_path: Path, clock: VirtualClock
 ) -> AsyncIterator[tuple[Emulator, AzureMonitorSource]]:
-    apps = "".join(APP.format(i=i, demand=0.05 * (i % 10 + 1)) for i in range(60))
-    path = tmp_path / "fleet.yaml"
-    path.write_text(SCENARIO.format(apps=apps))
-    emu = Emulator(load_scenario(path), now=clock.now, wobble=0)
+    demands = [round(0.05 * (i % 10 + 1), 2) for i in range(60)]
+    emu = Emulator(fleet_scenario(tmp_path, demands), now=clock.now, wobble=0)
     async with emu.serve() as base_url:
         settings = emulator_settings(base_url, tmp_path)
         async with AzureClients(settings, make_credential("emulator")) as clients:

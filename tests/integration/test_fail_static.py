@@ -8,32 +8,13 @@ from pathlib import Path
 import pytest
 
 from controller.clock import VirtualClock
-from controller.emulator import Emulator, load_scenario
+from controller.emulator import Emulator
 from controller.policy.schema import Policy
 from tests.conftest import APP_ID, START, emulator_settings, make_policy
 from tests.integration.helpers import actions, run_controller, webhook
+from tests.scenarios import fleet_scenario
 
 pytestmark = pytest.mark.anyio
-
-HEAD = """\
-name: region
-description: eight apps in one region
-start: "2026-01-01T00:00:00Z"
-duration: 1h
-subscription: 00000000-0000-0000-0000-000000000001
-resources:
-"""
-APP = """\
-  - type: containerApp
-    resourceGroup: rg-agentstudio-prod
-    name: app-{i}
-    location: eastus
-    minReplicas: 1
-    maxReplicas: 10
-    revision: app-{i}--r1
-    containers: [{{name: api, image: x:1, cpu: 0.5, memory: 1Gi}}]
-    workload: {{cpuDemandCores: 0.2, baseMemoryMiB: 300}}
-"""
 
 
 def fleet_policy(i: int) -> Policy:
@@ -50,18 +31,8 @@ async def test_a_correlated_spike_moves_nothing(
     tmp_path: Path, clock: VirtualClock, spiking: int, acting: int
 ) -> None:
     """All eight apps spiking at once: no action, one escalation. One app alone: it acts."""
-    timeline = "".join(
-        f"  - {{at: 2m, resource: app-{i}, cpuDemandCores: 0.8}}\n" for i in range(spiking)
-    )
-    path = tmp_path / "region.yaml"
-    path.write_text(
-        HEAD
-        + "".join(APP.format(i=i) for i in range(8))
-        + "timeline:\n"
-        + timeline
-        + "policies: []\n"
-    )
-    emu = Emulator(load_scenario(path), now=clock.now, wobble=0)
+    timeline = [f"{{at: 2m, resource: app-{i}, cpuDemandCores: 0.8}}" for i in range(spiking)]
+    emu = Emulator(fleet_scenario(tmp_path, [0.2] * 8, timeline), now=clock.now, wobble=0)
     policies = [fleet_policy(i) for i in range(8)]
     async with emu.serve() as base_url, webhook(fail_first=1) as (hook, sent):
         settings = emulator_settings(base_url, tmp_path, mode="live", escalationWebhook=hook)
