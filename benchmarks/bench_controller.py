@@ -32,34 +32,25 @@ import anyio
 from controller.audit.log import MemoryAudit
 from controller.clock import VirtualClock
 from controller.config import load_settings
-from controller.emulator import Emulator, load_scenario
+from controller.emulator import Emulator
 from controller.policy.loader import LoadedPolicy
 from controller.policy.schema import Policy
 from controller.runtime import open_runtime
 from controller.telemetry import configure_logging
+
+sys.path.insert(0, str(Path(__file__).parents[1]))  # the test fixtures' scenario builder
+from tests.scenarios import fleet_scenario
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 SUB = "00000000-0000-0000-0000-000000000001"
 TARGETS = 100
 MINUTES = 10
 
-APP = """\
-  - type: containerApp
-    resourceGroup: rg
-    name: app-{i}
-    location: eastus
-    minReplicas: 1
-    maxReplicas: 10
-    revision: app-{i}--r1
-    containers: [{{name: api, image: x:1, cpu: 0.5, memory: 1Gi}}]
-    workload: {{cpuDemandCores: {demand}, baseMemoryMiB: 300, leakMiBPerMinute: 0}}
-"""
-
 
 def fleet_policy(i: int, region: str | None) -> Policy:
     target: dict[str, Any] = {
         "type": "containerApp",
-        "resourceId": f"/subscriptions/{SUB}/resourceGroups/rg/providers/"
+        "resourceId": f"/subscriptions/{SUB}/resourceGroups/rg-agentstudio-prod/providers/"
         f"Microsoft.App/containerApps/app-{i}",
     }
     if region:
@@ -85,14 +76,9 @@ def fleet_policy(i: int, region: str | None) -> Policy:
 
 
 async def fleet_run(region: str | None, tmp: Path) -> dict[str, float]:
-    apps = "".join(APP.format(i=i, demand=0.05 * (i % 8 + 1)) for i in range(TARGETS))
-    scenario_file = tmp / "fleet.yaml"
-    scenario_file.write_text(
-        "name: fleet\ndescription: a fleet\nstart: '2026-01-01T00:00:00Z'\nduration: 1h\n"
-        f"subscription: {SUB}\nresources:\n{apps}policies: []\n"
-    )
+    demands = [round(0.05 * (i % 8 + 1), 2) for i in range(TARGETS)]
     clock = VirtualClock(START)
-    emulator = Emulator(load_scenario(scenario_file), now=clock.now)
+    emulator = Emulator(fleet_scenario(tmp, demands), now=clock.now)
     passes = 0
 
     def count(_: object) -> None:
@@ -239,7 +225,6 @@ def main() -> None:
     demo = None if args.skip_demo else demo_wall()
     failover = None
     if args.failover:
-        sys.path.insert(0, str(Path(__file__).parents[1]))
         from tests.azurite import azurite
 
         with tempfile.TemporaryDirectory() as tmp, azurite(Path(tmp)) as storage:

@@ -56,7 +56,6 @@ class LeaderElector:
         self._timing = timing
         self._lease: BlobLeaseClient | None = None
         self._renewed_at: float | None = None  # monotonic time of the last good renewal
-        self.transitions = 0
 
     @property
     def is_leader(self) -> bool:
@@ -109,7 +108,6 @@ class LeaderElector:
             log.warning("lease acquire failed", error=repr(exc))
             return
         self._lease, self._renewed_at = lease, self._monotonic()
-        self.transitions += 1
         log.info("became leader", identity=self.identity)
 
     async def _renew(self) -> None:

@@ -186,9 +186,6 @@ class AuditLog:
                 f"{self.head_path}: cannot record the log's head: {exc}"
             ) from exc
 
-    def writable(self) -> bool:
-        return self._file is not None and not self._file.closed
-
 
 def head_path(path: Path) -> Path:
     return path.with_name(path.name + ".head")

@@ -43,7 +43,6 @@ class RateLimits:
     again.
     """
 
-    reads: int | None = None
     writes: int | None = None
     writes_at: float = 0.0  # monotonic time of the last writes reading
     hold: float = 2.0
@@ -57,22 +56,16 @@ class RateLimits:
 
 
 class RateLimitPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
-    """Reads ``x-ms-ratelimit-remaining-subscription-*`` on every answer, retries included."""
+    """Reads ``x-ms-ratelimit-remaining-subscription-writes`` on every answer, retries too."""
 
     def __init__(self, limits: RateLimits) -> None:
         self._limits = limits
 
     def on_response(self, request: PipelineRequest, response: Any) -> None:  # type: ignore[type-arg]
-        headers = response.http_response.headers
-        for header, field_name in (
-            ("x-ms-ratelimit-remaining-subscription-reads", "reads"),
-            ("x-ms-ratelimit-remaining-subscription-writes", "writes"),
-        ):
-            value = headers.get(header)
-            if value is not None and str(value).isdigit():
-                setattr(self._limits, field_name, int(value))
-                if field_name == "writes":
-                    self._limits.writes_at = time.monotonic()
+        value = response.http_response.headers.get("x-ms-ratelimit-remaining-subscription-writes")
+        if value is not None and str(value).isdigit():
+            self._limits.writes = int(value)
+            self._limits.writes_at = time.monotonic()
 
 
 def _options(settings: Settings, endpoint: str, limits: RateLimits | None = None) -> dict[str, Any]:

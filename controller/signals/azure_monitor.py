@@ -79,7 +79,6 @@ class AzureMonitorSource:
         self._share_for = share_for
         self._members: dict[QueryShape, set[str]] = {}
         self._fetches: dict[QueryShape, _Fetch] = {}
-        self.calls = 0  # batch and single calls made, for tests and benchmarks
 
     def register(self, target: Target, objectives: Sequence[Objective]) -> None:
         """Declare a target up front so the first fetch of its group includes it."""
@@ -120,7 +119,6 @@ class AzureMonitorSource:
         try:
             client = await self._clients.metrics(shape.region)
             for start in range(0, len(ids), MAX_BATCH):
-                self.calls += 1
                 chunk = ids[start : start + MAX_BATCH]
                 results = await retry.call(
                     self._clock,
@@ -150,7 +148,6 @@ class AzureMonitorSource:
     ) -> tuple[Series, str | None]:
         try:
             client = await self._clients.monitor(shape.subscription)
-            self.calls += 1
             response = await retry.call(
                 self._clock,
                 lambda: client.metrics.list(
