@@ -34,7 +34,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel, to_snake
 
 from controller.model import Mode
-from controller.policy.schema import PositiveDuration
+from controller.policy.base import PositiveDuration
 
 ENV_PREFIX = "REMEDIATOR_"
 

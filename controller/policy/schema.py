@@ -31,28 +31,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
 
-from controller.durations import format_duration, parse_duration
+from controller.durations import format_duration
+from controller.policy.base import Duration, PositiveDuration, Strict
 from controller.sizes import CONTAINER_APP_CPU_STEPS
-
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
-
-
-def _positive(delta: timedelta) -> timedelta:
-    if delta <= timedelta(0):
-        raise ValueError("must be longer than zero")
-    return delta
-
-
-PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
 
 AZURE_GRAINS = tuple(
     timedelta(minutes=m) for m in (1, 5, 15, 30, 60, 360, 720, 1440)
@@ -63,14 +50,6 @@ CONTAINER_APP_ID = re.compile(
     r"Microsoft\.App/containerApps/[a-z0-9][a-z0-9-]{0,30}[a-z0-9]?$",
     re.IGNORECASE,
 )
-
-
-class Strict(BaseModel):
-    """Unknown keys are errors; YAML spells fields in camelCase."""
-
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
-    )
 
 
 class Metadata(Strict):
