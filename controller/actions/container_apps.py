@@ -7,10 +7,12 @@ and reads back what is now there for the audit's ``after``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+from azure.core.exceptions import HttpResponseError
 from azure.mgmt.appcontainers.models import ContainerApp
 
 from controller.azure import retry
@@ -20,6 +22,11 @@ from controller.model import ContainerSize, Outcome, OutcomeKind, Proposal, Reso
 from controller.policy.schema import Target
 
 _READ_ONLY_RESOURCE_FIELDS = ("ephemeralStorage",)
+CONFLICT_ATTEMPTS = 3  # reads and recomputes after an ETag conflict (412) before giving up
+
+# From the app as just read (and its planner view): the template fields to merge-patch,
+# {} when it is already as proposed, or an Outcome when the change cannot be made.
+Change = Callable[[ContainerApp, ResourceState], "dict[str, Any] | Outcome"]
 
 
 def split_id(resource_id: str) -> tuple[str, str, str]:
@@ -52,40 +59,94 @@ class ContainerAppsActuator:
         return replace(state, replicas=revision.replicas)
 
     async def _get(self, resource_id: str) -> ContainerApp:
-        sub, rg, name = split_id(resource_id)
-        client = await self._clients.container_apps(sub)
-        return await retry.call(self._clock, lambda: client.container_apps.get(rg, name))
+        app, _ = await self._get_versioned(resource_id)
+        return app
 
-    async def _patch(self, resource_id: str, envelope: dict[str, Any]) -> ContainerApp:
+    async def _get_versioned(self, resource_id: str) -> tuple[ContainerApp, str | None]:
+        """The app and the ETag it was served with (None where the service sends none)."""
         sub, rg, name = split_id(resource_id)
         client = await self._clients.container_apps(sub)
+
+        def with_etag(response: Any, app: ContainerApp, _: Any) -> tuple[ContainerApp, str | None]:
+            return app, response.http_response.headers.get("ETag")
+
+        async def get() -> tuple[ContainerApp, str | None]:
+            # ``cls`` changes what get() returns; the SDK's stubs cannot say so
+            versioned = await client.container_apps.get(rg, name, cls=with_etag)
+            return cast(tuple[ContainerApp, str | None], versioned)
+
+        return await retry.call(self._clock, get)
+
+    async def _patch(
+        self, resource_id: str, envelope: dict[str, Any], etag: str | None
+    ) -> ContainerApp:
+        """Send a merge patch, conditional on the version read when there is one."""
+        sub, rg, name = split_id(resource_id)
+        client = await self._clients.container_apps(sub)
+        headers = {"If-Match": etag} if etag else {}
 
         async def update() -> ContainerApp:
             # A model built from the mapping serialises exactly the keys given: a merge patch.
-            poller = await client.container_apps.begin_update(rg, name, ContainerApp(envelope))
+            poller = await client.container_apps.begin_update(
+                rg, name, ContainerApp(envelope), headers=headers
+            )
             result: ContainerApp = await poller.result()
             return result
 
         return await retry.call(self._clock, update, write=True)
 
+    async def _update(self, target: Target, proposal: Proposal, change: Change) -> Outcome:
+        """Read, compute the change from what is there, write it if-match; on 412 start over.
+
+        A 412 means someone else changed the app between our read and our write: the
+        change is recomputed from a fresh read (which may find nothing left to do), never
+        forced over theirs.
+        """
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            app, etag = await self._get_versioned(target.resource_id)
+            before = to_state(target.resource_id, app)
+            planned = change(app, before)
+            if isinstance(planned, Outcome):
+                return planned
+            if not planned:
+                seen = view(before, proposal)
+                return Outcome(OutcomeKind.SUCCEEDED, seen, seen, "already as proposed")
+            try:
+                await self._patch(target.resource_id, {"properties": {"template": planned}}, etag)
+            except HttpResponseError as exc:
+                if exc.status_code != 412 or attempt == CONFLICT_ATTEMPTS:
+                    raise
+                continue
+            after = to_state(target.resource_id, await self._get(target.resource_id))
+            note = f"re-read after {attempt - 1} conflicting change(s)" if attempt > 1 else ""
+            return Outcome(
+                OutcomeKind.SUCCEEDED, view(before, proposal), view(after, proposal), note
+            )
+        raise AssertionError("the loop returns or raises")
+
     async def scale_out(self, target: Target, proposal: Proposal) -> Outcome:
         """Raise ``minReplicas`` (and ``maxReplicas`` only as far as needed)."""
-        before = to_state(target.resource_id, await self._get(target.resource_id))
         wanted_min = int(proposal.params["minReplicas"])
         wanted_max = max(int(proposal.params["maxReplicas"]), wanted_min)
-        scale: dict[str, int] = {}
-        if before.min_replicas < wanted_min:
-            scale["minReplicas"] = wanted_min
-        if before.max_replicas < wanted_max:
-            scale["maxReplicas"] = wanted_max
-        return await self._apply_scale(target, proposal, before, {"scale": scale} if scale else {})
+
+        def change(_: ContainerApp, before: ResourceState) -> dict[str, Any]:
+            scale: dict[str, int] = {}
+            if before.min_replicas < wanted_min:
+                scale["minReplicas"] = wanted_min
+            if before.max_replicas < wanted_max:
+                scale["maxReplicas"] = wanted_max
+            return {"scale": scale} if scale else {}
+
+        return await self._update(target, proposal, change)
 
     async def scale_in(self, target: Target, proposal: Proposal) -> Outcome:
         """Lower ``minReplicas`` one step toward the baseline (never raises it)."""
-        before = to_state(target.resource_id, await self._get(target.resource_id))
         wanted = int(proposal.params["minReplicas"])
-        scale = {"minReplicas": wanted} if before.min_replicas > wanted else {}
-        return await self._apply_scale(target, proposal, before, {"scale": scale} if scale else {})
+
+        def change(_: ContainerApp, before: ResourceState) -> dict[str, Any]:
+            return {"scale": {"minReplicas": wanted}} if before.min_replicas > wanted else {}
+
+        return await self._update(target, proposal, change)
 
     async def scale_up(self, target: Target, proposal: Proposal) -> Outcome:
         """Give one container the next CPU/memory pair, resending the whole container list."""
@@ -96,46 +157,33 @@ class ContainerAppsActuator:
         return await self._resize(target, proposal, larger=False)
 
     async def _resize(self, target: Target, proposal: Proposal, *, larger: bool) -> Outcome:
-        app = await self._get(target.resource_id)
-        before = to_state(target.resource_id, app)
         name = str(proposal.params["container"])
         cpu = float(proposal.params["cpu"])
         memory = str(proposal.params["memory"])
-        containers = [c.as_dict() for c in (app.template.containers if app.template else []) or []]
-        changed = False
-        for container in containers:
-            if container.get("name") != name:
-                continue
-            resources = {
-                k: v
-                for k, v in (container.get("resources") or {}).items()
-                if k not in _READ_ONLY_RESOURCE_FIELDS
-            }
-            current = float(resources.get("cpu") or 0)
-            if (current < cpu) if larger else (current > cpu):
-                resources.update({"cpu": cpu, "memory": memory})
-                changed = True
-            container["resources"] = resources
-        if not any(c.get("name") == name for c in containers):
-            seen = view(before, proposal)
-            return Outcome(OutcomeKind.FAILED, seen, seen, f"container {name!r} not found")
-        return await self._apply_scale(
-            target, proposal, before, {"containers": containers} if changed else {}
-        )
 
-    async def _apply_scale(
-        self,
-        target: Target,
-        proposal: Proposal,
-        before: ResourceState,
-        template: dict[str, Any],
-    ) -> Outcome:
-        if not template:
-            seen = view(before, proposal)
-            return Outcome(OutcomeKind.SUCCEEDED, seen, seen, "already as proposed")
-        await self._patch(target.resource_id, {"properties": {"template": template}})
-        after = to_state(target.resource_id, await self._get(target.resource_id))
-        return Outcome(OutcomeKind.SUCCEEDED, view(before, proposal), view(after, proposal))
+        def change(app: ContainerApp, before: ResourceState) -> dict[str, Any] | Outcome:
+            template = app.template
+            containers = [c.as_dict() for c in (template.containers if template else []) or []]
+            if not any(c.get("name") == name for c in containers):
+                seen = view(before, proposal)
+                return Outcome(OutcomeKind.FAILED, seen, seen, f"container {name!r} not found")
+            changed = False
+            for container in containers:
+                if container.get("name") != name:
+                    continue
+                resources = {
+                    k: v
+                    for k, v in (container.get("resources") or {}).items()
+                    if k not in _READ_ONLY_RESOURCE_FIELDS
+                }
+                current = float(resources.get("cpu") or 0)
+                if (current < cpu) if larger else (current > cpu):
+                    resources.update({"cpu": cpu, "memory": memory})
+                    changed = True
+                container["resources"] = resources
+            return {"containers": containers} if changed else {}
+
+        return await self._update(target, proposal, change)
 
     async def restart_revision(self, target: Target, proposal: Proposal) -> Outcome:
         """Restart the latest active revision (found afresh, not trusted from the plan)."""

@@ -32,6 +32,19 @@ class AppResource:
     spec: ResourceSpec
     model: AppModel
     tags: dict[str, str] = field(default_factory=dict)
+    version: int = 1  # bumped by every change that lands: the ETag
+    modified_at: datetime | None = None  # systemData.lastModifiedAt (None: the scenario's start)
+    modified_by_type: str = "User"
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.version:08x}-0000-0100-0000-000000000000"'
+
+    def changed(self, now: datetime, by_type: str) -> None:
+        """Record a change that landed: a new ETag and systemData."""
+        self.version += 1
+        self.modified_at = now
+        self.modified_by_type = by_type
 
     @property
     def resource_id(self) -> str:
@@ -68,12 +81,21 @@ def app_json(res: AppResource) -> dict[str, Any]:
     """The ContainerApp body (ContainerApps_Get.json shape, fields the controller reads)."""
     config = res.model.current
     spec = res.spec
+    created = res.model.start - timedelta(days=1)
     return {
         "id": spec.resource_id,
         "name": spec.name,
         "type": "Microsoft.App/containerApps",
         "location": spec.location,
         "tags": dict(res.tags),
+        "systemData": {
+            "createdBy": "operator@example.com",
+            "createdByType": "User",
+            "createdAt": format_datetime(created),
+            "lastModifiedBy": "operator@example.com",
+            "lastModifiedByType": res.modified_by_type,
+            "lastModifiedAt": format_datetime(res.modified_at or created),
+        },
         "properties": {
             "provisioningState": "Succeeded",
             "runningStatus": "Running",

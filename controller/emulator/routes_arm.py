@@ -43,7 +43,7 @@ async def get_app(world: World, request: web.Request, p: dict[str, str]) -> web.
     res = _app(world, p)
     if res is None:
         return _not_found(f"Microsoft.App/containerApps/{p['app']}")
-    return json_response(app_json(res), headers=_reads())
+    return json_response(app_json(res), headers={"ETag": res.etag, **_reads()})
 
 
 async def patch_app(world: World, request: web.Request, p: dict[str, str]) -> web.StreamResponse:
@@ -57,6 +57,16 @@ async def patch_app(world: World, request: web.Request, p: dict[str, str]) -> we
         return error(400, "InvalidRequestContent", "The request body is not valid JSON.")
     if not isinstance(body, dict):
         return error(400, "InvalidRequestContent", "The request body must be a JSON object.")
+    concurrent = world.faults.consume("concurrent-write", world.now())
+    if concurrent is not None:
+        world.operator_change(res, concurrent.params)
+    wanted = request.headers.get("If-Match")
+    if wanted is not None and wanted not in ("*", res.etag):
+        return error(
+            412,
+            "PreconditionFailed",
+            "The condition specified using HTTP conditional header(s) is not met.",
+        )
     try:
         op = world.begin_patch(res, body)
     except PatchError as exc:

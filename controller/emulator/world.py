@@ -122,11 +122,25 @@ class World:
             op.status = "Failed"
             op.error = {"code": exc.code, "message": exc.message}
             return op
-        if config != op.resource.model.current:
+        if config != op.resource.model.current or tags != op.resource.tags:
             op.resource.model.apply_config(now, config)
-        op.resource.tags = tags
+            op.resource.tags = tags
+            op.resource.changed(now, "Application")
         op.status = "Succeeded"
         return op
+
+    def operator_change(self, res: AppResource, params: dict[str, Any]) -> None:
+        """Someone else changes the app (the ``concurrent-write`` fault): a new ETag."""
+        current = res.model.current
+        config = AppConfig(
+            int(params.get("minReplicas", current.min_replicas)),
+            max(int(params.get("maxReplicas", current.max_replicas)), current.min_replicas),
+            current.containers,
+        )
+        now = self.now()
+        if config != current:
+            res.model.apply_config(now, config)
+        res.changed(now, "User")
 
     def restart(self, res: AppResource) -> None:
         res.model.record_restart(self.now())

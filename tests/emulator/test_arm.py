@@ -309,3 +309,32 @@ def test_arm_throttle_and_error_faults(make_emulator: Make, clock: ManualClock) 
                 assert r.status == 200
 
     run(body)
+
+
+def test_etag_changes_with_each_landed_change_and_if_match_guards_writes(
+    make_emulator: Make,
+) -> None:
+    """GET serves an ETag and systemData; a PATCH with a stale If-Match is 412 and changes
+    nothing; a current one (or none) is accepted; a landed change bumps both."""
+    emu = make_emulator()
+
+    async def body() -> None:
+        async with served(emu) as s:
+            async with s.get(API_APP, params=ACA) as r:
+                etag = r.headers["ETag"]
+                first = (await r.json())["systemData"]
+            stale = '"00000000-0000-0100-0000-000000000000"'
+            async with s.patch(API_APP, params=ACA, json=SCALE_2, headers={"If-Match": stale}) as r:
+                assert r.status == 412
+                assert (await r.json())["error"]["code"] == "PreconditionFailed"
+            assert emu.writes == 0
+            async with s.patch(API_APP, params=ACA, json=SCALE_2, headers={"If-Match": etag}) as r:
+                assert r.status == 202
+                await _finish(s, r.headers["Azure-AsyncOperation"])
+            async with s.get(API_APP, params=ACA) as r:
+                assert r.headers["ETag"] != etag
+                now = (await r.json())["systemData"]
+            assert now["lastModifiedAt"] > first["lastModifiedAt"]
+            assert now["lastModifiedByType"] == "Application"
+
+    run(body)

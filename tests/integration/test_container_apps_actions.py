@@ -180,3 +180,39 @@ async def test_throttled_reads_are_retried_on_the_clock(
     gets = [r for r in emu.requests if r["method"] == "GET"]
     # app at t (429), t+1s (429, still throttled), t+2s (200); then its revision
     assert len(gets) == 4
+
+
+async def test_a_change_made_meanwhile_is_reread_not_overwritten(
+    actuator: ContainerAppsActuator, emulator: tuple[Emulator, str]
+) -> None:
+    """412: someone scaled the app to 4 between our read and our write. The write was
+    conditional on the version read, so it is refused; the re-read finds nothing left
+    to do, and their 4 is kept rather than lowered to our 3."""
+    emu = emulator[0]
+    emu.set_fault("concurrent-write", minReplicas=4)
+    outcome = await actuator.scale_out(
+        TARGET, proposal("scaleOut", {"minReplicas": 3, "maxReplicas": 10})
+    )
+    assert outcome.kind is OutcomeKind.SUCCEEDED
+    assert outcome.detail == "already as proposed"
+    assert emu.state()["resources"][TARGET.resource_id]["minReplicas"] == 4
+    assert len(writes_of(emu)) == 1  # the refused PATCH; nothing after the re-read
+    assert emu.writes == 0
+
+
+async def test_a_conflicting_resize_is_recomputed_from_a_fresh_read(
+    actuator: ContainerAppsActuator, emulator: tuple[Emulator, str]
+) -> None:
+    """412 on a resize: the second attempt is built from the new version, keeping both
+    their change (maxReplicas 20) and ours (the larger container)."""
+    emu = emulator[0]
+    emu.set_fault("concurrent-write", maxReplicas=20)
+    outcome = await actuator.scale_up(
+        TARGET, proposal("scaleUp", {"container": "api", "cpu": 1.0, "memory": "2Gi"})
+    )
+    assert outcome.kind is OutcomeKind.SUCCEEDED
+    assert "re-read after 1 conflicting change" in outcome.detail
+    state = emu.state()["resources"][TARGET.resource_id]
+    assert state["maxReplicas"] == 20
+    assert (state["containers"][0]["cpu"], state["containers"][0]["memory"]) == (1.0, "2Gi")
+    assert len(writes_of(emu)) == 2 and emu.writes == 1
