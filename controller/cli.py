@@ -166,7 +166,9 @@ async def _run_async(settings: Settings, policies: Any, once: bool) -> int:
             for result in results:
                 print(render.pass_line(result, runtime.clock.now()))
             return EXIT_FAILED if any(isinstance(r, PassFailure) for r in results) else EXIT_OK
-        app = make_app(runtime.loop, runtime.clock, runtime.metrics, runtime.elector)
+        app = make_app(
+            runtime.loop, runtime.clock, runtime.metrics, runtime.elector, runtime.readiness
+        )
         address = settings.listen_address
         async with anyio.create_task_group() as tg:
             tg.start_soon(_stop_on_signal, tg.cancel_scope)

@@ -159,7 +159,10 @@ class Settings(BaseModel):
     arm_endpoint: str | None = None
     metrics_endpoint: str | None = None
     logs_endpoint: str | None = None
-    credential: Literal["default", "emulator"] = "default"
+    # default: DefaultAzureCredential; managedIdentity: that alone (optionally a
+    # user-assigned identity's client id); emulator: the local emulator's fixed token
+    credential: Literal["default", "managedIdentity", "emulator"] = "default"
+    identity_client_id: str | None = None
     listen: str | None = "127.0.0.1:9464"
     request_timeout: PositiveDuration = timedelta(seconds=30)
     backoff_max: PositiveDuration = timedelta(minutes=10)

@@ -115,6 +115,7 @@ class ResourceState:
     latest_revision: str | None = None
     replicas: int | None = None  # running now (an autoscaler may hold more than the minimum)
     tags: Mapping[str, str] = field(default_factory=dict)
+    last_modified: datetime | None = None  # the last change anyone made (ARM systemData)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-friendly picture for audit lines and the demo's summary."""

@@ -369,6 +369,7 @@ class Reconciler:
             breaker=breaker,
             paused=await self._paused(state) if self._paused else None,
             standby=self._standby() if self._standby else None,
+            changed_at=state.last_modified,
             fleet=self._fleet.holds(policy.target.subscription, now, policy.target.resource_id)
             if self._fleet
             else None,

@@ -25,6 +25,7 @@ from controller.loop import Loop
 from controller.model import Mode
 from controller.plugins import default_registry
 from controller.policy.loader import LoadedPolicy, load_policies
+from controller.readiness import Readiness
 from controller.reconcile import PassResult, Reconciler
 from controller.registry import Registry, UnknownPlugin
 from controller.telemetry import Metrics
@@ -41,6 +42,7 @@ class Runtime:
     audit: AuditSink
     registry: Registry
     policies: list[LoadedPolicy]
+    readiness: Readiness
     elector: LeaderElector | None = None  # set when leader election is enabled
     escalator: Escalator | None = None  # set when an escalation webhook is configured
 
@@ -70,7 +72,9 @@ async def open_runtime(
     loaded = list(policies) if policies is not None else load_policies(settings.policies)
     async with AsyncExitStack() as stack:
         clients = await stack.enter_async_context(
-            AzureClients(settings, make_credential(settings.credential))
+            AzureClients(
+                settings, make_credential(settings.credential, settings.identity_client_id)
+            )
         )
         replayed = Replayed()
         if audit is None:
@@ -131,7 +135,17 @@ async def open_runtime(
             rng=rng,
             on_pass=on_pass,
         )
-        yield Runtime(settings, clock, loop, metrics, audit, registry, loaded, elector, escalator)
+        readiness = Readiness(
+            clock,
+            loop,
+            clients.credential,
+            scope=settings.endpoints().arm_audience + "/.default",
+            audit=audit,
+            elector=elector,
+        )
+        yield Runtime(
+            settings, clock, loop, metrics, audit, registry, loaded, readiness, elector, escalator
+        )
 
 
 @asynccontextmanager

@@ -1,4 +1,5 @@
-"""The controller's HTTP face: ``/metrics`` for Prometheus and ``/healthz`` for the platform."""
+"""The controller's HTTP face: ``/metrics`` for Prometheus, ``/healthz`` and ``/readyz`` for
+the platform. Every route is read-only."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from controller.clock import Clock
 from controller.lease import LeaderElector
 from controller.loop import Loop
+from controller.readiness import Readiness
 from controller.telemetry import Metrics
 
 
@@ -30,7 +32,11 @@ def health(
 
 
 def make_app(
-    loop: Loop, clock: Clock, metrics: Metrics, elector: LeaderElector | None = None
+    loop: Loop,
+    clock: Clock,
+    metrics: Metrics,
+    elector: LeaderElector | None = None,
+    readiness: Readiness | None = None,
 ) -> web.Application:
     async def metrics_handler(_: web.Request) -> web.Response:
         body = generate_latest(metrics.registry)
@@ -42,9 +48,16 @@ def make_app(
         ok, detail = health(loop, clock, elector)
         return web.json_response(detail, status=200 if ok else 503)
 
+    async def readyz(_: web.Request) -> web.Response:
+        if readiness is None:
+            return web.json_response({"status": "ready", "checks": {}}, status=200)
+        ok, detail = await readiness.check()
+        return web.json_response(detail, status=200 if ok else 503)
+
     app = web.Application()
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     return app
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from azure.core.exceptions import HttpResponseError
@@ -243,4 +243,11 @@ def to_state(resource_id: str, app: ContainerApp) -> ResourceState:
         containers=containers,
         latest_revision=app.latest_ready_revision_name or app.latest_revision_name,
         tags=dict(app.tags or {}),
+        last_modified=_utc(app.system_data.last_modified_at) if app.system_data else None,
     )
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)

@@ -85,6 +85,10 @@ class AuditSink(Protocol):
         """Seal and store ``record``; return its ``seq``. Raises AuditUnavailable."""
         ...
 
+    def problem(self) -> str | None:
+        """Why records cannot be stored now, or None (what readiness reports)."""
+        ...
+
 
 class MemoryAudit:
     """Keeps sealed records in memory: ``remediator plan`` previews must not become history."""
@@ -99,6 +103,9 @@ class MemoryAudit:
         self._prev = sealed["hash"]
         return int(sealed["seq"])
 
+    def problem(self) -> str | None:
+        return None
+
 
 class AuditLog:
     """The file sink. Opening it verifies the chain and sets aside a torn last line."""
@@ -110,6 +117,7 @@ class AuditLog:
         self._file: IO[str] | None = None
         self._seq = 0
         self._prev = GENESIS
+        self._failure: str | None = None  # the last write's error, until a write succeeds
 
     def __enter__(self) -> AuditLog:
         self.open()
@@ -168,10 +176,22 @@ class AuditLog:
             self._file.flush()
             os.fsync(self._file.fileno())
         except (OSError, ValueError) as exc:
-            raise AuditUnavailable(f"{self.path}: cannot write the audit log: {exc}") from exc
+            self._failure = f"{self.path}: cannot write the audit log: {exc}"
+            raise AuditUnavailable(self._failure) from exc
         self._seq, self._prev = sealed["seq"], sealed["hash"]
         self._write_head()
+        self._failure = None
         return self._seq
+
+    def problem(self) -> str | None:
+        """Why the log cannot be written now (for readiness), or None."""
+        if self._file is None:
+            return f"{self.path}: the audit log is not open"
+        if self._failure is not None:
+            return self._failure
+        if not os.access(self.path, os.W_OK) or not os.access(self.path.parent, os.W_OK):
+            return f"{self.path}: the audit log or its directory is not writable"
+        return None
 
     def _write_head(self) -> None:
         temp = self.head_path.with_name(self.head_path.name + ".tmp")
@@ -182,9 +202,8 @@ class AuditLog:
                 os.fsync(file.fileno())
             os.replace(temp, self.head_path)
         except OSError as exc:
-            raise AuditUnavailable(
-                f"{self.head_path}: cannot record the log's head: {exc}"
-            ) from exc
+            self._failure = f"{self.head_path}: cannot record the log's head: {exc}"
+            raise AuditUnavailable(self._failure) from exc
 
 
 def head_path(path: Path) -> Path:

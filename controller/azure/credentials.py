@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.identity.aio import DefaultAzureCredential
+from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 
 EMULATOR_TOKEN = "remediator-emulator-token"
 
@@ -49,8 +49,13 @@ class EmulatorCredential:
         return None
 
 
-def make_credential(kind: Literal["default", "emulator"]) -> AsyncTokenCredential:
-    """``default`` = DefaultAzureCredential (managed identity, workload identity, CLI …)."""
+def make_credential(
+    kind: Literal["default", "managedIdentity", "emulator"], client_id: str | None = None
+) -> AsyncTokenCredential:
+    """``default`` = DefaultAzureCredential (managed identity, workload identity, CLI …);
+    ``managedIdentity`` = the platform's identity endpoint only (a sidecar's usual case)."""
     if kind == "emulator":
         return EmulatorCredential()
-    return DefaultAzureCredential()
+    if kind == "managedIdentity":
+        return ManagedIdentityCredential(client_id=client_id)
+    return DefaultAzureCredential(managed_identity_client_id=client_id)

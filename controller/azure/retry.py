@@ -32,11 +32,14 @@ BUSY_CODES = frozenset({"RetryableErrorDueToAnotherOperation", "AnotherOperation
 
 
 def is_busy(exc: BaseException) -> bool:
-    """409 "another operation is in progress": the resource is busy, the write did not run."""
-    if not isinstance(exc, HttpResponseError) or exc.status_code != 409:
+    """The write did not run because of someone else: 409 "another operation is in
+    progress", or 412 when the resource kept changing under a conditional write."""
+    if not isinstance(exc, HttpResponseError):
         return False
+    if exc.status_code == 412:
+        return True
     code = exc.error.code if exc.error else None
-    return code in BUSY_CODES
+    return exc.status_code == 409 and code in BUSY_CODES
 
 
 def _retryable_write(exc: BaseException) -> bool:

@@ -33,19 +33,22 @@ def check(
     paused: str | None = None,
     fleet: str | None = None,
     standby: str | None = None,
+    changed_at: datetime | None = None,
 ) -> Decision:
     """Run the guards in order; the first denial wins.
 
     ``paused`` is why the kill switch is on, if it is; ``standby`` why this replica does
     not hold the leader lease; ``verifying`` is the action still
     waiting to be judged and when; ``breaker`` is the proposed action's circuit breaker;
-    ``fleet`` is why the shared budgets or the fail-static rule hold every target back.
+    ``fleet`` is why the shared budgets or the fail-static rule hold every target back;
+    ``changed_at`` is when anyone last changed the resource (a deploy, a person, another
+    replica that led before this one): the cooldown counts from it too.
     """
     for guard, reason in (
         ("paused", paused),
         ("leader", standby),
         ("bounds", _bounds(policy, proposal)),
-        ("cooldown", _cooldown(policy, history, now)),
+        ("cooldown", _cooldown(policy, history, now, changed_at)),
         ("budget", _budget(policy, proposal, history, now)),
         ("fleet", fleet),
         ("verifying", _verifying(verifying)),
@@ -86,15 +89,23 @@ def _verifying(verifying: tuple[str, datetime] | None) -> str | None:
     return f"waiting to judge the last {action} (at {due:%H:%M:%S})"
 
 
-def _cooldown(policy: Policy, history: Sequence[ActionRecord], now: datetime) -> str | None:
-    if not history:
-        return None
-    last = max(history, key=lambda record: record.ts)
-    since = now - last.ts
-    if since < policy.guards.cooldown:
+def _cooldown(
+    policy: Policy, history: Sequence[ActionRecord], now: datetime, changed_at: datetime | None
+) -> str | None:
+    cooldown = policy.guards.cooldown
+    if history:
+        last = max(history, key=lambda record: record.ts)
+        since = now - last.ts
+        if since < cooldown:
+            return (
+                f"last action ({last.action}) {format_duration(since)} ago; "
+                f"cooldown is {format_duration(cooldown)}"
+            )
+    if changed_at is not None and now - changed_at < cooldown:
+        since = max(now - changed_at, timedelta(0))
         return (
-            f"last action ({last.action}) {format_duration(since)} ago; "
-            f"cooldown is {format_duration(policy.guards.cooldown)}"
+            f"the resource was changed {format_duration(since)} ago; "
+            f"cooldown is {format_duration(cooldown)}"
         )
     return None
 

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from .routes_arm import ARM_ROUTES
 from .routes_control import control_routes
+from .routes_identity import IDENTITY_PATH, identity_routes
 from .routes_metrics import METRICS_ROUTES
 from .routing import dispatcher
 from .scenario import Scenario
@@ -113,7 +114,7 @@ class Emulator:
         async def record(
             request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
         ) -> web.StreamResponse:
-            if not request.path.startswith("/_emulator"):
+            if not request.path.startswith(("/_emulator", IDENTITY_PATH)):
                 raw = await request.read()
                 body: Any = None
                 if raw.strip():
@@ -133,6 +134,7 @@ class Emulator:
 
         app = web.Application(middlewares=[record])
         app.add_routes(control_routes(world))
+        app.add_routes(identity_routes(world))
         dispatch = dispatcher(world, ARM_ROUTES + METRICS_ROUTES)
 
         async def azure(request: web.Request) -> web.StreamResponse:

@@ -24,6 +24,7 @@ FAULT_KINDS = frozenset(
         "arm-busy",  # writes answer 409 RetryableErrorDueToAnotherOperation
         "arm-write-pressure",  # writes report few left: x-ms-ratelimit-remaining-…-writes
         "lro-fail",  # the next long-running operation ends Failed and is not applied
+        "identity-unavailable",  # the managed identity endpoint has no identity to give
         "concurrent-write",  # someone else changes the app just before the next PATCH
     }
 )

@@ -93,6 +93,9 @@ class BrokenAudit:
     def append(self, record: Record) -> int:
         raise AuditUnavailable("disk full")
 
+    def problem(self) -> str | None:
+        return "disk full"
+
 
 async def test_nothing_runs_when_the_audit_cannot_be_written(
     tmp_path: Path, clock: VirtualClock, emulator: tuple[Emulator, str]

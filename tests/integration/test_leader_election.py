@@ -131,3 +131,67 @@ async def test_two_controllers_on_one_emulator_only_the_leader_acts(
     assert not any(r["kind"] in ("intent", "result") for r in standby)
     assert any(r["guard"] == "leader" for r in standby)
     assert emu.writes == 1
+
+
+async def test_a_new_leader_honours_the_cooldown_its_predecessor_started(
+    storage: str, tmp_path: Path, clock: VirtualClock, emulator: tuple[Emulator, str]
+) -> None:
+    """Failover mid-incident: the first leader scales out and stops; the second, whose own
+    audit knows nothing of that, still waits out the cooldown because the app's
+    ``systemData.lastModifiedAt`` says it was just changed."""
+    emu, base_url = emulator
+    election = {
+        "enabled": True,
+        "connectionString": storage,
+        "container": "failover",
+        "retryPeriod": "200ms",
+    }
+    runs = [
+        emulator_settings(
+            base_url, tmp_path / name, mode="live", leaderElection={**election, "identity": name}
+        )
+        for name in ("one", "two")
+    ]
+    # the spike needs more than one step: the ladder would go on scaling out at once
+    policy = make_policy(
+        guards={"cooldown": "15m", "maxActionsPerHour": 10},
+        verification={"settle": "1m"},
+        remediation=[{"scaleOut": {"step": 1, "maxReplicas": 8}}],
+    )
+    loaded = [LoadedPolicy(policy, "test", 1)]
+    async with (
+        open_runtime(runs[0], clock=clock, policies=loaded, rng=random.Random(1)) as one,
+        open_runtime(runs[1], clock=clock, policies=loaded, rng=random.Random(2)) as two,
+        anyio.create_task_group() as tg,
+    ):
+        assert one.elector is not None and two.elector is not None
+        first = anyio.CancelScope()
+
+        async def first_replica() -> None:
+            assert one.elector is not None
+            with first:
+                async with anyio.create_task_group() as inner:
+                    inner.start_soon(one.elector.run)
+                    inner.start_soon(one.loop.run)
+
+        tg.start_soon(first_replica)
+        await wait_until(lambda: one.elector is not None and one.elector.is_leader)
+        tg.start_soon(two.elector.run)
+        tg.start_soon(two.loop.run)
+        await clock.drive(
+            START + timedelta(minutes=30), sleepers=2, stop_when=lambda: emu.writes > 0
+        )
+        acted_at = clock.now()
+        first.cancel()  # the first leader stops; its lease is released
+        await wait_until(lambda: two.elector is not None and two.elector.is_leader)
+        await clock.drive(acted_at + timedelta(minutes=25), sleepers=1)
+        tg.cancel_scope.cancel()
+    taken_over = list(read_records(runs[1].audit_path))
+    results = [r for r in taken_over if r["kind"] == "result"]
+    held = [
+        r for r in taken_over if r.get("guard") == "cooldown" and r["ts"] > acted_at.isoformat()
+    ]
+    assert held and "resource was changed" in held[0]["reason"]
+    assert results, "the new leader acts once the cooldown is over"
+    first_own = min(r["ts"] for r in results)
+    assert first_own >= (acted_at + timedelta(minutes=15) - timedelta(seconds=90)).isoformat()

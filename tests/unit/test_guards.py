@@ -75,3 +75,17 @@ def test_cpu_bound() -> None:
     )
     proposal = Proposal("scaleUp", 0, {"cpu": 1.25}, {"cpu": 1.0}, {"cpu": 1.25}, "x")
     assert guards.check(policy, proposal, [], NOW, Mode.LIVE).guard == "bounds"
+
+
+def test_a_recent_change_by_anyone_starts_the_cooldown() -> None:
+    """A deploy, a person, or a leader before this one changed the resource 2 minutes ago:
+    with no action of our own on record, the cooldown still holds (and lapses on time)."""
+    recent = guards.check(
+        POLICY, scale_out(2), [], NOW, Mode.LIVE, changed_at=NOW - timedelta(minutes=2)
+    )
+    assert recent.guard == "cooldown"
+    assert "resource was changed 2m ago" in recent.reason
+    old = guards.check(
+        POLICY, scale_out(2), [], NOW, Mode.LIVE, changed_at=NOW - POLICY.guards.cooldown
+    )
+    assert old.kind is DecisionKind.ALLOW

@@ -60,6 +60,9 @@ class SwitchableAudit:
             raise AuditUnavailable("disk full")
         return self.inner.append(record)
 
+    def problem(self) -> str | None:
+        return "disk full" if self.broken else None
+
 
 class ControllerMachine(RuleBasedStateMachine):
     @initialize(
