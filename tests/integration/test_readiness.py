@@ -86,3 +86,34 @@ async def test_an_audit_that_cannot_be_written_is_not_ready(
         assert not ready
         assert "audit.jsonl" in detail["checks"]["audit"]["problem"]
         assert detail["checks"]["role"] == {"ok": True, "role": "single"}
+
+
+async def test_open_breakers_show_in_the_readiness_detail(
+    tmp_path: Path, clock: VirtualClock, emulator: tuple[Emulator, str]
+) -> None:
+    """Every write fails, so the scaleOut breaker opens: /readyz lists it (the replica
+    itself stays ready — a breaker is the guard working, not the replica failing)."""
+    emu, base_url = emulator
+    emu.set_fault("lro-fail", duration_s=3 * 3600)
+    settings = emulator_settings(base_url, tmp_path, mode="live")
+    policy = make_policy(guards={"cooldown": "1m", "breaker": {"failures": 1}})
+    loaded = [LoadedPolicy(policy, "test", 1)]
+    async with (
+        open_runtime(settings, clock=clock, policies=loaded, rng=random.Random(5)) as runtime,
+        serving(
+            make_app(runtime.loop, clock, runtime.metrics, readiness=runtime.readiness),
+            "127.0.0.1",
+            0,
+        ) as base,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(runtime.loop.run)
+        _, before = await readyz(base)
+        assert before["openBreakers"] == []
+        await clock.drive(START + timedelta(minutes=15), sleepers=1)
+        status, detail = await readyz(base)
+        tg.cancel_scope.cancel()
+    assert status == 200
+    assert detail["openBreakers"] == [
+        {"policy": policy.name, "action": "scaleOut", "state": "open"}
+    ]
