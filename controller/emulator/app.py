@@ -18,6 +18,7 @@ from aiohttp import web
 
 from .routes_arm import ARM_ROUTES
 from .routes_control import control_routes
+from .routes_cosmos import COSMOS_ROUTES
 from .routes_identity import IDENTITY_PATH, identity_routes
 from .routes_metrics import METRICS_ROUTES
 from .routing import dispatcher
@@ -135,7 +136,7 @@ class Emulator:
         app = web.Application(middlewares=[record])
         app.add_routes(control_routes(world))
         app.add_routes(identity_routes(world))
-        dispatch = dispatcher(world, ARM_ROUTES + METRICS_ROUTES)
+        dispatch = dispatcher(world, ARM_ROUTES + COSMOS_ROUTES + METRICS_ROUTES)
 
         async def azure(request: web.Request) -> web.StreamResponse:
             return await dispatch(world, request, {})

@@ -7,10 +7,13 @@ round-trip: whatever the emulator serves, it accepts back unchanged.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from .metered import Aggregates, MetricDef
+from .metrics import APP_CATALOG, app_minute
 from .scenario import ResourceSpec
 from .timeutil import format_datetime
 from .workload import AppConfig, AppModel, Container, consumption_pair_error
@@ -62,6 +65,34 @@ class AppResource:
 
     def revision_names(self) -> list[str]:
         return [self.latest_revision, self.old_revision]
+
+    # -- Metered ---------------------------------------------------------------------------
+
+    @property
+    def metrics_id(self) -> str:
+        return self.spec.resource_id
+
+    @property
+    def namespace(self) -> str:
+        return "Microsoft.App/containerApps"
+
+    @property
+    def location(self) -> str:
+        return self.spec.location
+
+    @property
+    def catalog(self) -> Mapping[str, MetricDef]:
+        return APP_CATALOG
+
+    def minute(self, metric: MetricDef, at: datetime, dimensions: Mapping[str, str]) -> Aggregates:
+        return app_minute(self.model.sample(at), metric)
+
+    def dimension_value(self, dimension: str) -> str:
+        return {
+            "revisionname": self.latest_revision,
+            "podname": f"{self.latest_revision}-0",
+            "deploymentname": self.latest_revision,
+        }.get(dimension, "unknown")
 
 
 def containers_json(config: AppConfig) -> list[dict[str, Any]]:

@@ -1,18 +1,19 @@
-"""Metric catalogue and time-series arithmetic for Container Apps (no HTTP here).
+"""Time-series arithmetic for every metered resource, and the Container Apps catalogue.
 
-Each metric maps a per-minute :class:`Sample` to a value; buckets coarser than a
-minute aggregate the per-minute values. Only completed minutes exist, mimicking the
-ingestion lag of Azure Monitor.
+A resource gives each completed minute's aggregates; buckets coarser than a minute
+combine them. Only completed minutes exist, mimicking the ingestion lag of Azure
+Monitor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from .metered import Aggregates, Metered, MetricDef, constant
 from .timeutil import MINUTE, floor_minute, format_datetime
-from .workload import AppModel, Sample
+from .workload import Sample
 
 NAMESPACE = "Microsoft.App/containerApps"
 AGGREGATIONS = ("average", "minimum", "maximum", "total", "count")
@@ -21,49 +22,47 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
-class MetricDef:
-    name: str
-    unit: str
-    dimensions: tuple[str, ...]
+class AppMetric:
+    definition: MetricDef
     value: Callable[[Sample], float]
     per_replica: bool = True  # Total/Count multiply across replicas
 
 
-METRICS: dict[str, MetricDef] = {
-    m.name.lower(): m
+APP_METRICS: dict[str, AppMetric] = {
+    m.definition.name.lower(): m
     for m in (
-        MetricDef("CpuPercentage", "Percent", ("podName",), lambda s: s.cpu_percent),
-        MetricDef("MemoryPercentage", "Percent", ("podName",), lambda s: s.memory_percent),
-        MetricDef(
-            "UsageNanoCores", "NanoCores", ("revisionName", "podName"), lambda s: s.usage_nano_cores
+        AppMetric(MetricDef("CpuPercentage", "Percent", ("podName",)), lambda s: s.cpu_percent),
+        AppMetric(
+            MetricDef("MemoryPercentage", "Percent", ("podName",)), lambda s: s.memory_percent
         ),
-        MetricDef(
-            "WorkingSetBytes", "Bytes", ("revisionName", "podName"), lambda s: s.working_set_bytes
+        AppMetric(
+            MetricDef("UsageNanoCores", "NanoCores", ("revisionName", "podName")),
+            lambda s: s.usage_nano_cores,
         ),
-        MetricDef(
-            "Replicas",
-            "Count",
-            ("revisionName", "deploymentName"),
+        AppMetric(
+            MetricDef("WorkingSetBytes", "Bytes", ("revisionName", "podName")),
+            lambda s: s.working_set_bytes,
+        ),
+        AppMetric(
+            MetricDef("Replicas", "Count", ("revisionName", "deploymentName")),
             lambda s: float(s.replicas),
             per_replica=False,
         ),
-        MetricDef(
-            "RestartCount",
-            "Count",
-            ("revisionName", "podName"),
+        AppMetric(
+            MetricDef("RestartCount", "Count", ("revisionName", "podName")),
             lambda s: float(s.restarts),
             per_replica=False,
         ),
     )
 }
+APP_CATALOG: dict[str, MetricDef] = {k: m.definition for k, m in APP_METRICS.items()}
 
 
-def minute_aggregates(metric: MetricDef, sample: Sample) -> dict[str, float]:
-    """Every aggregation for one minute (the value is constant within the minute)."""
-    value = metric.value(sample)
-    count = float(sample.replicas) if metric.per_replica else 1.0
-    total = value * count if metric.per_replica else value
-    return {"average": value, "minimum": value, "maximum": value, "total": total, "count": count}
+def app_minute(sample: Sample, metric: MetricDef) -> Aggregates:
+    """Every aggregation of a Container App metric for one minute (constant within it)."""
+    spec = APP_METRICS[metric.name.lower()]
+    count = float(sample.replicas) if spec.per_replica else 1.0
+    return constant(spec.value(sample), count, spec.per_replica)
 
 
 def bucket_starts(start: datetime, end: datetime, grain: timedelta) -> list[datetime]:
@@ -77,7 +76,7 @@ def bucket_starts(start: datetime, end: datetime, grain: timedelta) -> list[date
 
 
 def series(
-    model: AppModel,
+    resource: Metered,
     metric: MetricDef,
     start: datetime,
     end: datetime,
@@ -85,6 +84,7 @@ def series(
     now: datetime,
     aggregations: list[str],
     empty: bool = False,
+    dimensions: Mapping[str, str] | None = None,
 ) -> list[dict[str, float | str]]:
     """The data points for one metric: a point per bucket with at least one completed minute.
 
@@ -96,7 +96,7 @@ def series(
         minutes = []
         m = bucket
         while m < bucket + grain and m < cutoff:
-            minutes.append(minute_aggregates(metric, model.sample(m)))
+            minutes.append(resource.minute(metric, m, dimensions or {}))
             m += MINUTE
         if not minutes:
             break

@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .containerapp import AppResource
-from .metrics import AGGREGATIONS, METRICS, NAMESPACE, MetricDef, series
+from .metered import Metered, MetricDef
+from .metrics import AGGREGATIONS, series
 from .routing import Route, route
 from .timeutil import (
     MINUTE,
@@ -39,7 +39,8 @@ class Query:
     start: datetime
     end: datetime
     grain: timedelta
-    metrics: list[MetricDef]
+    names: list[str]
+    namespace: str | None
     aggregations: list[str]
     dimensions: list[tuple[str, str]]  # (name as written, value) from the filter
 
@@ -80,32 +81,38 @@ def _parse_query(
         raise QueryError(f"Invalid interval '{interval}'; use an ISO 8601 duration.") from None
     if grain < MINUTE or grain > timedelta(days=1) or grain.total_seconds() % 60:
         raise QueryError(f"Interval '{interval}' is not supported; use whole minutes (PT1M...).")
-    if namespace and namespace.lower() != NAMESPACE.lower():
-        raise QueryError(
-            f"Failed to find metric configuration for provider: {namespace}. "
-            f"The emulator serves only {NAMESPACE}."
-        )
     if not names:
         raise QueryError("The metricnames parameter is required.")
-    metrics = []
-    for name in (n.strip() for n in names.split(",") if n.strip()):
-        metric = METRICS.get(name.lower())
-        if metric is None:
-            raise QueryError(
-                f"Failed to find metric configuration for provider: {NAMESPACE}, "
-                f"resource Id: ..., metric: {name}, Valid metrics: "
-                + ", ".join(m.name for m in METRICS.values())
-            )
-        metrics.append(metric)
+    metrics = [n.strip() for n in names.split(",") if n.strip()]
     aggregations = [a.strip().lower() for a in (aggregation or "average").split(",") if a.strip()]
     unknown = [a for a in aggregations if a not in AGGREGATIONS]
     if unknown:
         raise QueryError(f"Unknown aggregation(s): {', '.join(unknown)}.")
     dimensions = [(m.group(1), m.group(2)) for m in _DIMENSION.finditer(filter_text or "")]
-    return Query(start, end, grain, metrics, aggregations, dimensions)
+    return Query(start, end, grain, metrics, namespace, aggregations, dimensions)
 
 
-def _metadata(res: AppResource, dimensions: list[tuple[str, str]]) -> list[dict[str, Any]]:
+def _resolve(res: Metered, query: Query) -> list[MetricDef]:
+    """The query's metrics in ``res``'s catalogue, or the 400 Azure gives."""
+    if query.namespace and query.namespace.lower() != res.namespace.lower():
+        raise QueryError(
+            f"Failed to find metric configuration for provider: {query.namespace}, "
+            f"resource Id: {res.metrics_id}."
+        )
+    found = []
+    for name in query.names:
+        metric = res.catalog.get(name.lower())
+        if metric is None:
+            raise QueryError(
+                f"Failed to find metric configuration for provider: {res.namespace}, "
+                f"resource Id: {res.metrics_id}, metric: {name}, Valid metrics: "
+                + ", ".join(m.name for m in res.catalog.values())
+            )
+        found.append(metric)
+    return found
+
+
+def _metadata(res: Metered, dimensions: list[tuple[str, str]]) -> list[dict[str, Any]]:
     """Dimension values for the one series served; names come back lowercased, as Azure does."""
     out = []
     seen: set[str] = set()
@@ -115,28 +122,25 @@ def _metadata(res: AppResource, dimensions: list[tuple[str, str]]) -> list[dict[
             continue
         seen.add(key)
         if value == "*":
-            value = {
-                "revisionname": res.latest_revision,
-                "podname": f"{res.latest_revision}-0",
-                "deploymentname": res.latest_revision,
-            }.get(key, "unknown")
+            value = res.dimension_value(key)
         out.append({"name": {"value": key, "localizedValue": key}, "value": value})
     return out
 
 
 def _metric_objects(
-    world: World, res: AppResource, resource_id: str, query: Query
+    world: World, res: Metered, resource_id: str, query: Query
 ) -> list[dict[str, Any]]:
     now = world.now()
     null = world.faults.active("metrics-null", now) is not None
     missing = world.faults.active("metrics-missing", now) is not None
+    selected = {k.lower(): v for k, v in query.dimensions if v != "*"}
     out = []
-    for metric in query.metrics:
+    for metric in _resolve(res, query):
         timeseries: list[dict[str, Any]] = []
         if not missing:
             data = series(
-                res.model, metric, query.start, query.end, query.grain, now,
-                query.aggregations, empty=null,
+                res, metric, query.start, query.end, query.grain, now,
+                query.aggregations, empty=null, dimensions=selected,
             )  # fmt: skip
             timeseries = [{"metadatavalues": _metadata(res, query.dimensions), "data": data}]
         out.append(
@@ -158,7 +162,7 @@ async def single_resource(
 ) -> web.StreamResponse:
     """``GET {resourceId}/providers/Microsoft.Insights/metrics`` (MonitorManagementClient)."""
     resource_id = "/" + p["rid"].lstrip("/")
-    res = world.find(resource_id)
+    res = world.find_metered(resource_id)
     if res is None:
         return error(404, "ResourceNotFound", f"The Resource '{resource_id}' was not found.")
     q = request.query
@@ -180,8 +184,8 @@ async def single_resource(
             "cost": points,
             "timespan": f"{format_datetime(query.start)}/{format_datetime(query.end)}",
             "interval": format_iso_duration(query.grain),
-            "namespace": NAMESPACE,
-            "resourceregion": res.spec.location,
+            "namespace": res.namespace,
+            "resourceregion": res.location,
             "value": value,
         }
     )
@@ -233,30 +237,33 @@ async def batch(world: World, request: web.Request, p: dict[str, str]) -> web.St
         return error(400, "BadRequest", str(exc))
     values = []
     for resource_id in ids:
-        res = world.find(resource_id)
+        res = world.find_metered(resource_id)
         if res is None:
             value = [
                 {
-                    "id": f"{resource_id}/providers/Microsoft.Insights/metrics/{m.name}",
+                    "id": f"{resource_id}/providers/Microsoft.Insights/metrics/{name}",
                     "type": "Microsoft.Insights/metrics",
-                    "name": {"value": m.name, "localizedValue": m.name},
-                    "unit": m.unit,
+                    "name": {"value": name, "localizedValue": name},
+                    "unit": "Unspecified",
                     "timeseries": [],
                     "errorCode": "ResourceNotFound",
                     "errorMessage": f"The Resource '{resource_id}' was not found.",
                 }
-                for m in query.metrics
+                for name in query.names
             ]
             region = None
         else:
-            value = _metric_objects(world, res, resource_id, query)
-            region = res.spec.location
+            try:
+                value = _metric_objects(world, res, resource_id, query)
+            except QueryError as exc:
+                return error(400, "BadRequest", str(exc))
+            region = res.location
         values.append(
             {
                 "starttime": format_datetime(query.start),
                 "endtime": format_datetime(query.end),
                 "interval": format_iso_duration(query.grain),
-                "namespace": NAMESPACE.lower(),
+                "namespace": (query.namespace or "").lower(),
                 "resourceregion": region,
                 "resourceid": resource_id,
                 "value": value,

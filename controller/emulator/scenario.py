@@ -17,6 +17,9 @@ from typing import Any
 
 import yaml
 
+from .cosmos import DEMAND_FIELDS as COSMOS_DEMAND_FIELDS
+from .cosmos import CosmosSpec
+from .cosmos import parse_spec as parse_cosmos
 from .faults import FAULT_KINDS
 from .timeutil import parse_datetime, parse_duration
 from .workload import consumption_pair_error
@@ -106,6 +109,7 @@ class Scenario:
     faults: list[FaultSpec]
     policies: list[dict[str, Any]]
     path: Path | None = None
+    offers: list[CosmosSpec] = field(default_factory=list)  # Cosmos DB throughput offers
 
     def resource(self, name: str) -> ResourceSpec:
         for spec in self.resources:
@@ -268,14 +272,25 @@ def parse_scenario(text: str, file: str = "<scenario>") -> Scenario:
     resources_raw = root["resources"]
     if not isinstance(resources_raw, list) or not resources_raw:
         raise check.fail(root, "resources must be a non-empty list")
-    resources = [_resource(check, r, subscription) for r in resources_raw]
-    names = [r.name for r in resources]
-    if len(set(names)) != len(names):
+    resources: list[ResourceSpec] = []
+    offers: list[CosmosSpec] = []
+    for raw in resources_raw:
+        node = check.mapping(raw, "resource", root)
+        kind = node.get("type")
+        if kind == "cosmosThroughput":
+            offers.append(parse_cosmos(check, node, subscription))
+        else:
+            resources.append(_resource(check, node, subscription))
+    kinds = {r.name: "containerApp" for r in resources} | {
+        o.name: "cosmosThroughput" for o in offers
+    }
+    if len(kinds) != len(resources) + len(offers):
         raise check.fail(root, "resources: duplicate resource names")
 
-    timeline = [_timeline(check, e, set(names)) for e in _list(check, root, "timeline")]
+    timeline = [_timeline(check, e, kinds) for e in _list(check, root, "timeline")]
     faults = [_fault(check, f) for f in _list(check, root, "faults")]
-    policies = _policies(check, root, {r.resource_id.lower() for r in resources})
+    ids = {r.resource_id.lower() for r in resources} | {o.resource_id.lower() for o in offers}
+    policies = _policies(check, root, ids)
     return Scenario(
         name=name,
         description=description,
@@ -289,6 +304,7 @@ def parse_scenario(text: str, file: str = "<scenario>") -> Scenario:
         faults=faults,
         policies=policies,
         path=Path(file) if file != "<scenario>" else None,
+        offers=offers,
     )
 
 
@@ -309,7 +325,9 @@ def _resource(check: _Checker, raw: Any, subscription: str) -> ResourceSpec:
         {"minReplicas", "maxReplicas", "revision", "tags"},
     )
     if node["type"] != "containerApp":
-        raise check.fail(node, f"{what}: type must be containerApp, not {node['type']!r}")
+        raise check.fail(
+            node, f"{what}: type must be containerApp or cosmosThroughput, not {node['type']!r}"
+        )
     name = check.string(node, "name", what)
     min_replicas = check.integer(node, "minReplicas", what, 0, 1000) if "minReplicas" in node else 1
     max_replicas = (
@@ -374,17 +392,24 @@ def _resource(check: _Checker, raw: Any, subscription: str) -> ResourceSpec:
     )
 
 
-def _timeline(check: _Checker, raw: Any, names: set[str]) -> TimelineEvent:
+def _timeline(check: _Checker, raw: Any, kinds: dict[str, str]) -> TimelineEvent:
     node = check.mapping(raw, "timeline entry", None)
-    check.keys(node, "timeline entry", {"at", "resource"}, set(WORKLOAD_FIELDS))
+    fields = {"containerApp": WORKLOAD_FIELDS, "cosmosThroughput": COSMOS_DEMAND_FIELDS}
+    check.keys(
+        node, "timeline entry", {"at", "resource"}, set(WORKLOAD_FIELDS) | set(COSMOS_DEMAND_FIELDS)
+    )
     resource = check.string(node, "resource", "timeline entry")
-    if resource not in names:
+    if resource not in kinds:
         raise check.fail(node, f"timeline entry: unknown resource {resource!r}")
-    changes = {
-        WORKLOAD_FIELDS[k]: check.number(node, k, "timeline entry")
-        for k in WORKLOAD_FIELDS
-        if k in node
-    }
+    allowed = fields[kinds[resource]]
+    wrong = sorted(k for k in node if k not in allowed and k not in ("at", "resource"))
+    if wrong:
+        raise check.fail(
+            node,
+            f"timeline entry: {', '.join(wrong)} does not apply to a {kinds[resource]}",
+            wrong[0],
+        )
+    changes = {allowed[k]: check.number(node, k, "timeline entry") for k in allowed if k in node}
     if not changes:
         raise check.fail(node, "timeline entry: changes no workload field")
     return TimelineEvent(check.duration(node, "at", "timeline entry"), resource, changes)

@@ -14,8 +14,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .containerapp import AppResource, PatchError, app_json, config_from_json, containers_json
+from .cosmos import CosmosAccount, CosmosOffer
 from .faults import Fault, FaultSet
 from .merge_patch import merge_patch
+from .metered import Metered
 from .scenario import Scenario
 from .timeutil import MINUTE, floor_minute, format_datetime
 from .workload import AppConfig, AppModel, Container, Demand
@@ -51,6 +53,11 @@ class World:
     writes: int = 0
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     group_tags: dict[str, dict[str, str]] = field(default_factory=dict)  # by lower-case RG
+    # other kinds' resources with metrics (Cosmos DB accounts, Redis caches), by lower-case id
+    extra_metered: list[dict[str, Any]] = field(default_factory=list)
+    offers: dict[str, CosmosOffer] = field(default_factory=dict)  # by lower-case resource id
+    accounts: dict[str, CosmosAccount] = field(default_factory=dict)
+    cosmos_ops: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         start = self.scenario.start
@@ -72,6 +79,20 @@ class World:
             )
             model = AppModel(spec.resource_id.lower(), start, config, demand, changes, self.wobble)
             self.resources[spec.resource_id.lower()] = AppResource(spec, model, dict(spec.tags))
+        for offer_spec in self.scenario.offers:
+            ru_demand = [
+                (start + e.at, e.changes["ru_demand"])
+                for e in self.scenario.timeline
+                if e.resource == offer_spec.name and "ru_demand" in e.changes
+            ]
+            offer = CosmosOffer(offer_spec, start, ru_demand)
+            self.offers[offer_spec.resource_id.lower()] = offer
+            account = self.accounts.setdefault(
+                offer_spec.account_id.lower(),
+                CosmosAccount(offer_spec.account_id, offer_spec.location),
+            )
+            account.offers.append(offer)
+        self.extra_metered.append(self.accounts)
         for f in self.scenario.faults:
             end = start + f.at + f.duration if f.duration is not None else None
             self.faults.add(Fault(f.kind, start + f.at, end, dict(f.params), "scenario"))
@@ -80,6 +101,18 @@ class World:
 
     def find(self, resource_id: str) -> AppResource | None:
         return self.resources.get(resource_id.rstrip("/").lower())
+
+    def find_metered(self, resource_id: str) -> Metered | None:
+        """Whatever resource the metrics APIs are asked about."""
+        return self.metered.get(resource_id.rstrip("/").lower())
+
+    @property
+    def metered(self) -> dict[str, Metered]:
+        found: dict[str, Metered] = {}
+        for kind in (self.resources, *self.extra_metered):
+            for res in kind.values():
+                found[res.metrics_id.lower()] = res
+        return found
 
     def find_app(self, sub: str, rg: str, app: str) -> AppResource | None:
         return self.find(
@@ -178,6 +211,21 @@ class World:
                 "restarts": len(res.model.restarts),
                 "cpuPercent": round(sample.cpu_percent, 2),
                 "memoryPercent": round(sample.memory_percent, 2),
+            }
+        for offer in self.offers.values():
+            used = offer.sample(last_minute)
+            current = offer.current
+            resources[offer.spec.resource_id] = {
+                "type": "cosmosThroughput",
+                "name": offer.spec.name,
+                "throughput": current.manual,
+                "autoscaleMaxThroughput": current.autoscale_max,
+                "minimumThroughput": offer.minimum,
+                "offerReplacePending": offer.pending(now),
+                "normalizedRUConsumption": round(used.normalized, 2),
+                "throttledPercent": round(used.throttled / used.requests * 100, 2)
+                if used.requests
+                else 0.0,
             }
         return {
             "scenario": self.scenario.name,

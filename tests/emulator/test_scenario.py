@@ -46,7 +46,9 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def test_shipped_scenarios_load() -> None:
-    assert list_scenarios() == ["cpu-spike", "flapping", "memory-leak", "steady"]
+    assert {"cpu-spike", "flapping", "memory-leak", "steady", "cosmos-throttling"} <= set(
+        list_scenarios()
+    )
     spike = load_scenario("cpu-spike")
     assert spike.name == "cpu-spike" and spike.description
     assert spike.start == datetime(2026, 1, 1, tzinfo=UTC)
