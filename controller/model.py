@@ -105,6 +105,41 @@ class ContainerSize:
 
 
 @dataclass(frozen=True)
+class Throughput:
+    """A Cosmos DB throughput offer: manual RU/s or an autoscale maximum."""
+
+    manual: int | None
+    autoscale_max: int | None
+    minimum: int  # the service's floor (``minimumThroughput``)
+    instant_maximum: int | None  # above this a raise is a partition split that takes hours
+    pending: bool = False  # ``offerReplacePending``: a change is still being applied
+
+    @property
+    def provisioned(self) -> int:
+        """The most RU/s the offer serves (the autoscale maximum when autoscaling)."""
+        return self.manual if self.manual is not None else int(self.autoscale_max or 0)
+
+
+@dataclass(frozen=True)
+class CacheSku:
+    """An Azure Cache for Redis size: tier (Basic, Standard, Premium), family and capacity."""
+
+    name: str
+    family: str
+    capacity: int
+
+
+@dataclass(frozen=True)
+class RevisionInfo:
+    """A Container App revision, as rollback needs it."""
+
+    name: str
+    created: datetime | None
+    active: bool
+    traffic: int  # percent of ingress traffic
+
+
+@dataclass(frozen=True)
 class ResourceState:
     """The parts of a resource the planner reasons about, as last read from Azure."""
 
@@ -116,6 +151,11 @@ class ResourceState:
     replicas: int | None = None  # running now (an autoscaler may hold more than the minimum)
     tags: Mapping[str, str] = field(default_factory=dict)
     last_modified: datetime | None = None  # the last change anyone made (ARM systemData)
+    throughput: Throughput | None = None  # Cosmos DB offers
+    cache: CacheSku | None = None  # Redis caches
+    cache_state: str | None = None  # the cache's provisioningState (Scaling, Succeeded …)
+    revisions: tuple[RevisionInfo, ...] = ()  # Container Apps in multiple-revision mode
+    multiple_revisions: bool = False
 
     def summary(self) -> dict[str, Any]:
         """A JSON-friendly picture for audit lines and the demo's summary."""

@@ -16,14 +16,21 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.mgmt.appcontainers.aio import ContainerAppsAPIClient
+from azure.mgmt.cosmosdb.aio import CosmosDBManagementClient
 from azure.mgmt.monitor.aio import MonitorManagementClient
+from azure.mgmt.redis.aio import RedisManagementClient
 from azure.mgmt.resource.resources.aio import ResourceManagementClient
 from azure.monitor.querymetrics.aio import MetricsClient
 
 from controller.config import Settings
 
 ArmClient = TypeVar(
-    "ArmClient", ContainerAppsAPIClient, MonitorManagementClient, ResourceManagementClient
+    "ArmClient",
+    ContainerAppsAPIClient,
+    MonitorManagementClient,
+    ResourceManagementClient,
+    CosmosDBManagementClient,
+    RedisManagementClient,
 )
 
 
@@ -94,6 +101,8 @@ class AzureClients:
     _monitor: dict[str, MonitorManagementClient] = field(default_factory=dict)
     _metrics: dict[str, MetricsClient] = field(default_factory=dict)
     _resources: dict[str, ResourceManagementClient] = field(default_factory=dict)
+    _cosmos: dict[str, CosmosDBManagementClient] = field(default_factory=dict)
+    _redis: dict[str, RedisManagementClient] = field(default_factory=dict)
     rate_limits: RateLimits = field(default_factory=RateLimits)
 
     async def __aenter__(self) -> AzureClients:
@@ -114,6 +123,14 @@ class AzureClients:
     async def resources(self, subscription: str) -> ResourceManagementClient:
         """Resource groups, for the tags an operator pauses a whole group with."""
         return await self._arm(ResourceManagementClient, self._resources, subscription)
+
+    async def cosmos(self, subscription: str) -> CosmosDBManagementClient:
+        """Cosmos DB throughput offers."""
+        return await self._arm(CosmosDBManagementClient, self._cosmos, subscription)
+
+    async def redis(self, subscription: str) -> RedisManagementClient:
+        """Azure Cache for Redis."""
+        return await self._arm(RedisManagementClient, self._redis, subscription)
 
     async def _arm(self, kind: type[ArmClient], cache: dict[str, ArmClient], sub: str) -> ArmClient:
         """An ARM management client of ``kind`` for one subscription, made once."""
