@@ -196,7 +196,7 @@ class Reconciler:
         verdicts = []
         for objective in policy.objectives:
             observation = observations.get(objective.name) or Observation(
-                policy.target.resource_id, objective.signal.metric, (), Quality.MISSING, now
+                policy.target.resource_id, objective.measures, (), Quality.MISSING, now
             )
             self._metrics.observations.labels(objective.signal.type, observation.quality).inc()
             verdict = evaluate(objective, observation, now, memory.last_known.get(objective.name))

@@ -68,9 +68,7 @@ class Registry:
             for o in policy.objectives
         ]
         needs.append(("resource reader", kind, kind in self.readers))
-        actions = [s.action for s in policy.remediation]
-        if policy.step_back is not None:
-            actions += ["scaleIn", "scaleDown"]
+        actions = [s.action for s in policy.remediation] + list(policy.step_back_actions)
         needs += [("action", f"{kind}/{a}", (kind, a) in self.actions) for a in actions]
         return [f"policy {policy.name}: no {what} {name!r}" for what, name, ok in needs if not ok]
 

@@ -64,7 +64,7 @@ def propose(
         worst = verdict.worst if verdict.worst is not None else verdict.value
         if worst is None:
             return NoProposal("step back held: no value to project from")
-        scales = not percent_only or "percent" in objective.signal.metric.lower()
+        scales = not percent_only or "percent" in objective.measures.lower()
         projected = worst * factor if scales else worst
         if not holds(objective.comparison, projected, objective.threshold):
             return NoProposal(

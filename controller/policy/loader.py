@@ -140,7 +140,7 @@ def _located(
     exc: ValidationError, lines: dict[PathKey, int], file: str, doc_line: int
 ) -> Iterator[Problem]:
     for error in exc.errors():
-        loc: PathKey = tuple(error["loc"])
+        loc: PathKey = _without_union_tags(tuple(error["loc"]))
         message = _message(error)
         # A cross-field check names the key it is about; point at that key's line.
         match = _PATH_PREFIX.match(message)
@@ -155,6 +155,18 @@ def _located(
                 break
         where = ".".join(str(part) for part in loc)
         yield Problem(file, line, f"{where}: {message}" if where else message)
+
+
+SIGNAL_TYPES = frozenset({"azureMonitor", "logs", "prometheus", "httpProbe"})
+
+
+def _without_union_tags(loc: PathKey) -> PathKey:
+    """pydantic names the union member it tried (``signal.logs.query``); YAML does not."""
+    return tuple(
+        part
+        for index, part in enumerate(loc)
+        if not (index and loc[index - 1] == "signal" and part in SIGNAL_TYPES)
+    )
 
 
 def _message(error: Any) -> str:

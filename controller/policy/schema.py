@@ -31,7 +31,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -39,17 +41,70 @@ from pydantic.alias_generators import to_camel
 
 from controller.durations import format_duration
 from controller.policy.base import Duration, PositiveDuration, Strict
+from controller.policy.probe_signals import HttpProbeSignal, PrometheusSignal
 from controller.sizes import CONTAINER_APP_CPU_STEPS
 
 AZURE_GRAINS = tuple(
     timedelta(minutes=m) for m in (1, 5, 15, 30, 60, 360, 720, 1440)
 )  # PT1M … P1D: what the metrics APIs accept
 
-CONTAINER_APP_ID = re.compile(
-    r"^/subscriptions/[0-9A-Za-z-]+/resourceGroups/[-\w.()]+/providers/"
-    r"Microsoft\.App/containerApps/[a-z0-9][a-z0-9-]{0,30}[a-z0-9]?$",
-    re.IGNORECASE,
-)
+_GROUP = r"^/subscriptions/[0-9A-Za-z-]+/resourceGroups/[-\w.()]+/providers/"
+_NAME = r"[A-Za-z0-9][-\w.]{0,62}"
+TARGET_IDS: dict[str, tuple[re.Pattern[str], str]] = {
+    kind: (re.compile(_GROUP + pattern + "$", re.IGNORECASE), shape)
+    for kind, pattern, shape in (
+        (
+            "containerApp",
+            r"Microsoft\.App/containerApps/[a-z0-9][a-z0-9-]{0,30}[a-z0-9]?",
+            "Microsoft.App/containerApps/{name}",
+        ),
+        (
+            "cosmosSqlDatabase",
+            rf"Microsoft\.DocumentDB/databaseAccounts/{_NAME}/sqlDatabases/{_NAME}",
+            "Microsoft.DocumentDB/databaseAccounts/{account}/sqlDatabases/{database}",
+        ),
+        (
+            "cosmosSqlContainer",
+            rf"Microsoft\.DocumentDB/databaseAccounts/{_NAME}/sqlDatabases/{_NAME}"
+            rf"/containers/{_NAME}",
+            "Microsoft.DocumentDB/databaseAccounts/{account}/sqlDatabases/{database}"
+            "/containers/{container}",
+        ),
+        ("redisCache", rf"Microsoft\.Cache/redis/{_NAME}", "Microsoft.Cache/redis/{name}"),
+    )
+}
+TargetType = Literal["containerApp", "cosmosSqlDatabase", "cosmosSqlContainer", "redisCache"]
+METRIC_NAMESPACES: dict[str, str] = {
+    "containerApp": "Microsoft.App/containerApps",
+    "cosmosSqlDatabase": "Microsoft.DocumentDB/databaseAccounts",
+    "cosmosSqlContainer": "Microsoft.DocumentDB/databaseAccounts",
+    "redisCache": "Microsoft.Cache/redis",
+}
+# What each kind of target can be asked to do (the ladder), and how it steps back.
+LADDER_ACTIONS: dict[str, frozenset[str]] = {
+    "containerApp": frozenset({"scaleOut", "scaleUp", "restartRevision", "rollbackRevision"}),
+    "cosmosSqlDatabase": frozenset({"raiseThroughput"}),
+    "cosmosSqlContainer": frozenset({"raiseThroughput"}),
+    "redisCache": frozenset({"scaleCache", "rebootCache"}),
+}
+STEP_BACK_ACTIONS: dict[str, tuple[str, ...]] = {
+    "containerApp": ("scaleIn", "scaleDown"),
+    "cosmosSqlDatabase": ("lowerThroughput",),
+    "cosmosSqlContainer": ("lowerThroughput",),
+    "redisCache": (),
+}
+ActionName = Literal[
+    "scaleOut",
+    "scaleUp",
+    "restartRevision",
+    "rollbackRevision",
+    "scaleIn",
+    "scaleDown",
+    "raiseThroughput",
+    "lowerThroughput",
+    "scaleCache",
+    "rebootCache",
+]
 
 
 class Metadata(Strict):
@@ -58,26 +113,67 @@ class Metadata(Strict):
 
 
 class Target(Strict):
-    type: Literal["containerApp"]
+    type: TargetType
     resource_id: str
     # Azure's region name (eastus, westeurope …): lets signals use the batch metrics API
     region: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9]{2,40}$")
 
     @field_validator("resource_id")
     @classmethod
-    def _one_concrete_resource(cls, value: str) -> str:
+    def _one_concrete_resource(cls, value: str, info: ValidationInfo) -> str:
         if "*" in value:
             raise ValueError("wildcards are not allowed: a policy acts on one named resource")
-        if not CONTAINER_APP_ID.match(value):
+        kind = info.data.get("type")
+        if kind not in TARGET_IDS:
+            return value  # the type's own error is reported
+        pattern, shape = TARGET_IDS[kind]
+        if not pattern.match(value):
             raise ValueError(
-                "expected /subscriptions/{id}/resourceGroups/{rg}/providers/"
-                f"Microsoft.App/containerApps/{{name}}, got {value!r}"
+                f"a {kind} is /subscriptions/{{id}}/resourceGroups/{{rg}}/providers/{shape}, "
+                f"got {value!r}"
             )
         return value
 
     @property
     def subscription(self) -> str:
         return self.resource_id.split("/")[2]
+
+    @property
+    def metrics_id(self) -> str:
+        """The resource Azure Monitor keeps this target's metrics on (a Cosmos DB
+        database's or container's metrics live on its account)."""
+        if self.type.startswith("cosmos"):
+            return self.resource_id[: self.resource_id.lower().index("/sqldatabases/")]
+        return self.resource_id
+
+    @property
+    def metrics_namespace(self) -> str:
+        return METRIC_NAMESPACES[self.type]
+
+    @property
+    def metrics_scope(self) -> str | None:
+        """The dimension filter that narrows account metrics to this database/container."""
+        if not self.type.startswith("cosmos"):
+            return None
+        parts = self.resource_id.split("/")
+        scope = f"DatabaseName eq '{parts[parts.index('sqlDatabases') + 1]}'"
+        if self.type == "cosmosSqlContainer":
+            scope += f" and CollectionName eq '{parts[-1]}'"
+        return scope
+
+
+class ShareOf(Strict):
+    """Report the filtered series as a percentage of the same metric under ``filter``
+    (none: all of it) — e.g. the share of Cosmos DB requests answered 429."""
+
+    filter: str | None = None
+
+
+def _azure_grain(grain: timedelta) -> timedelta:
+    if grain not in AZURE_GRAINS:
+        allowed = ", ".join(format_duration(g) for g in AZURE_GRAINS)
+        raise ValueError(f"Azure Monitor serves grains of {allowed}; got {format_duration(grain)}")
+    return grain
 
 
 class MetricSignal(Strict):
@@ -86,19 +182,63 @@ class MetricSignal(Strict):
     type: Literal["azureMonitor"] = "azureMonitor"
     metric: str = Field(min_length=1)
     aggregation: Literal["Average", "Maximum", "Minimum", "Total", "Count"] = "Average"
-    grain: PositiveDuration = timedelta(minutes=1)
+    grain: Annotated[PositiveDuration, AfterValidator(_azure_grain)] = timedelta(minutes=1)
     filter: str | None = None  # an OData dimension filter, e.g. "revisionName eq 'api--r2'"
     namespace: str | None = None  # defaults to the target type's namespace
+    share_of: ShareOf | None = None
 
-    @field_validator("grain")
-    @classmethod
-    def _azure_grain(cls, grain: timedelta) -> timedelta:
-        if grain not in AZURE_GRAINS:
-            allowed = ", ".join(format_duration(g) for g in AZURE_GRAINS)
-            raise ValueError(
-                f"Azure Monitor serves grains of {allowed}; got {format_duration(grain)}"
-            )
-        return grain
+
+LogTemplate = Literal[
+    "requestErrorRate",  # % of requests that failed
+    "requestDurationP95",  # milliseconds
+    "requestDurationP99",  # milliseconds
+    "dependencyFailureRate",  # % of dependency calls that failed
+    "exceptionCount",  # exceptions per grain
+]
+_GUID = r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$"
+
+
+class LogsSignal(Strict):
+    """A Log Analytics / Application Insights query giving one number per grain.
+
+    Either a built-in ``template`` (scoped by ``role``, the AppRoleName) or your own
+    KQL ``query``, which must return one row with one number, or rows of (time, number).
+    Asked of a workspace (``workspaceId``) or resource-centric (``resourceId``, e.g. an
+    Application Insights component).
+    """
+
+    type: Literal["logs"]
+    workspace_id: str | None = Field(default=None, pattern=_GUID)
+    resource_id: str | None = Field(default=None, pattern=r"^/subscriptions/[^/]+/.+")
+    template: LogTemplate | None = None
+    query: str | None = Field(default=None, min_length=1)
+    role: str | None = Field(default=None, pattern=r"^[\w.:/-]{1,128}$")
+    grain: Annotated[PositiveDuration, AfterValidator(_azure_grain)] = timedelta(minutes=1)
+    lookback: PositiveDuration | None = None  # default: the objective's window plus 3 grains
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> LogsSignal:
+        if (self.workspace_id is None) == (self.resource_id is None):
+            raise ValueError("give exactly one of workspaceId, resourceId")
+        if (self.template is None) == (self.query is None):
+            raise ValueError("give exactly one of template, query")
+        if self.role is not None and self.template is None:
+            raise ValueError("role scopes a template; put the filter in your query instead")
+        return self
+
+
+def _default_signal_type(data: Any) -> Any:
+    """``signal: {metric: …}`` without a ``type`` is an Azure Monitor metric."""
+    if isinstance(data, dict) and "type" not in data:
+        return {"type": "azureMonitor", **data}
+    return data
+
+
+Signal = Annotated[
+    MetricSignal | LogsSignal | PrometheusSignal | HttpProbeSignal,
+    Field(discriminator="type"),
+    BeforeValidator(_default_signal_type),
+]
 
 
 Comparison = Literal["<", "<=", ">", ">="]
@@ -106,7 +246,7 @@ Comparison = Literal["<", "<=", ">", ">="]
 
 class Objective(Strict):
     name: str = Field(pattern=r"^[A-Za-z][\w-]{0,62}$")
-    signal: MetricSignal
+    signal: Signal
     comparison: Comparison
     threshold: float
     clear: float | None = None
@@ -133,6 +273,18 @@ class Objective(Strict):
                     f"({self.threshold:g}) when the objective is '{self.comparison}'"
                 )
         return self
+
+    @property
+    def measures(self) -> str:
+        """What the signal measures, in words for logs and audit lines."""
+        signal = self.signal
+        if isinstance(signal, MetricSignal):
+            return signal.metric
+        if isinstance(signal, LogsSignal):
+            return signal.template or "kql"
+        if isinstance(signal, PrometheusSignal):
+            return "promql"
+        return f"httpProbe {signal.measure}"
 
     @property
     def clear_line(self) -> float:
@@ -171,7 +323,79 @@ class ScaleUp(StepOptions):
 
 
 class RestartRevision(StepOptions):
-    pass
+    """Restart the latest active revision (an agent that stopped answering)."""
+
+
+class RollbackRevision(StepOptions):
+    """Send all traffic back to the revision that served before the newest one, when the
+    breach began within ``within`` of the newest revision taking traffic (a bad deploy).
+    Needs the app in multiple-revision mode."""
+
+    within: PositiveDuration = timedelta(hours=1)
+
+
+def _throughput_step(value: Any) -> Any:
+    """``20%`` (of what is provisioned now) or a number of RU/s."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith("%"):
+            number = float(text[:-1])
+            if not 0 < number <= 1000:
+                raise ValueError(f"a percentage step must be in (0, 1000]%, got {value!r}")
+            return text
+        raise ValueError(f"step is a percentage ('20%') or RU/s (1000), got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 100:
+        raise ValueError(f"an RU/s step must be a whole number of at least 100, got {value!r}")
+    return value
+
+
+ThroughputStep = Annotated[str | int, BeforeValidator(_throughput_step)]
+
+
+class RaiseThroughput(StepOptions):
+    """Raise a Cosmos DB offer: manual RU/s by ``step`` (rounded up to 100), or an
+    autoscale maximum (rounded up to 1,000); never above ``maxThroughput``, and never
+    past ``instantMaximumThroughput`` unless ``allowPartitionSplit`` — a split takes
+    hours and raises the offer's minimum for good."""
+
+    step: ThroughputStep = "20%"
+    max_throughput: int = Field(ge=400, le=10_000_000)
+    allow_partition_split: bool = False
+
+
+class ScaleCache(StepOptions):
+    """The next Redis capacity in the same tier (C0…C6, P1…P5), up to ``maxCapacity``; past
+    the tier's top only with ``allowTierChange`` (Standard → Premium of no less memory)."""
+
+    max_capacity: int = Field(ge=0, le=6)
+    allow_tier_change: bool = False
+
+
+class RebootCache(StepOptions):
+    """Force-reboot Redis nodes (clears wedged connections); at most once a day by default."""
+
+    reboot_type: Literal["AllNodes", "PrimaryNode", "SecondaryNode"] = "AllNodes"
+    shard_id: int | None = Field(default=None, ge=0, le=100)
+
+
+StepParams = (
+    ScaleOut
+    | ScaleUp
+    | RestartRevision
+    | RollbackRevision
+    | RaiseThroughput
+    | ScaleCache
+    | RebootCache
+)
+STEP_FIELDS = (
+    "scale_out",
+    "scale_up",
+    "restart_revision",
+    "rollback_revision",
+    "raise_throughput",
+    "scale_cache",
+    "reboot_cache",
+)
 
 
 class Step(Strict):
@@ -180,12 +404,16 @@ class Step(Strict):
     scale_out: ScaleOut | None = None
     scale_up: ScaleUp | None = None
     restart_revision: RestartRevision | None = None
+    rollback_revision: RollbackRevision | None = None
+    raise_throughput: RaiseThroughput | None = None
+    scale_cache: ScaleCache | None = None
+    reboot_cache: RebootCache | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _exactly_one(cls, data: Any) -> Any:
         if isinstance(data, dict) and len(data) != 1:
-            names = "scaleOut, scaleUp, restartRevision"
+            names = ", ".join(to_camel(f) for f in STEP_FIELDS)
             raise ValueError(f"each step names exactly one action ({names}), got {len(data)}")
         if isinstance(data, dict):  # `- restartRevision:` with nothing after it means {}
             return {k: {} if v is None else v for k, v in data.items()}
@@ -194,22 +422,26 @@ class Step(Strict):
     @property
     def action(self) -> str:
         """The action's name as written in YAML (``scaleOut`` …)."""
-        for name in ("scale_out", "scale_up", "restart_revision"):
+        for name in STEP_FIELDS:
             if getattr(self, name) is not None:
                 return to_camel(name)
         raise AssertionError("validated Step has one action")
 
     @property
-    def params(self) -> ScaleOut | ScaleUp | RestartRevision:
-        value = self.scale_out or self.scale_up or self.restart_revision
-        assert value is not None
-        return value
+    def params(self) -> StepParams:
+        for name in STEP_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                return value  # type: ignore[no-any-return]
+        raise AssertionError("validated Step has one action")
 
 
 class Bounds(Strict):
     min_replicas: int = Field(default=0, ge=0, le=1000)
     max_replicas: int | None = Field(default=None, ge=1, le=1000)
     max_cpu: CpuCores | None = None
+    max_throughput: int | None = Field(default=None, ge=400, le=10_000_000)  # RU/s
+    max_cache_capacity: int | None = Field(default=None, ge=0, le=6)
 
     @model_validator(mode="after")
     def _ordered(self) -> Bounds:
@@ -228,7 +460,7 @@ class BreakerSettings(Strict):
 class ActionBudget(Strict):
     """At most ``max`` runs of ``action`` on this target in any window of ``per``."""
 
-    action: Literal["scaleOut", "scaleUp", "restartRevision", "scaleIn", "scaleDown"]
+    action: ActionName
     max: int = Field(ge=0, le=1000)
     per: PositiveDuration
 
@@ -236,6 +468,9 @@ class ActionBudget(Strict):
 DEFAULT_ACTION_BUDGETS = (
     ActionBudget(action="restartRevision", max=1, per=timedelta(minutes=15)),
     ActionBudget(action="restartRevision", max=3, per=timedelta(days=1)),
+    ActionBudget(action="rebootCache", max=1, per=timedelta(days=1)),
+    # Cosmos DB bills each hour at its highest RU/s: lowering more often saves nothing
+    ActionBudget(action="lowerThroughput", max=1, per=timedelta(hours=1)),
 )
 
 
@@ -245,7 +480,8 @@ class Guards(Strict):
     bounds: Bounds = Field(default_factory=Bounds)
     breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     approval_ttl: PositiveDuration = timedelta(minutes=30)  # how long an approval request lives
-    # restarts: at most 1 per 15 minutes and 3 a day, unless the policy says otherwise
+    # restarts ≤ 1 per 15 min and 3 a day, cache reboots 1 a day, throughput lowered at
+    # most hourly — unless the policy says otherwise
     action_budgets: list[ActionBudget] = Field(default_factory=lambda: list(DEFAULT_ACTION_BUDGETS))
 
 
@@ -254,10 +490,12 @@ class Baseline(Strict):
 
     min_replicas: int = Field(default=1, ge=0, le=1000)
     cpu: CpuCores | None = None  # the scaled container's baseline CPU (memory follows)
+    throughput: int | None = Field(default=None, ge=100, le=10_000_000)  # Cosmos DB RU/s
 
 
 class StepBack(Strict):
-    """Undo scale-ups and scale-outs, one step at a time, once healthy for ``stableFor``."""
+    """Undo scale-ups and scale-outs (or raised throughput), one step at a time, once
+    healthy for ``stableFor``."""
 
     baseline: Baseline = Field(default_factory=Baseline)
     stable_for: PositiveDuration = timedelta(minutes=30)
@@ -297,25 +535,56 @@ class Policy(Strict):
         for index, name in enumerate(names):
             if name in names[:index]:
                 raise ValueError(f"objectives.{index}.name: '{name}' is used twice")
-        bounds = self.guards.bounds
+        kind = self.target.type
         for index, step in enumerate(self.remediation):
-            p = step.params
-            if (
-                isinstance(p, ScaleOut)
-                and bounds.max_replicas is not None
-                and p.max_replicas > bounds.max_replicas
-            ):
+            if step.action not in LADDER_ACTIONS[kind]:
+                allowed = ", ".join(sorted(LADDER_ACTIONS[kind]))
                 raise ValueError(
-                    f"remediation.{index}.scaleOut.maxReplicas: {p.max_replicas} exceeds "
-                    f"guards.bounds.maxReplicas ({bounds.max_replicas})"
+                    f"remediation.{index}.{step.action}: not an action for a {kind} "
+                    f"(it can: {allowed})"
                 )
-            if isinstance(p, ScaleUp) and bounds.max_cpu is not None and p.max_cpu > bounds.max_cpu:
-                raise ValueError(
-                    f"remediation.{index}.scaleUp.maxCpu: {p.max_cpu:g} exceeds "
-                    f"guards.bounds.maxCpu ({bounds.max_cpu:g})"
-                )
+            problem = _beyond_bounds(self.guards.bounds, step.params)
+            if problem:
+                raise ValueError(f"remediation.{index}.{step.action}.{problem}")
+        if self.step_back is not None:
+            self._check_step_back(self.step_back)
         return self
+
+    def _check_step_back(self, rule: StepBack) -> None:
+        kind = self.target.type
+        if not STEP_BACK_ACTIONS[kind]:
+            raise ValueError(f"stepBack: a {kind} has nothing to step back")
+        cosmos = kind.startswith("cosmos")
+        if cosmos and rule.baseline.throughput is None:
+            raise ValueError(
+                "stepBack.baseline: a Cosmos DB target steps back to baseline.throughput (RU/s)"
+            )
+        if not cosmos and rule.baseline.throughput is not None:
+            raise ValueError("stepBack.baseline.throughput: only Cosmos DB targets have throughput")
 
     @property
     def name(self) -> str:
         return self.metadata.name
+
+    @property
+    def step_back_actions(self) -> tuple[str, ...]:
+        """The actions stepping back may take (none without ``stepBack``)."""
+        return STEP_BACK_ACTIONS[self.target.type] if self.step_back is not None else ()
+
+
+def _beyond_bounds(bounds: Bounds, p: StepParams) -> str | None:
+    """A rung whose own limit lies past the policy's bounds, in ``key: why`` form."""
+    limits: tuple[tuple[type[StepOptions], str, str, str], ...] = (
+        (ScaleOut, "max_replicas", "max_replicas", "maxReplicas"),
+        (ScaleUp, "max_cpu", "max_cpu", "maxCpu"),
+        (RaiseThroughput, "max_throughput", "max_throughput", "maxThroughput"),
+        (ScaleCache, "max_capacity", "max_cache_capacity", "maxCacheCapacity"),
+    )
+    for kind, own, bound, bound_key in limits:
+        limit = getattr(bounds, bound)
+        if isinstance(p, kind) and limit is not None and getattr(p, own) > limit:
+            return (
+                f"{to_camel(own)}: {getattr(p, own):g} exceeds guards.bounds.{bound_key} "
+                f"({limit:g})"
+            )
+    return None

@@ -31,7 +31,6 @@ from controller.policy.schema import MetricSignal, Objective, Target
 
 MAX_BATCH = 50
 MAX_SERIES = 100  # series per metric when a filter splits by dimension (Azure's default is 10)
-NAMESPACES = {"containerApp": "Microsoft.App/containerApps"}
 _AGG_FIELD = {
     "Average": "average",
     "Maximum": "maximum",
@@ -83,21 +82,26 @@ class AzureMonitorSource:
     def register(self, target: Target, objectives: Sequence[Objective]) -> None:
         """Declare a target up front so the first fetch of its group includes it."""
         for shape in _queries(target, objectives):
-            self._members.setdefault(shape, set()).add(target.resource_id)
+            self._members.setdefault(shape, set()).add(target.metrics_id)
 
     async def observe(
         self, target: Target, objectives: Sequence[Objective], now: datetime
     ) -> dict[str, Observation]:
         """One observation per objective, by objective name."""
         self.register(target, objectives)
-        out: dict[str, Observation] = {}
+        answers: dict[tuple[str, str], tuple[Series, str | None]] = {}
         for shape, members in _queries(target, objectives).items():
             if shape.region:
-                series, error = await self._batched(shape, target.resource_id, now)
+                answer = await self._batched(shape, target.metrics_id, now)
             else:
-                series, error = await self._single(shape, target.resource_id, now)
-            for objective in members:
-                out[objective.name] = _observation(target, objective, series, error, now)
+                answer = await self._single(shape, target.metrics_id, now)
+            for objective, part in members:
+                answers[(objective.name, part)] = answer
+        out: dict[str, Observation] = {}
+        for objective in objectives:
+            value = answers[(objective.name, "value")]
+            whole = answers.get((objective.name, "whole"))
+            out[objective.name] = _observation(target, objective, value, whole, now)
         return out
 
     async def _batched(
@@ -170,26 +174,53 @@ class AzureMonitorSource:
             return {}, _describe(exc)
 
 
-def _queries(target: Target, objectives: Iterable[Objective]) -> dict[QueryShape, list[Objective]]:
-    """Group a target's objectives into as few queries as their signals allow."""
-    grouped: dict[tuple[Any, ...], list[Objective]] = {}
+Part = str  # "value": the signal's own series; "whole": what it is a share of
+
+
+def metric_signal(objective: Objective) -> MetricSignal:
+    """This source only ever sees Azure Monitor objectives."""
+    signal = objective.signal
+    if not isinstance(signal, MetricSignal):
+        raise TypeError(f"objective {objective.name} is not an Azure Monitor metric")
+    return signal
+
+
+def _and(*filters: str | None) -> str | None:
+    present = [f"({f})" if " or " in f.lower() else f for f in filters if f]
+    return " and ".join(present) or None
+
+
+def _queries(
+    target: Target, objectives: Iterable[Objective]
+) -> dict[QueryShape, list[tuple[Objective, Part]]]:
+    """Group a target's objectives into as few queries as their signals allow. A share
+    (``shareOf``) needs two: its own filter, and the whole it is a share of."""
+    grouped: dict[tuple[Any, ...], list[tuple[Objective, Part]]] = {}
     for objective in objectives:
-        s = objective.signal
-        grouped.setdefault((s.namespace, s.grain, s.filter), []).append(objective)
-    return {_merge(target, group): group for group in grouped.values()}
+        s = metric_signal(objective)
+        parts = [("value", s.filter)]
+        if s.share_of is not None:
+            parts.append(("whole", s.share_of.filter))
+        for part, own in parts:
+            where = _and(target.metrics_scope, own)
+            grouped.setdefault((s.namespace, s.grain, where), []).append((objective, part))
+    return {_merge(target, key[2], group): group for key, group in grouped.items()}
 
 
-def _merge(target: Target, objectives: Sequence[Objective]) -> QueryShape:
-    signal: MetricSignal = objectives[0].signal
+def _merge(
+    target: Target, where: str | None, members: Sequence[tuple[Objective, Part]]
+) -> QueryShape:
+    objectives = [o for o, _ in members]
+    signal = metric_signal(objectives[0])
     window = max(o.for_ + o.staleness + o.signal.grain * 2 for o in objectives)
     return QueryShape(
         subscription=target.subscription,
         region=(target.region or "").lower(),
-        namespace=signal.namespace or NAMESPACES[target.type],
-        metrics=tuple(sorted({o.signal.metric for o in objectives})),
-        aggregations=tuple(sorted({o.signal.aggregation for o in objectives})),
+        namespace=signal.namespace or target.metrics_namespace,
+        metrics=tuple(sorted({metric_signal(o).metric for o in objectives})),
+        aggregations=tuple(sorted({metric_signal(o).aggregation for o in objectives})),
         grain=signal.grain,
-        filter=signal.filter,
+        filter=where,
         window=window,
     )
 
@@ -236,19 +267,44 @@ def combine(split: Sequence[Sequence[Sample]], aggregation: str, comparison: str
 def _observation(
     target: Target,
     objective: Objective,
-    series: Series,
-    error: str | None,
+    value: tuple[Series, str | None],
+    whole: tuple[Series, str | None] | None,
     now: datetime,
 ) -> Observation:
-    name = f"{objective.signal.metric}/{objective.signal.aggregation}"
-    if error is not None:
-        return Observation(target.resource_id, name, (), Quality.ERROR, now, error)
-    signal = objective.signal
-    split = series.get((signal.metric.lower(), signal.aggregation), [])
-    samples = tuple(combine(split, signal.aggregation, objective.comparison))
+    signal = metric_signal(objective)
+    name = f"{signal.metric}/{signal.aggregation}"
+    if signal.share_of is not None:
+        name = f"{name} share"
+    errors = [e for e in (value[1], whole[1] if whole else None) if e is not None]
+    if errors:
+        return Observation(target.resource_id, name, (), Quality.ERROR, now, errors[0])
+    samples = _samples(value[0], signal, objective.comparison)
+    if whole is not None:
+        samples = _share(samples, _samples(whole[0], signal, objective.comparison))
     if not any(s.value is not None for s in samples):
-        return Observation(target.resource_id, name, samples, Quality.MISSING, now)
-    return Observation(target.resource_id, name, samples, Quality.GOOD, now)
+        return Observation(target.resource_id, name, tuple(samples), Quality.MISSING, now)
+    return Observation(target.resource_id, name, tuple(samples), Quality.GOOD, now)
+
+
+def _samples(series: Series, signal: MetricSignal, comparison: str) -> list[Sample]:
+    split = series.get((signal.metric.lower(), signal.aggregation), [])
+    return combine(split, signal.aggregation, comparison)
+
+
+def _share(part: Sequence[Sample], whole: Sequence[Sample]) -> list[Sample]:
+    """``part`` as a percentage of ``whole`` per bucket. A bucket with no requests at all
+    is 0 %; one the whole has no data for is unknown (None). A part missing where the
+    whole has data is 0 — Azure sends no series for a filter nothing matched."""
+    counted = {s.ts: s.value for s in part}
+    out = []
+    for sample in whole:
+        if sample.value is None:
+            out.append(Sample(sample.ts, None))
+        elif sample.value == 0:
+            out.append(Sample(sample.ts, 0.0))
+        else:
+            out.append(Sample(sample.ts, 100.0 * (counted.get(sample.ts) or 0.0) / sample.value))
+    return out
 
 
 def _describe(exc: BaseException) -> str:
