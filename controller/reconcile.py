@@ -329,7 +329,7 @@ class Reconciler:
         idle = nothing_to_do(policy, verdicts)
         if idle is None:
             state = await self.read_state()
-            proposal = plan(policy, verdicts, state, memory.episode_steps)
+            proposal = plan(policy, verdicts, state, memory.episode_steps, now)
             return proposal if isinstance(proposal, NoProposal) else (proposal, state)
         waiting = step_back.when_due(policy, verdicts, memory.ok_since, memory.history, now)
         if waiting is not None:

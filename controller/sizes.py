@@ -33,3 +33,45 @@ def next_cpu_step(current: float, ceiling: float, memory_gib: float = 0.0) -> fl
         if cpu * GIB_PER_CORE + 1e-9 >= memory_gib:
             return cpu
     return None
+
+
+# Azure Cache for Redis: Basic and Standard are the C family (C0…C6), Premium is P (P1…P5).
+CACHE_FAMILY = {"Basic": "C", "Standard": "C", "Premium": "P"}
+CACHE_CAPACITIES = {"C": tuple(range(0, 7)), "P": tuple(range(1, 6))}
+# Standard → Premium without losing memory: C3 6 GB → P1 6 GB, C4 13 → P2, C5 26 → P3, C6 53 → P4
+PREMIUM_FOR_STANDARD = {0: 1, 1: 1, 2: 1, 3: 1, 4: 2, 5: 3, 6: 4}
+
+
+def next_cache_size(
+    tier: str, capacity: int, max_capacity: int, allow_tier_change: bool
+) -> tuple[str, str, int] | None:
+    """The next (tier, family, capacity) up, or None at the limit."""
+    family = CACHE_FAMILY.get(tier)
+    if family is None:
+        return None
+    larger = [c for c in CACHE_CAPACITIES[family] if capacity < c <= max_capacity]
+    if larger:
+        return tier, family, larger[0]
+    if allow_tier_change and tier == "Basic":
+        return "Standard", "C", capacity
+    if allow_tier_change and tier == "Standard":
+        premium = PREMIUM_FOR_STANDARD[capacity]
+        return ("Premium", "P", premium) if premium <= max_capacity else None
+    return None
+
+
+def throughput_after(current: int, step: str | int, autoscale: bool, *, up: bool) -> int:
+    """``current`` moved one ``step`` (``"20%"`` or RU/s) up or down, rounded the way the
+    service takes it: manual RU/s in hundreds, autoscale maxima in thousands (up rounds
+    up, down rounds down, so a step always moves at least one unit)."""
+    unit = 1000 if autoscale else 100
+    if isinstance(step, str):
+        factor = 1 + float(step.rstrip("%")) / 100
+        raw = current * factor if up else current / factor
+    else:
+        raw = current + step if up else current - step
+    units = -(-raw // unit) if up else raw // unit
+    moved = int(units) * unit
+    if up:
+        return max(moved, current + unit)
+    return min(moved, current - unit)

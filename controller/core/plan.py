@@ -11,12 +11,37 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from controller.model import ContainerSize, Proposal, ResourceState, Verdict, VerdictState
-from controller.policy.schema import Policy, RestartRevision, ScaleOut, ScaleUp, Step
-from controller.sizes import memory_for, next_cpu_step, parse_memory_gib
+from controller.durations import format_duration
+from controller.model import (
+    ContainerSize,
+    Proposal,
+    ResourceState,
+    RevisionInfo,
+    Verdict,
+    VerdictState,
+)
+from controller.policy.schema import (
+    Policy,
+    RaiseThroughput,
+    RebootCache,
+    RestartRevision,
+    RollbackRevision,
+    ScaleCache,
+    ScaleOut,
+    ScaleUp,
+    Step,
+)
+from controller.sizes import (
+    memory_for,
+    next_cache_size,
+    next_cpu_step,
+    parse_memory_gib,
+    throughput_after,
+)
 
-ONE_SHOT_ACTIONS = frozenset({"restartRevision"})
+ONE_SHOT_ACTIONS = frozenset({"restartRevision", "rebootCache", "rollbackRevision"})
 
 
 @dataclass(frozen=True)
@@ -31,8 +56,10 @@ def plan(
     verdicts: Sequence[Verdict],
     state: ResourceState,
     done_this_episode: Collection[int] = (),
+    now: datetime | None = None,
 ) -> Proposal | NoProposal:
-    """Propose the next step for a breach, or say why there is none."""
+    """Propose the next step for a breach, or say why there is none (``now`` dates the
+    breach for rules that depend on it, such as a rollback's window)."""
     idle = nothing_to_do(policy, verdicts)
     if idle is not None:
         return idle
@@ -43,7 +70,7 @@ def plan(
         if index in done_this_episode:
             exhausted.append(f"{step.action} already used in this breach")
             continue
-        proposal = _propose(policy, index, step, state, why)
+        proposal = _propose(policy, index, step, state, why, now)
         if isinstance(proposal, Proposal):
             return proposal
         exhausted.append(proposal.reason)
@@ -61,7 +88,7 @@ def nothing_to_do(policy: Policy, verdicts: Sequence[Verdict]) -> NoProposal | N
 
 
 def _propose(
-    policy: Policy, index: int, step: Step, state: ResourceState, why: str
+    policy: Policy, index: int, step: Step, state: ResourceState, why: str, now: datetime | None
 ) -> Proposal | NoProposal:
     params = step.params
     if isinstance(params, ScaleOut):
@@ -70,6 +97,14 @@ def _propose(
         return _scale_up(policy, index, params, state, why)
     if isinstance(params, RestartRevision):
         return _restart(index, state, why)
+    if isinstance(params, RollbackRevision):
+        return _rollback(index, params, state, why, now)
+    if isinstance(params, RaiseThroughput):
+        return _raise_throughput(policy, index, params, state, why)
+    if isinstance(params, ScaleCache):
+        return _scale_cache(policy, index, params, state, why)
+    if isinstance(params, RebootCache):
+        return _reboot_cache(index, params, state, why)
     raise AssertionError(f"unplanned step {step.action}")
 
 
@@ -108,6 +143,91 @@ def _restart(index: int, state: ResourceState, why: str) -> Proposal | NoProposa
         return NoProposal("restartRevision: the app has no active revision")
     params = {"revision": state.latest_revision}
     return Proposal("restartRevision", index, params, params, params, why)
+
+
+def _rollback(
+    index: int, step: RollbackRevision, state: ResourceState, why: str, now: datetime | None
+) -> Proposal | NoProposal:
+    """All traffic back to the revision that served before the newest one took traffic."""
+    if not state.multiple_revisions:
+        return NoProposal("rollbackRevision: the app is in single-revision mode")
+    serving = [r for r in state.revisions if r.traffic > 0]
+    if not serving:
+        return NoProposal("rollbackRevision: no revision takes traffic")
+    newest = max(serving, key=_created)
+    if now is not None and newest.created is not None and now - newest.created > step.within:
+        return NoProposal(
+            f"rollbackRevision: {newest.name} has served since {newest.created:%Y-%m-%d %H:%M}, "
+            f"longer than the policy's {format_duration(step.within)}: not a fresh deploy"
+        )
+    older = [r for r in state.revisions if _created(r) < _created(newest) and r.active]
+    if not older:
+        return NoProposal(f"rollbackRevision: no active revision older than {newest.name}")
+    previous = max(older, key=_created)
+    before = {"traffic": {r.name: r.traffic for r in serving}}
+    after = {"traffic": {previous.name: 100}}
+    params = {"revision": previous.name, "from": newest.name}
+    return Proposal("rollbackRevision", index, params, before, after, why)
+
+
+def _created(revision: RevisionInfo) -> datetime:
+    return revision.created or datetime.min.replace(tzinfo=UTC)
+
+
+def _raise_throughput(
+    policy: Policy, index: int, step: RaiseThroughput, state: ResourceState, why: str
+) -> Proposal | NoProposal:
+    offer = state.throughput
+    if offer is None:
+        return NoProposal("raiseThroughput: the target has no throughput offer")
+    if offer.pending:
+        return NoProposal("raiseThroughput: an offer change is still pending (offerReplacePending)")
+    autoscale = offer.manual is None
+    current = offer.provisioned
+    ceiling = min(step.max_throughput, policy.guards.bounds.max_throughput or step.max_throughput)
+    limit = f"{ceiling} RU/s, the policy's ceiling"
+    instant = offer.instant_maximum
+    if not step.allow_partition_split and instant is not None and instant < ceiling:
+        ceiling = instant
+        limit = f"{instant} RU/s, the instant maximum (past it, a split: allowPartitionSplit)"
+    unit = 1000 if autoscale else 100
+    wanted = min(throughput_after(current, step.step, autoscale, up=True), ceiling // unit * unit)
+    if wanted <= current:
+        return NoProposal(f"raiseThroughput at its limit ({current} RU/s of {limit})")
+    key = "maxThroughput" if autoscale else "throughput"
+    return Proposal("raiseThroughput", index, {key: wanted}, {key: current}, {key: wanted}, why)
+
+
+def _scale_cache(
+    policy: Policy, index: int, step: ScaleCache, state: ResourceState, why: str
+) -> Proposal | NoProposal:
+    sku = state.cache
+    if sku is None:
+        return NoProposal("scaleCache: the target is not a cache")
+    if state.cache_state not in (None, "Succeeded"):
+        return NoProposal(f"scaleCache: the cache is {state.cache_state}, not Succeeded")
+    ceiling = min(step.max_capacity, policy.guards.bounds.max_cache_capacity or step.max_capacity)
+    bigger = next_cache_size(sku.name, sku.capacity, ceiling, step.allow_tier_change)
+    if bigger is None:
+        return NoProposal(
+            f"scaleCache at its limit ({sku.name} {sku.family}{sku.capacity}, "
+            f"maxCapacity {ceiling})"
+        )
+    tier, family, capacity = bigger
+    before = {"sku": sku.name, "family": sku.family, "capacity": sku.capacity}
+    after = {"sku": tier, "family": family, "capacity": capacity}
+    return Proposal("scaleCache", index, after, before, after, why)
+
+
+def _reboot_cache(
+    index: int, step: RebootCache, state: ResourceState, why: str
+) -> Proposal | NoProposal:
+    if state.cache is None:
+        return NoProposal("rebootCache: the target is not a cache")
+    params: dict[str, object] = {"rebootType": step.reboot_type}
+    if step.shard_id is not None:
+        params["shardId"] = step.shard_id
+    return Proposal("rebootCache", index, params, {}, {**params, "rebooted": True}, why)
 
 
 def _container(state: ResourceState, name: str | None) -> ContainerSize | None:

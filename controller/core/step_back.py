@@ -16,10 +16,10 @@ from datetime import datetime
 from controller.core.evaluate import holds
 from controller.core.plan import NoProposal
 from controller.model import ActionRecord, Proposal, ResourceState, Verdict, VerdictState
-from controller.policy.schema import Policy, StepBack
-from controller.sizes import CONTAINER_APP_CPU_STEPS, memory_for
+from controller.policy.schema import Policy, RaiseThroughput, StepBack
+from controller.sizes import CONTAINER_APP_CPU_STEPS, memory_for, throughput_after
 
-STEP_BACK_ACTIONS = frozenset({"scaleIn", "scaleDown"})
+STEP_BACK_ACTIONS = frozenset({"scaleIn", "scaleDown", "lowerThroughput"})
 
 
 def when_due(
@@ -55,7 +55,9 @@ def propose(
     """The next step toward the baseline, if it would not breach again."""
     rule = policy.step_back
     assert rule is not None
-    step = _scale_down(rule, state) or _scale_in(rule, state)
+    step = (
+        _lower_throughput(policy, rule, state) or _scale_down(rule, state) or _scale_in(rule, state)
+    )
     if step is None:
         return NoProposal("at baseline")
     proposal, factor, percent_only = step
@@ -73,6 +75,28 @@ def propose(
                 f"{objective.threshold:g}"
             )
     return proposal
+
+
+def _lower_throughput(
+    policy: Policy, rule: StepBack, state: ResourceState
+) -> tuple[Proposal, float, bool] | None:
+    """One step of the ladder's raise, undone: never below the baseline nor the offer's
+    minimum. Every objective is projected (RU consumption grows as throughput shrinks)."""
+    offer = state.throughput
+    if offer is None or rule.baseline.throughput is None or offer.pending:
+        return None
+    floor = max(rule.baseline.throughput, offer.minimum)
+    current = offer.provisioned
+    if current <= floor:
+        return None
+    raises = [s.params for s in policy.remediation if isinstance(s.params, RaiseThroughput)]
+    step = raises[0].step if raises else current - floor
+    autoscale = offer.manual is None
+    wanted = max(throughput_after(current, step, autoscale, up=False), floor)
+    key = "maxThroughput" if autoscale else "throughput"
+    why = f"healthy for {rule.stable_for}; stepping back toward {rule.baseline.throughput} RU/s"
+    proposal = Proposal("lowerThroughput", -1, {key: wanted}, {key: current}, {key: wanted}, why)
+    return proposal, current / wanted, False
 
 
 def _scale_down(rule: StepBack, state: ResourceState) -> tuple[Proposal, float, bool] | None:
