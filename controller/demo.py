@@ -136,6 +136,20 @@ def _wall_seconds(end: datetime, clock: ScaledClock) -> float:
     return max(0.0, remaining.total_seconds() / clock.speed)
 
 
+def _final(res: dict[str, Any]) -> dict[str, Any]:
+    """How a resource ended, in its own terms."""
+    if res.get("type") != "containerApp":
+        return {k: v for k, v in res.items() if k not in ("type", "name")}
+    return {
+        "replicas": res.get("replicas"),
+        "minReplicas": res.get("minReplicas"),
+        "cpu": [c.get("cpu") for c in res.get("containers", [])],
+        "cpuPercent": res.get("cpuPercent"),
+        "memoryPercent": res.get("memoryPercent"),
+        "restarts": res.get("restarts"),
+    }
+
+
 def summarize(
     scenario: Scenario, mode: Mode, audit_path: Path, emulator: Emulator
 ) -> dict[str, Any]:
@@ -156,17 +170,7 @@ def summarize(
         elif record["decision"] == "deny":
             denied[record["guard"] or "other"] += 1
     state = emulator.state()
-    final = {
-        res["name"]: {
-            "replicas": res.get("replicas"),
-            "minReplicas": res.get("minReplicas"),
-            "cpu": [c.get("cpu") for c in res.get("containers", [])],
-            "cpuPercent": res.get("cpuPercent"),
-            "memoryPercent": res.get("memoryPercent"),
-            "restarts": res.get("restarts"),
-        }
-        for res in state["resources"].values()
-    }
+    final = {res["name"]: _final(res) for res in state["resources"].values()}
     return {
         "scenario": scenario.name,
         "mode": mode.value,

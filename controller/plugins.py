@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from controller.actions.container_apps import ContainerAppsActuator
+from controller.actions.cosmos import CosmosActuator
 from controller.azure.clients import AzureClients
 from controller.clock import Clock
 from controller.registry import Registry
@@ -10,7 +11,7 @@ from controller.signals.azure_monitor import AzureMonitorSource
 
 
 def default_registry(clients: AzureClients, clock: Clock) -> Registry:
-    """Azure Monitor metrics and the Container Apps actions."""
+    """Every built-in signal source, resource reader and action."""
     registry = Registry()
     registry.add_signal("azureMonitor", AzureMonitorSource(clients, clock))
     apps = ContainerAppsActuator(clients, clock)
@@ -20,4 +21,9 @@ def default_registry(clients: AzureClients, clock: Clock) -> Registry:
     registry.action("containerApp", "restartRevision")(apps.restart_revision)
     registry.action("containerApp", "scaleIn")(apps.scale_in)
     registry.action("containerApp", "scaleDown")(apps.scale_down)
+    cosmos = CosmosActuator(clients, clock)
+    for kind in ("cosmosSqlDatabase", "cosmosSqlContainer"):
+        registry.reader(kind)(cosmos.read)
+        registry.action(kind, "raiseThroughput")(cosmos.raise_throughput)
+        registry.action(kind, "lowerThroughput")(cosmos.lower_throughput)
     return registry

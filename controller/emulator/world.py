@@ -102,6 +102,10 @@ class World:
     def find(self, resource_id: str) -> AppResource | None:
         return self.resources.get(resource_id.rstrip("/").lower())
 
+    def known_ids(self) -> set[str]:
+        """Every emulated resource's id, lower-case (resource groups are made of these)."""
+        return set(self.resources) | set(self.offers) | set(self.metered)
+
     def find_metered(self, resource_id: str) -> Metered | None:
         """Whatever resource the metrics APIs are asked about."""
         return self.metered.get(resource_id.rstrip("/").lower())
