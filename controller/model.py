@@ -167,6 +167,7 @@ class ResourceState:
             ],
             "latestRevision": self.latest_revision,
             "replicas": self.replicas,
+            "traffic": {r.name: r.traffic for r in self.revisions if r.traffic},
         }
 
 

@@ -18,13 +18,20 @@ from azure.mgmt.appcontainers.models import ContainerApp
 from controller.azure import retry
 from controller.azure.clients import AzureClients
 from controller.clock import Clock
-from controller.model import ContainerSize, Outcome, OutcomeKind, Proposal, ResourceState
+from controller.model import (
+    ContainerSize,
+    Outcome,
+    OutcomeKind,
+    Proposal,
+    ResourceState,
+    RevisionInfo,
+)
 from controller.policy.schema import Target
 
 _READ_ONLY_RESOURCE_FIELDS = ("ephemeralStorage",)
 CONFLICT_ATTEMPTS = 3  # reads and recomputes after an ETag conflict (412) before giving up
 
-# From the app as just read (and its planner view): the template fields to merge-patch,
+# From the app as just read (and its planner view): the ``properties`` to merge-patch,
 # {} when it is already as proposed, or an Outcome when the change cannot be made.
 Change = Callable[[ContainerApp, ResourceState], "dict[str, Any] | Outcome"]
 
@@ -43,13 +50,27 @@ class ContainerAppsActuator:
         self._clock = clock
 
     async def read(self, target: Target) -> ResourceState:
-        """The app's scale and sizes, and how many replicas its latest revision runs."""
+        """The app's scale and sizes, how many replicas its latest revision runs, and —
+        in multiple-revision mode — every revision with its traffic (for rollback)."""
         app = await self._get(target.resource_id)
         state = to_state(target.resource_id, app)
         if state.latest_revision is None:
             return state
         sub, rg, name = split_id(target.resource_id)
         client = await self._clients.container_apps(sub)
+        if state.multiple_revisions:
+
+            async def revisions() -> tuple[RevisionInfo, ...]:
+                found = [
+                    RevisionInfo(
+                        r.name, _utc(r.created_time), bool(r.active), int(r.traffic_weight or 0)
+                    )
+                    async for r in client.container_apps_revisions.list_revisions(rg, name)
+                    if r.name
+                ]
+                return tuple(found)
+
+            state = replace(state, revisions=await retry.call(self._clock, revisions))
         revision = await retry.call(
             self._clock,
             lambda: client.container_apps_revisions.get_revision(
@@ -112,7 +133,7 @@ class ContainerAppsActuator:
                 seen = view(before, proposal)
                 return Outcome(OutcomeKind.SUCCEEDED, seen, seen, "already as proposed")
             try:
-                await self._patch(target.resource_id, {"properties": {"template": planned}}, etag)
+                await self._patch(target.resource_id, {"properties": planned}, etag)
             except HttpResponseError as exc:
                 if exc.status_code != 412 or attempt == CONFLICT_ATTEMPTS:
                     raise
@@ -135,7 +156,7 @@ class ContainerAppsActuator:
                 scale["minReplicas"] = wanted_min
             if before.max_replicas < wanted_max:
                 scale["maxReplicas"] = wanted_max
-            return {"scale": scale} if scale else {}
+            return {"template": {"scale": scale}} if scale else {}
 
         return await self._update(target, proposal, change)
 
@@ -144,7 +165,9 @@ class ContainerAppsActuator:
         wanted = int(proposal.params["minReplicas"])
 
         def change(_: ContainerApp, before: ResourceState) -> dict[str, Any]:
-            return {"scale": {"minReplicas": wanted}} if before.min_replicas > wanted else {}
+            if before.min_replicas <= wanted:
+                return {}
+            return {"template": {"scale": {"minReplicas": wanted}}}
 
         return await self._update(target, proposal, change)
 
@@ -181,7 +204,29 @@ class ContainerAppsActuator:
                     resources.update({"cpu": cpu, "memory": memory})
                     changed = True
                 container["resources"] = resources
-            return {"containers": containers} if changed else {}
+            return {"template": {"containers": containers}} if changed else {}
+
+        return await self._update(target, proposal, change)
+
+    async def rollback_revision(self, target: Target, proposal: Proposal) -> Outcome:
+        """Send all ingress traffic to the proposed (older) revision, conditional on the
+        version read: a deploy that lands meanwhile is re-read, not overwritten."""
+        good = str(proposal.params["revision"])
+
+        def change(app: ContainerApp, before: ResourceState) -> dict[str, Any] | Outcome:
+            ingress = app.configuration.ingress if app.configuration else None
+            weights = {
+                w.revision_name: int(w.weight or 0)
+                for w in (ingress.traffic if ingress and ingress.traffic else [])
+                if w.revision_name
+            }
+            seen = {"traffic": weights}
+            if ingress is None:
+                return Outcome(OutcomeKind.FAILED, seen, seen, "the app has no ingress")
+            if weights == {good: 100}:
+                return {}
+            traffic = [{"revisionName": good, "weight": 100}]
+            return {"configuration": {"ingress": {"traffic": traffic}}}
 
         return await self._update(target, proposal, change)
 
@@ -227,6 +272,9 @@ def view(state: ResourceState, proposal: Proposal) -> dict[str, Any]:
 def to_state(resource_id: str, app: ContainerApp) -> ResourceState:
     """The planner's view of a Container App."""
     template = app.template
+    configuration = app.configuration
+    ingress = configuration.ingress if configuration else None
+    mode = str(configuration.active_revisions_mode or "").lower() if configuration else ""
     scale = template.scale if template else None
     containers = tuple(
         ContainerSize(
@@ -243,6 +291,12 @@ def to_state(resource_id: str, app: ContainerApp) -> ResourceState:
         containers=containers,
         latest_revision=app.latest_ready_revision_name or app.latest_revision_name,
         tags=dict(app.tags or {}),
+        multiple_revisions=mode == "multiple",
+        revisions=tuple(
+            RevisionInfo(w.revision_name, None, True, int(w.weight or 0))
+            for w in (ingress.traffic if ingress and ingress.traffic else [])
+            if w.revision_name
+        ),
         last_modified=_utc(app.system_data.last_modified_at) if app.system_data else None,
     )
 

@@ -20,6 +20,7 @@ from azure.mgmt.cosmosdb.aio import CosmosDBManagementClient
 from azure.mgmt.monitor.aio import MonitorManagementClient
 from azure.mgmt.redis.aio import RedisManagementClient
 from azure.mgmt.resource.resources.aio import ResourceManagementClient
+from azure.monitor.query.aio import LogsQueryClient
 from azure.monitor.querymetrics.aio import MetricsClient
 
 from controller.config import Settings
@@ -103,6 +104,7 @@ class AzureClients:
     _resources: dict[str, ResourceManagementClient] = field(default_factory=dict)
     _cosmos: dict[str, CosmosDBManagementClient] = field(default_factory=dict)
     _redis: dict[str, RedisManagementClient] = field(default_factory=dict)
+    _logs: LogsQueryClient | None = None
     rate_limits: RateLimits = field(default_factory=RateLimits)
 
     async def __aenter__(self) -> AzureClients:
@@ -145,6 +147,19 @@ class AzureClients:
             )
             cache[sub] = await self._stack.enter_async_context(client)
         return cache[sub]
+
+    async def logs(self) -> LogsQueryClient:
+        """Log Analytics / Application Insights queries (one endpoint for all workspaces)."""
+        if self._logs is None:
+            ep = self.settings.endpoints()
+            client = LogsQueryClient(
+                self.credential,
+                endpoint=ep.logs,
+                audience=ep.logs_audience,
+                **_options(self.settings, ep.logs),
+            )
+            self._logs = await self._stack.enter_async_context(client)
+        return self._logs
 
     async def metrics(self, region: str) -> MetricsClient:
         """The batch metrics client of a region (its endpoint is regional)."""

@@ -43,7 +43,8 @@ def is_busy(exc: BaseException) -> bool:
 
 
 def _retryable_write(exc: BaseException) -> bool:
-    if is_busy(exc):
+    # a 412 is not retried as is: the caller re-reads and recomputes the write
+    if is_busy(exc) and getattr(exc, "status_code", None) == 409:
         return True
     return (
         isinstance(exc, HttpResponseError)
@@ -89,3 +90,12 @@ async def call(
         with attempt:
             return await operation()
     raise AssertionError("tenacity either returns or raises")
+
+
+def describe(exc: BaseException) -> str:
+    """A failed call in a few words for an observation or an audit line (no secrets: the
+    SDK's error text carries codes and messages, never tokens)."""
+    if isinstance(exc, HttpResponseError):
+        code = exc.error.code if exc.error else None
+        return f"HTTP {exc.status_code} {code or ''}".strip()
+    return f"{type(exc).__name__}: {exc}"[:300]

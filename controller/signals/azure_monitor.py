@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
-from azure.core.exceptions import AzureError, HttpResponseError
+from azure.core.exceptions import AzureError
 
 from controller.azure import retry
 from controller.azure.clients import AzureClients
@@ -143,7 +143,7 @@ class AzureMonitorSource:
                         series = fetch.results.setdefault(owner.lower(), {})
                         _collect(series, metric.name, metric.timeseries, shape.aggregations)
         except (AzureError, OSError, ValueError, KeyError, TypeError) as exc:
-            fetch.error = _describe(exc)
+            fetch.error = retry.describe(exc)
         finally:
             fetch.done.set()
 
@@ -171,7 +171,7 @@ class AzureMonitorSource:
                 _collect(series, name or "", metric.timeseries or [], shape.aggregations)
             return series, None
         except (AzureError, OSError, ValueError, KeyError, TypeError) as exc:
-            return {}, _describe(exc)
+            return {}, retry.describe(exc)
 
 
 Part = str  # "value": the signal's own series; "whole": what it is a share of
@@ -305,13 +305,6 @@ def _share(part: Sequence[Sample], whole: Sequence[Sample]) -> list[Sample]:
         else:
             out.append(Sample(sample.ts, 100.0 * (counted.get(sample.ts) or 0.0) / sample.value))
     return out
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, HttpResponseError):
-        code = exc.error.code if exc.error else None
-        return f"HTTP {exc.status_code} {code or ''}".strip()
-    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 def _iso(moment: datetime) -> str:
