@@ -159,6 +159,7 @@ class Settings(BaseModel):
     arm_endpoint: str | None = None
     metrics_endpoint: str | None = None
     logs_endpoint: str | None = None
+    prometheus_url: str | None = None  # the default server for prometheus signals
     # default: DefaultAzureCredential; managedIdentity: that alone (optionally a
     # user-assigned identity's client id); emulator: the local emulator's fixed token
     credential: Literal["default", "managedIdentity", "emulator"] = "default"
@@ -181,7 +182,9 @@ class Settings(BaseModel):
             return [part for part in value.split(os.pathsep) if part]
         return value
 
-    @field_validator("arm_endpoint", "metrics_endpoint", "logs_endpoint", "escalation_webhook")
+    @field_validator(
+        "arm_endpoint", "metrics_endpoint", "logs_endpoint", "escalation_webhook", "prometheus_url"
+    )
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("https://", "http://")):

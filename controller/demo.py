@@ -147,6 +147,9 @@ def _final(res: dict[str, Any]) -> dict[str, Any]:
         "cpuPercent": res.get("cpuPercent"),
         "memoryPercent": res.get("memoryPercent"),
         "restarts": res.get("restarts"),
+        "errorRatePercent": res.get("errorRatePercent"),
+        "traffic": res.get("traffic"),
+        "healthy": not res.get("hung"),
     }
 
 

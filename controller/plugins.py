@@ -8,17 +8,24 @@ from controller.azure.clients import AzureClients
 from controller.clock import Clock
 from controller.registry import Registry
 from controller.signals.azure_monitor import AzureMonitorSource
+from controller.signals.http_probe import HttpProbeSource
+from controller.signals.logs import LogsSource
+from controller.signals.prometheus import PrometheusSource
 
 
 def default_registry(clients: AzureClients, clock: Clock) -> Registry:
     """Every built-in signal source, resource reader and action."""
     registry = Registry()
     registry.add_signal("azureMonitor", AzureMonitorSource(clients, clock))
+    registry.add_signal("logs", LogsSource(clients, clock))
+    registry.add_signal("prometheus", PrometheusSource(clock, clients.settings.prometheus_url))
+    registry.add_signal("httpProbe", HttpProbeSource(clock))
     apps = ContainerAppsActuator(clients, clock)
     registry.reader("containerApp")(apps.read)
     registry.action("containerApp", "scaleOut")(apps.scale_out)
     registry.action("containerApp", "scaleUp")(apps.scale_up)
     registry.action("containerApp", "restartRevision")(apps.restart_revision)
+    registry.action("containerApp", "rollbackRevision")(apps.rollback_revision)
     registry.action("containerApp", "scaleIn")(apps.scale_in)
     registry.action("containerApp", "scaleDown")(apps.scale_down)
     cosmos = CosmosActuator(clients, clock)

@@ -274,7 +274,8 @@ def to_state(resource_id: str, app: ContainerApp) -> ResourceState:
     template = app.template
     configuration = app.configuration
     ingress = configuration.ingress if configuration else None
-    mode = str(configuration.active_revisions_mode or "").lower() if configuration else ""
+    raw_mode = configuration.active_revisions_mode if configuration else None
+    mode = str(getattr(raw_mode, "value", raw_mode) or "").lower()  # an enum or a string
     scale = template.scale if template else None
     containers = tuple(
         ContainerSize(

@@ -20,7 +20,9 @@ from .routes_arm import ARM_ROUTES
 from .routes_control import control_routes
 from .routes_cosmos import COSMOS_ROUTES
 from .routes_identity import IDENTITY_PATH, identity_routes
+from .routes_logs import LOGS_ROUTES
 from .routes_metrics import METRICS_ROUTES
+from .routes_redis import REDIS_ROUTES
 from .routing import dispatcher
 from .scenario import Scenario
 from .world import World
@@ -136,7 +138,9 @@ class Emulator:
         app = web.Application(middlewares=[record])
         app.add_routes(control_routes(world))
         app.add_routes(identity_routes(world))
-        dispatch = dispatcher(world, ARM_ROUTES + COSMOS_ROUTES + METRICS_ROUTES)
+        dispatch = dispatcher(
+            world, ARM_ROUTES + COSMOS_ROUTES + REDIS_ROUTES + METRICS_ROUTES + LOGS_ROUTES
+        )
 
         async def azure(request: web.Request) -> web.StreamResponse:
             return await dispatch(world, request, {})

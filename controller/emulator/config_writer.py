@@ -24,6 +24,25 @@ def _file_name(policy: dict[str, Any], index: int) -> str:
     return f"{index:02d}-{stem}.yaml"
 
 
+EMULATOR_URL = "http://emulator"  # what scenario policies write for "this emulator"
+
+
+def policies_for(scenario: Scenario, base_url: str) -> list[dict[str, Any]]:
+    """The scenario's policies with ``http://emulator`` pointed at the running emulator
+    (an HTTP probe of an app's health endpoint, for instance)."""
+
+    def point(value: Any) -> Any:
+        if isinstance(value, str) and value.startswith(EMULATOR_URL):
+            return base_url.rstrip("/") + value[len(EMULATOR_URL) :]
+        if isinstance(value, dict):
+            return {k: point(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [point(v) for v in value]
+        return value
+
+    return [point(policy) for policy in scenario.policies]
+
+
 def write_settings(
     path: str | Path,
     *,
@@ -41,7 +60,7 @@ def write_settings(
     policies_dir.mkdir(exist_ok=True)
     for stale in policies_dir.glob("*.yaml"):  # a folder we generate: leave no old policies
         stale.unlink()
-    for index, policy in enumerate(scenario.policies, start=1):
+    for index, policy in enumerate(policies_for(scenario, base_url), start=1):
         (policies_dir / _file_name(policy, index)).write_text(
             yaml.safe_dump(policy, sort_keys=False), encoding="utf-8"
         )

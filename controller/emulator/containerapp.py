@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from .history import History
 from .metered import Aggregates, MetricDef
 from .metrics import APP_CATALOG, app_minute
+from .revisions import RequestSample, RevisionSpec
 from .scenario import ResourceSpec
 from .timeutil import format_datetime
 from .workload import AppConfig, AppModel, Container, consumption_pair_error
@@ -35,9 +37,48 @@ class AppResource:
     spec: ResourceSpec
     model: AppModel
     tags: dict[str, str] = field(default_factory=dict)
+    traffic: History[dict[str, int]] = field(init=False)
     version: int = 1  # bumped by every change that lands: the ETag
     modified_at: datetime | None = None  # systemData.lastModifiedAt (None: the scenario's start)
     modified_by_type: str = "User"
+
+    def __post_init__(self) -> None:
+        initial = {r.name: r.traffic_percent for r in self.revision_specs if r.traffic_percent}
+        self.traffic = History(self.model.start, initial or {self.latest_revision: 100})
+
+    @property
+    def multiple(self) -> bool:
+        """``activeRevisionsMode: Multiple``: several revisions active, traffic split."""
+        return bool(self.spec.revisions)
+
+    @property
+    def revision_specs(self) -> tuple[RevisionSpec, ...]:
+        if self.spec.revisions:
+            return self.spec.revisions
+        return (RevisionSpec(self.spec.revision, traffic_percent=100),)
+
+    def revision_spec(self, name: str) -> RevisionSpec | None:
+        return next((r for r in self.revision_specs if r.name.lower() == name.lower()), None)
+
+    def requests(self, minute: datetime) -> RequestSample:
+        """Application Insights' view of one minute: traffic split over revisions, each
+        with its own error rate and latency; CPU saturation slows every request; a hung
+        app fails them all."""
+        demand = self.model.demand_at(minute)
+        count = demand.requests_per_minute
+        if self.model.hung(minute):
+            return RequestSample(count, count, 30_000.0, 30_000.0, 100.0, count)
+        weights = self.traffic.at(minute)
+        total = sum(weights.values()) or 100
+        error = p95 = 0.0
+        for name, weight in weights.items():
+            revision = self.revision_spec(name) or RevisionSpec(name)
+            error += revision.error_rate_percent * weight / total
+            p95 += revision.p95_ms * weight / total
+        cpu = self.model.sample(minute).cpu_percent
+        slowdown = 1.0 + max(0.0, cpu - 85.0) / 15.0
+        failed = count * error / 100
+        return RequestSample(count, failed, p95 * slowdown, p95 * slowdown * 1.6, error / 2, failed)
 
     @property
     def etag(self) -> str:
@@ -55,6 +96,8 @@ class AppResource:
 
     @property
     def latest_revision(self) -> str:
+        if self.spec.revisions:
+            return min(self.spec.revisions, key=lambda r: r.age).name
         return self.spec.revision
 
     @property
@@ -64,6 +107,8 @@ class AppResource:
         return name if name != self.spec.revision else f"{self.spec.name}--r00"
 
     def revision_names(self) -> list[str]:
+        if self.spec.revisions:
+            return [r.name for r in self.spec.revisions]
         return [self.latest_revision, self.old_revision]
 
     # -- Metered ---------------------------------------------------------------------------
@@ -136,7 +181,7 @@ def app_json(res: AppResource) -> dict[str, Any]:
             ),
             "latestRevisionName": res.latest_revision,
             "latestReadyRevisionName": res.latest_revision,
-            "configuration": {"activeRevisionsMode": "Single"},
+            "configuration": configuration_json(res),
             "template": {
                 "containers": containers_json(config),
                 "scale": {
@@ -149,11 +194,57 @@ def app_json(res: AppResource) -> dict[str, Any]:
     }
 
 
+def configuration_json(res: AppResource) -> dict[str, Any]:
+    """``properties.configuration``: revision mode, and the ingress traffic split."""
+    if not res.multiple:
+        return {"activeRevisionsMode": "Single"}
+    weights = res.traffic.current
+    return {
+        "activeRevisionsMode": "Multiple",
+        "ingress": {
+            "external": True,
+            "targetPort": 8080,
+            "transport": "Auto",
+            "traffic": [{"revisionName": n, "weight": w} for n, w in weights.items()],
+        },
+    }
+
+
+def traffic_from_json(doc: Any, res: AppResource) -> dict[str, int] | None:
+    """The traffic split a merged body asks for (None when it does not mention one)."""
+    props = doc.get("properties") if isinstance(doc, dict) else None
+    config = props.get("configuration") if isinstance(props, dict) else None
+    ingress = config.get("ingress") if isinstance(config, dict) else None
+    traffic = ingress.get("traffic") if isinstance(ingress, dict) else None
+    if traffic is None:
+        return None
+    if not res.multiple:
+        raise PatchError(
+            "ContainerAppInvalidTraffic",
+            "Traffic can be split only when activeRevisionsMode is Multiple.",
+        )
+    weights: dict[str, int] = {}
+    for item in traffic if isinstance(traffic, list) else [None]:
+        name = item.get("revisionName") if isinstance(item, dict) else None
+        weight = item.get("weight") if isinstance(item, dict) else None
+        if not isinstance(name, str) or res.revision_spec(name) is None:
+            raise PatchError("ContainerAppRevisionNotFound", f"Revision {name!r} was not found.")
+        if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100:
+            raise PatchError("ContainerAppInvalidTraffic", f"Bad traffic weight {weight!r}.")
+        weights[name] = weights.get(name, 0) + weight
+    if sum(weights.values()) != 100:
+        raise PatchError("ContainerAppInvalidTraffic", "Traffic weights must add up to 100.")
+    return {n: w for n, w in weights.items() if w}
+
+
 def revision_json(res: AppResource, name: str, start: datetime) -> dict[str, Any]:
     """A revision (Revisions_List.json item shape)."""
-    active = name == res.latest_revision
+    declared = res.revision_spec(name) if res.multiple else None
+    active = name == res.latest_revision or declared is not None
     config = res.model.current if active else res.model.config_at(start)
     created = start - (timedelta(days=1) if active else timedelta(days=7))
+    if declared is not None:
+        created = start - declared.age
     return {
         "id": f"{res.resource_id}/revisions/{name}",
         "name": name,
@@ -170,7 +261,7 @@ def revision_json(res: AppResource, name: str, start: datetime) -> dict[str, Any
             },
             "active": active,
             "replicas": config.replicas if active else 0,
-            "trafficWeight": 100 if active else 0,
+            "trafficWeight": res.traffic.current.get(name, 0) if active else 0,
             "healthState": "Healthy" if active else "None",
             "runningState": "Running" if active else "Stopped",
             "provisioningState": "Provisioned",

@@ -24,6 +24,8 @@ FAULT_KINDS = frozenset(
         "arm-busy",  # writes answer 409 RetryableErrorDueToAnotherOperation
         "arm-write-pressure",  # writes report few left: x-ms-ratelimit-remaining-…-writes
         "lro-fail",  # the next long-running operation ends Failed and is not applied
+        "logs-error",  # Log Analytics queries answer 500
+        "logs-partial",  # Log Analytics answers with a PartialError
         "identity-unavailable",  # the managed identity endpoint has no identity to give
         "concurrent-write",  # someone else changes the app just before the next PATCH
     }

@@ -41,7 +41,22 @@ def control_routes(world: World) -> list[web.RouteDef]:
         world.faults.clear()
         return json_response({"faults": []})
 
+    async def health(request: web.Request) -> web.StreamResponse:
+        """The app's own health endpoint (/health, /health/ready, /health/live): 503 while
+        the app is hung, which only a restart clears."""
+        name = request.match_info["app"]
+        res = next((r for r in world.resources.values() if r.spec.name == name), None)
+        if res is None:
+            return web.json_response({"status": "NotFound"}, status=404)
+        if res.model.hung(world.now()):
+            return web.json_response(
+                {"status": "Unhealthy", "reason": "not responding"}, status=503
+            )
+        return web.json_response({"status": "Healthy"})
+
     return [
+        web.get("/_emulator/apps/{app}/health", health),
+        web.get("/_emulator/apps/{app}/health/{probe:ready|live}", health),
         web.get("/_emulator/state", state),
         web.get("/_emulator/requests", requests),
         web.post("/_emulator/faults", add_fault),

@@ -88,7 +88,10 @@ def dispatcher(world: World, routes: list[Route]) -> Handler:
             if r.method != request.method:
                 allowed = True
                 continue
-            denied = check_auth(request) or check_api_version(request)
+            # the Log Analytics data plane versions its path (/v1), not its query
+            denied = check_auth(request) or (
+                None if r.family == "logs" else check_api_version(request)
+            )
             if denied is not None:
                 return denied
             faulted = await _fault_gate(w, r.family, request.method)

@@ -21,6 +21,10 @@ from .cosmos import DEMAND_FIELDS as COSMOS_DEMAND_FIELDS
 from .cosmos import CosmosSpec
 from .cosmos import parse_spec as parse_cosmos
 from .faults import FAULT_KINDS
+from .redis import WORKLOAD_FIELDS as REDIS_FIELDS
+from .redis import RedisSpec
+from .redis import parse_spec as parse_redis
+from .revisions import RevisionSpec
 from .timeutil import parse_datetime, parse_duration
 from .workload import consumption_pair_error
 
@@ -31,6 +35,8 @@ WORKLOAD_FIELDS = {
     "baseMemoryMiB": "base_memory_mib",
     "leakMiBPerMinute": "leak_mib_per_minute",
     "cpuDemandPerReplicaCores": "cpu_demand_per_replica",
+    "requestsPerMinute": "requests_per_minute",
+    "hung": "hung",  # 1: the app stops answering until restarted
 }
 
 
@@ -52,6 +58,7 @@ class WorkloadSpec:
     base_memory_mib: float
     leak_mib_per_minute: float = 0.0
     cpu_demand_per_replica: float = 0.0  # burnt by every replica: more replicas do not help
+    requests_per_minute: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,7 @@ class ResourceSpec:
     containers: tuple[ContainerSpec, ...]
     workload: WorkloadSpec
     tags: dict[str, str] = field(default_factory=dict)
+    revisions: tuple[RevisionSpec, ...] = ()  # declared: multiple-revision mode
 
     @property
     def resource_id(self) -> str:
@@ -110,6 +118,7 @@ class Scenario:
     policies: list[dict[str, Any]]
     path: Path | None = None
     offers: list[CosmosSpec] = field(default_factory=list)  # Cosmos DB throughput offers
+    caches: list[RedisSpec] = field(default_factory=list)  # Azure Cache for Redis
 
     def resource(self, name: str) -> ResourceSpec:
         for spec in self.resources:
@@ -274,22 +283,31 @@ def parse_scenario(text: str, file: str = "<scenario>") -> Scenario:
         raise check.fail(root, "resources must be a non-empty list")
     resources: list[ResourceSpec] = []
     offers: list[CosmosSpec] = []
+    caches: list[RedisSpec] = []
     for raw in resources_raw:
         node = check.mapping(raw, "resource", root)
         kind = node.get("type")
         if kind == "cosmosThroughput":
             offers.append(parse_cosmos(check, node, subscription))
+        elif kind == "redisCache":
+            caches.append(parse_redis(check, node, subscription))
         else:
             resources.append(_resource(check, node, subscription))
-    kinds = {r.name: "containerApp" for r in resources} | {
-        o.name: "cosmosThroughput" for o in offers
-    }
-    if len(kinds) != len(resources) + len(offers):
+    kinds = (
+        {r.name: "containerApp" for r in resources}
+        | {o.name: "cosmosThroughput" for o in offers}
+        | {c.name: "redisCache" for c in caches}
+    )
+    if len(kinds) != len(resources) + len(offers) + len(caches):
         raise check.fail(root, "resources: duplicate resource names")
 
     timeline = [_timeline(check, e, kinds) for e in _list(check, root, "timeline")]
     faults = [_fault(check, f) for f in _list(check, root, "faults")]
-    ids = {r.resource_id.lower() for r in resources} | {o.resource_id.lower() for o in offers}
+    ids = (
+        {r.resource_id.lower() for r in resources}
+        | {o.resource_id.lower() for o in offers}
+        | {c.resource_id.lower() for c in caches}
+    )
     policies = _policies(check, root, ids)
     return Scenario(
         name=name,
@@ -305,6 +323,7 @@ def parse_scenario(text: str, file: str = "<scenario>") -> Scenario:
         policies=policies,
         path=Path(file) if file != "<scenario>" else None,
         offers=offers,
+        caches=caches,
     )
 
 
@@ -322,11 +341,13 @@ def _resource(check: _Checker, raw: Any, subscription: str) -> ResourceSpec:
         node,
         what,
         {"type", "resourceGroup", "name", "location", "containers", "workload"},
-        {"minReplicas", "maxReplicas", "revision", "tags"},
+        {"minReplicas", "maxReplicas", "revision", "tags", "revisions"},
     )
     if node["type"] != "containerApp":
         raise check.fail(
-            node, f"{what}: type must be containerApp or cosmosThroughput, not {node['type']!r}"
+            node,
+            f"{what}: type must be containerApp, cosmosThroughput or redisCache, "
+            f"not {node['type']!r}",
         )
     name = check.string(node, "name", what)
     min_replicas = check.integer(node, "minReplicas", what, 0, 1000) if "minReplicas" in node else 1
@@ -360,7 +381,7 @@ def _resource(check: _Checker, raw: Any, subscription: str) -> ResourceSpec:
         wl,
         f"{what}: workload",
         {"cpuDemandCores", "baseMemoryMiB"},
-        {"leakMiBPerMinute", "cpuDemandPerReplicaCores"},
+        {"leakMiBPerMinute", "cpuDemandPerReplicaCores", "requestsPerMinute"},
     )
     workload = WorkloadSpec(
         cpu_demand_cores=check.number(wl, "cpuDemandCores", "workload"),
@@ -372,6 +393,11 @@ def _resource(check: _Checker, raw: Any, subscription: str) -> ResourceSpec:
             check.number(wl, "cpuDemandPerReplicaCores", "workload")
             if "cpuDemandPerReplicaCores" in wl
             else 0.0
+        ),
+        requests_per_minute=(
+            check.number(wl, "requestsPerMinute", "workload")
+            if "requestsPerMinute" in wl
+            else 600.0
         ),
     )
     tags = node.get("tags") or {}
@@ -389,15 +415,51 @@ def _resource(check: _Checker, raw: Any, subscription: str) -> ResourceSpec:
         containers=tuple(containers),
         workload=workload,
         tags={str(k): str(v) for k, v in tags.items()},
+        revisions=_revisions(check, node, what),
     )
+
+
+def _revisions(check: _Checker, node: _Map, what: str) -> tuple[RevisionSpec, ...]:
+    """``revisions:`` — declaring them puts the app in multiple-revision mode."""
+    raw = node.get("revisions")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or len(raw) < 2:
+        raise check.fail(node, f"{what}: revisions must list at least two", "revisions")
+    found = []
+    for item in raw:
+        r = check.mapping(item, f"{what}: revision", node)
+        check.keys(
+            r, f"{what}: revision", {"name"}, {"errorRatePercent", "p95Ms", "traffic", "age"}
+        )
+        found.append(
+            RevisionSpec(
+                name=check.string(r, "name", "revision"),
+                error_rate_percent=(
+                    check.number(r, "errorRatePercent", "revision")
+                    if "errorRatePercent" in r
+                    else 0.1
+                ),
+                p95_ms=check.number(r, "p95Ms", "revision") if "p95Ms" in r else 250.0,
+                traffic_percent=check.integer(r, "traffic", "revision", 0, 100)
+                if "traffic" in r
+                else 0,
+                age=check.duration(r, "age", "revision") if "age" in r else dt.timedelta(days=1),
+            )
+        )
+    if sum(r.traffic_percent for r in found) != 100:
+        raise check.fail(node, f"{what}: revision traffic must add up to 100", "revisions")
+    return tuple(found)
 
 
 def _timeline(check: _Checker, raw: Any, kinds: dict[str, str]) -> TimelineEvent:
     node = check.mapping(raw, "timeline entry", None)
-    fields = {"containerApp": WORKLOAD_FIELDS, "cosmosThroughput": COSMOS_DEMAND_FIELDS}
-    check.keys(
-        node, "timeline entry", {"at", "resource"}, set(WORKLOAD_FIELDS) | set(COSMOS_DEMAND_FIELDS)
-    )
+    fields = {
+        "containerApp": WORKLOAD_FIELDS,
+        "cosmosThroughput": COSMOS_DEMAND_FIELDS,
+        "redisCache": REDIS_FIELDS,
+    }
+    check.keys(node, "timeline entry", {"at", "resource"}, {k for f in fields.values() for k in f})
     resource = check.string(node, "resource", "timeline entry")
     if resource not in kinds:
         raise check.fail(node, f"timeline entry: unknown resource {resource!r}")

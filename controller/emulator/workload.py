@@ -90,6 +90,8 @@ class Demand:
     base_memory_mib: float
     leak_mib_per_minute: float
     cpu_demand_per_replica: float = 0.0  # e.g. a hot loop in every replica
+    requests_per_minute: float = 600.0
+    hung: float = 0.0  # 1: the app stops answering (a deadlock) until it is restarted
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,21 @@ class AppModel:
     def demand_at(self, at: datetime) -> Demand:
         index = bisect.bisect_right(self._demand_times, max(at, self.start)) - 1
         return self._demands[max(index, 0)]
+
+    def hung(self, at: datetime) -> bool:
+        """Whether the app is wedged at ``at``: it hung (the demand says so) and has not
+        been restarted since it did."""
+        at = max(at, self.start)
+        if self.demand_at(at).hung <= 0:
+            return False
+        began = self.start  # when the current hung stretch began
+        for i, change_at in enumerate(self._demand_times):
+            if change_at > at:
+                break
+            was_hung = i > 0 and self._demands[i - 1].hung > 0
+            if self._demands[i].hung > 0 and not was_hung:
+                began = change_at
+        return not any(began <= r <= at for r in self.restarts)
 
     def restarts_before(self, at: datetime) -> int:
         return bisect.bisect_right(self.restarts, at)

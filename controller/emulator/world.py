@@ -13,11 +13,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from .containerapp import AppResource, PatchError, app_json, config_from_json, containers_json
+from .containerapp import (
+    AppResource,
+    PatchError,
+    app_json,
+    config_from_json,
+    containers_json,
+    traffic_from_json,
+)
 from .cosmos import CosmosAccount, CosmosOffer
 from .faults import Fault, FaultSet
 from .merge_patch import merge_patch
 from .metered import Metered
+from .redis import RedisCache
 from .scenario import Scenario
 from .timeutil import MINUTE, floor_minute, format_datetime
 from .workload import AppConfig, AppModel, Container, Demand
@@ -58,6 +66,7 @@ class World:
     offers: dict[str, CosmosOffer] = field(default_factory=dict)  # by lower-case resource id
     accounts: dict[str, CosmosAccount] = field(default_factory=dict)
     cosmos_ops: dict[str, Any] = field(default_factory=dict)
+    caches: dict[str, RedisCache] = field(default_factory=dict)  # by lower-case resource id
 
     def __post_init__(self) -> None:
         start = self.scenario.start
@@ -76,6 +85,7 @@ class World:
                 wl.base_memory_mib,
                 wl.leak_mib_per_minute,
                 wl.cpu_demand_per_replica,
+                wl.requests_per_minute,
             )
             model = AppModel(spec.resource_id.lower(), start, config, demand, changes, self.wobble)
             self.resources[spec.resource_id.lower()] = AppResource(spec, model, dict(spec.tags))
@@ -93,6 +103,14 @@ class World:
             )
             account.offers.append(offer)
         self.extra_metered.append(self.accounts)
+        for cache_spec in self.scenario.caches:
+            workload = [
+                (start + e.at, e.changes)
+                for e in self.scenario.timeline
+                if e.resource == cache_spec.name
+            ]
+            self.caches[cache_spec.resource_id.lower()] = RedisCache(cache_spec, start, workload)
+        self.extra_metered.append(self.caches)
         for f in self.scenario.faults:
             end = start + f.at + f.duration if f.duration is not None else None
             self.faults.add(Fault(f.kind, start + f.at, end, dict(f.params), "scenario"))
@@ -127,7 +145,9 @@ class World:
 
     def begin_patch(self, res: AppResource, patch: dict[str, Any]) -> Operation:
         """Validate ``patch`` against the current body (raises PatchError) and queue it."""
-        config_from_json(merge_patch(app_json(res), patch))
+        merged = merge_patch(app_json(res), patch)
+        config_from_json(merged)
+        traffic_from_json(merged, res)
         now = self.now()
         fail = self.faults.consume("lro-fail", now) is not None
         op = Operation(
@@ -154,15 +174,21 @@ class World:
             op.error = {"code": "InternalError", "message": "The operation failed (injected)."}
             return op
         try:
-            config, tags = config_from_json(merge_patch(app_json(op.resource), op.patch))
+            merged = merge_patch(app_json(op.resource), op.patch)
+            config, tags = config_from_json(merged)
+            traffic = traffic_from_json(merged, op.resource)
         except PatchError as exc:  # another operation got there first; ARM fails the op
             op.status = "Failed"
             op.error = {"code": exc.code, "message": exc.message}
             return op
-        if config != op.resource.model.current or tags != op.resource.tags:
-            op.resource.model.apply_config(now, config)
-            op.resource.tags = tags
-            op.resource.changed(now, "Application")
+        res = op.resource
+        moved = traffic is not None and traffic != res.traffic.current
+        if config != res.model.current or tags != res.tags or moved:
+            res.model.apply_config(now, config)
+            res.tags = tags
+            if traffic is not None and moved:
+                res.traffic.set(now, traffic)
+            res.changed(now, "Application")
         op.status = "Succeeded"
         return op
 
@@ -201,6 +227,7 @@ class World:
         for res in self.resources.values():
             config = res.model.current
             sample = res.model.sample(last_minute)
+            served = res.requests(last_minute)
             resources[res.resource_id] = {
                 "type": res.spec.type,
                 "name": res.spec.name,
@@ -215,6 +242,12 @@ class World:
                 "restarts": len(res.model.restarts),
                 "cpuPercent": round(sample.cpu_percent, 2),
                 "memoryPercent": round(sample.memory_percent, 2),
+                "errorRatePercent": round(served.failed / served.requests * 100, 2)
+                if served.requests
+                else 0.0,
+                "p95Ms": round(served.p95_ms, 1),
+                "traffic": dict(res.traffic.current),
+                "hung": res.model.hung(now),
             }
         for offer in self.offers.values():
             used = offer.sample(last_minute)
@@ -230,6 +263,19 @@ class World:
                 "throttledPercent": round(used.throttled / used.requests * 100, 2)
                 if used.requests
                 else 0.0,
+            }
+        for cache in self.caches.values():
+            seen = cache.sample(last_minute)
+            resources[cache.resource_id] = {
+                "type": "redisCache",
+                "name": cache.spec.name,
+                "sku": cache.sku.to_json(),
+                "provisioningState": cache.provisioning_state,
+                "serverLoad": round(seen.server_load, 2),
+                "connectedClients": round(seen.connected, 2),
+                "errors": seen.errors,
+                "usedMemoryPercentage": round(seen.used_memory, 2),
+                "reboots": len(cache.reboots),
             }
         return {
             "scenario": self.scenario.name,

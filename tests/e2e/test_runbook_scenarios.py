@@ -20,6 +20,16 @@ SCENARIOS: dict[str, tuple[str, str, Check]] = {
         "agentstudio-db",
         lambda end: end["throttledPercent"] < 1 and end["throughput"] > 4000,
     ),
+    "bad-deploy": (
+        "rollbackRevision",
+        "agentstudio-api",
+        lambda end: end["traffic"] == {"agentstudio-api--r1": 100} and end["errorRatePercent"] < 1,
+    ),
+    "hung-agent": (
+        "restartRevision",
+        "agentstudio-agents",
+        lambda end: end["healthy"] and end["restarts"] == 1,
+    ),
 }
 
 
