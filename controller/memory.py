@@ -53,6 +53,7 @@ class TargetMemory:
     approval: ApprovalRequest | None = None
     ok_since: datetime | None = None  # every objective ok, without a gap, since then
     at_baseline: bool = False  # seen at its baseline, and nothing has acted since
+    told_human: bool = False  # this breach was escalated as one nothing here can fix
 
     def note_verdicts(self, states: dict[str, VerdictState], now: datetime) -> bool:
         """Remember known states; a fully healthy target starts a new episode.
@@ -68,6 +69,7 @@ class TargetMemory:
         healthy = bool(states) and all(s is VerdictState.OK for s in states.values())
         if healthy:
             self.episode_steps.clear()
+            self.told_human = False
             self.ok_since = self.ok_since or now
         else:
             self.ok_since = None  # unknown data too: stepping back needs proof of health

@@ -6,6 +6,8 @@ from controller.actions.container_apps import ContainerAppsActuator
 from controller.actions.cosmos import CosmosActuator
 from controller.azure.clients import AzureClients
 from controller.clock import Clock
+from controller.model import ResourceState
+from controller.policy.schema import Target
 from controller.registry import Registry
 from controller.signals.azure_monitor import AzureMonitorSource
 from controller.signals.http_probe import HttpProbeSource
@@ -33,4 +35,10 @@ def default_registry(clients: AzureClients, clock: Clock) -> Registry:
         registry.reader(kind)(cosmos.read)
         registry.action(kind, "raiseThroughput")(cosmos.raise_throughput)
         registry.action(kind, "lowerThroughput")(cosmos.lower_throughput)
+    registry.reader("azureResource")(_watched)
     return registry
+
+
+async def _watched(target: Target) -> ResourceState:
+    """A watched-only resource is never changed, so there is nothing of it to read."""
+    return ResourceState(target.resource_id)

@@ -77,6 +77,7 @@ class PassResult:
     intent: int | None = None  # the seq of the intent line written before a live action
     efficacy: Efficacy | None = None  # the last action's judgement, when made in this pass
     breaker_opened: str | None = None  # the action whose breaker this pass's failure opened
+    needs_human: bool = False  # a breach no rung can fix: watch-only, or the ladder used up
 
     @property
     def worst(self) -> VerdictState:
@@ -224,6 +225,9 @@ class Reconciler:
             self._record(result, now, reconcile_id, "verdict")
         if result.breaker_opened is not None:
             self._escalate(now, reconcile_id, result.verdicts, result.breaker_opened)
+        if result.needs_human and not memory.told_human:
+            memory.told_human = True
+            self._tell_human(now, reconcile_id, result)
         memory.last_reason = result.reason
         return result
 
@@ -296,6 +300,15 @@ class Reconciler:
         )
         self._send("breaker-open", reason, now, action=action)
 
+    def _tell_human(self, now: datetime, reconcile_id: str, result: PassResult) -> None:
+        """Once per breach: a breach the policy only watches, or one its ladder could not
+        fix (quota, image pulls, firewall rules …), is marked for a person."""
+        breaches = ", ".join(v.objective for v in result.verdicts if v.state is VerdictState.BREACH)
+        reason = f"needs a human: {breaches} in breach; {result.reason}"
+        self._metrics.escalations.labels(self.policy.name, "needs-human").inc()
+        self._line(now, reconcile_id, "escalation", result.verdicts, reason=reason)
+        self._send("needs-human", reason, now)
+
     def _send(self, kind: str, reason: str, now: datetime, **extra: Any) -> None:
         """Queue the webhook POST, after the audit line is safely written."""
         if self._notify is not None:
@@ -317,7 +330,9 @@ class Reconciler:
         policy = self.policy
         proposed = await self._propose(verdicts, now)
         if isinstance(proposed, NoProposal):
-            return PassResult(policy.name, verdicts, None, None, proposed.reason)
+            return PassResult(
+                policy.name, verdicts, None, None, proposed.reason, needs_human=proposed.needs_human
+            )
         proposal, state = proposed
         return await self._guard_and_act(proposal, state, verdicts, now, reconcile_id)
 
@@ -327,6 +342,8 @@ class Reconciler:
         """The ladder's next step for a breach, or a step back toward the baseline."""
         policy, memory = self.policy, self.memory
         idle = nothing_to_do(policy, verdicts)
+        if idle is not None and idle.needs_human:
+            return idle
         if idle is None:
             state = await self.read_state()
             proposal = plan(policy, verdicts, state, memory.episode_steps, now)

@@ -46,9 +46,11 @@ ONE_SHOT_ACTIONS = frozenset({"restartRevision", "rebootCache", "rollbackRevisio
 
 @dataclass(frozen=True)
 class NoProposal:
-    """Nothing to do, and why."""
+    """Nothing to do, and why. ``needs_human``: a breach nothing here can fix (the policy
+    only watches, or every rung is used up) — a person must be told."""
 
     reason: str
+    needs_human: bool = False
 
 
 def plan(
@@ -74,7 +76,7 @@ def plan(
         if isinstance(proposal, Proposal):
             return proposal
         exhausted.append(proposal.reason)
-    return NoProposal("ladder exhausted: " + "; ".join(exhausted))
+    return NoProposal("ladder exhausted: " + "; ".join(exhausted), needs_human=True)
 
 
 def nothing_to_do(policy: Policy, verdicts: Sequence[Verdict]) -> NoProposal | None:
@@ -83,7 +85,7 @@ def nothing_to_do(policy: Policy, verdicts: Sequence[Verdict]) -> NoProposal | N
         states = sorted({v.state.value for v in verdicts})
         return NoProposal(f"no objective in breach ({', '.join(states)})")
     if not policy.remediation:
-        return NoProposal("watch only: the policy has no remediation ladder")
+        return NoProposal("watch only: the policy has no remediation ladder", needs_human=True)
     return None
 
 

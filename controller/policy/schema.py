@@ -71,9 +71,16 @@ TARGET_IDS: dict[str, tuple[re.Pattern[str], str]] = {
             "/containers/{container}",
         ),
         ("redisCache", rf"Microsoft\.Cache/redis/{_NAME}", "Microsoft.Cache/redis/{name}"),
+        (  # anything else Azure Monitor has metrics for: watched, never acted on
+            "azureResource",
+            rf"[A-Za-z]+\.[A-Za-z.]+/[A-Za-z]+/{_NAME}",
+            "{provider}/{type}/{name}",
+        ),
     )
 }
-TargetType = Literal["containerApp", "cosmosSqlDatabase", "cosmosSqlContainer", "redisCache"]
+TargetType = Literal[
+    "containerApp", "cosmosSqlDatabase", "cosmosSqlContainer", "redisCache", "azureResource"
+]
 METRIC_NAMESPACES: dict[str, str] = {
     "containerApp": "Microsoft.App/containerApps",
     "cosmosSqlDatabase": "Microsoft.DocumentDB/databaseAccounts",
@@ -86,12 +93,14 @@ LADDER_ACTIONS: dict[str, frozenset[str]] = {
     "cosmosSqlDatabase": frozenset({"raiseThroughput"}),
     "cosmosSqlContainer": frozenset({"raiseThroughput"}),
     "redisCache": frozenset({"scaleCache", "rebootCache"}),
+    "azureResource": frozenset(),
 }
 STEP_BACK_ACTIONS: dict[str, tuple[str, ...]] = {
     "containerApp": ("scaleIn", "scaleDown"),
     "cosmosSqlDatabase": ("lowerThroughput",),
     "cosmosSqlContainer": ("lowerThroughput",),
     "redisCache": (),
+    "azureResource": (),
 }
 ActionName = Literal[
     "scaleOut",
@@ -148,6 +157,9 @@ class Target(Strict):
 
     @property
     def metrics_namespace(self) -> str:
+        if self.type == "azureResource":  # .../providers/{provider}/{type}/{name}
+            parts = self.resource_id.split("/")
+            return "/".join(parts[-3:-1])
         return METRIC_NAMESPACES[self.type]
 
     @property
@@ -538,7 +550,7 @@ class Policy(Strict):
         kind = self.target.type
         for index, step in enumerate(self.remediation):
             if step.action not in LADDER_ACTIONS[kind]:
-                allowed = ", ".join(sorted(LADDER_ACTIONS[kind]))
+                allowed = ", ".join(sorted(LADDER_ACTIONS[kind])) or "nothing: it is watched"
                 raise ValueError(
                     f"remediation.{index}.{step.action}: not an action for a {kind} "
                     f"(it can: {allowed})"
