@@ -14,6 +14,8 @@ from dataclasses import dataclass
 _SUB = r"/subscriptions/[^/]+"
 _RG = _SUB + r"/resourceGroups/[^/]+"
 _APP = _RG + r"/providers/Microsoft\.App/containerApps/[^/]+"
+_DB = _RG + r"/providers/Microsoft\.DocumentDB/databaseAccounts/[^/]+/sqlDatabases/[^/]+"
+_CACHE = _RG + r"/providers/Microsoft\.Cache/redis/[^/]+"
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,56 @@ ALLOWED: tuple[Operation, ...] = (
         _SUB + r"/metrics:getBatch",
         "Microsoft.Insights/metrics/read",
         "metrics of up to 50 resources (Monitoring Reader on the subscription)",
+    ),
+    _op(
+        "GET",
+        _DB + r"/throughputSettings/default",
+        "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/throughputSettings/read",
+        "read a database's throughput offer",
+    ),
+    _op(
+        "PUT",
+        _DB + r"/throughputSettings/default",
+        "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/throughputSettings/write",
+        "raise or lower a database's throughput",
+    ),
+    _op(
+        "GET",
+        _DB + r"/containers/[^/]+/throughputSettings/default",
+        "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/throughputSettings/read",
+        "read a container's throughput offer",
+    ),
+    _op(
+        "PUT",
+        _DB + r"/containers/[^/]+/throughputSettings/default",
+        "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers/throughputSettings/write",
+        "raise or lower a container's throughput",
+    ),
+    _op(
+        "GET",
+        _SUB + r"/providers/Microsoft\.DocumentDB/locations/[^/]+/operationsStatus/[^/]+",
+        "Microsoft.DocumentDB/locations/operationsStatus/read",
+        "follow a throughput change",
+    ),
+    _op("GET", _CACHE, "Microsoft.Cache/redis/read", "read a cache's size and state"),
+    _op("PATCH", _CACHE, "Microsoft.Cache/redis/write", "scale a cache (its sku only)"),
+    _op(
+        "POST",
+        _CACHE + r"/forceReboot",
+        "Microsoft.Cache/redis/forceReboot/action",
+        "reboot a cache's nodes",
+    ),
+    _op(
+        "POST",
+        r"/v1/workspaces/[^/]+/query",
+        "Microsoft.OperationalInsights/workspaces/query/read",
+        "Log Analytics queries (Log Analytics Reader on the workspace)",
+    ),
+    _op(
+        "POST",
+        r"/v1" + _RG + r"/providers/microsoft\.insights/components/[^/]+/query",
+        "Microsoft.Insights/components/query/read",
+        "Application Insights queries, resource-centric",
     ),
 )
 
