@@ -65,7 +65,10 @@ def plan(
     idle = nothing_to_do(policy, verdicts)
     if idle is not None:
         return idle
-    breaches = [v for v in verdicts if v.state is VerdictState.BREACH]
+    watched = {o.name for o in policy.objectives if o.escalate_only}
+    breaches = [
+        v for v in verdicts if v.state is VerdictState.BREACH and v.objective not in watched
+    ]
     why = "; ".join(f"{v.objective}: {v.reason}" for v in breaches)
     exhausted: list[str] = []
     for index, step in enumerate(policy.remediation):
@@ -81,9 +84,14 @@ def plan(
 
 def nothing_to_do(policy: Policy, verdicts: Sequence[Verdict]) -> NoProposal | None:
     """Why no step is needed, decided before the resource is read; None when one may be."""
-    if not any(v.state is VerdictState.BREACH for v in verdicts):
+    watched = {o.name for o in policy.objectives if o.escalate_only}
+    breached = [v for v in verdicts if v.state is VerdictState.BREACH]
+    if not breached:
         states = sorted({v.state.value for v in verdicts})
         return NoProposal(f"no objective in breach ({', '.join(states)})")
+    if all(v.objective in watched for v in breached):
+        names = ", ".join(v.objective for v in breached)
+        return NoProposal(f"escalate only: {names} cannot be fixed by an action", True)
     if not policy.remediation:
         return NoProposal("watch only: the policy has no remediation ladder", needs_human=True)
     return None

@@ -264,6 +264,8 @@ class Objective(Strict):
     clear: float | None = None
     for_: PositiveDuration = Field(default=timedelta(minutes=5), alias="for")
     stale_after: PositiveDuration | None = None
+    # a breach no rung can fix (quota, image pulls, firewall rules): tell a person, act not
+    escalate_only: bool = False
 
     @model_validator(mode="after")
     def _consistent_lines(self) -> Objective:

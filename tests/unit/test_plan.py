@@ -92,3 +92,37 @@ def test_scale_out_starts_from_what_runs_now() -> None:
     proposal = plan(make_policy(remediation=[{"scaleOut": {"maxReplicas": 6}}]), BREACH, state)
     assert isinstance(proposal, Proposal)
     assert proposal.before["minReplicas"] == 1 and proposal.after["minReplicas"] == 5
+
+
+def test_an_escalate_only_objective_never_drives_the_ladder() -> None:
+    """An objective marked escalateOnly in breach asks for a person, not an action; a
+    breach of an ordinary objective still climbs the ladder."""
+    policy = make_policy(
+        remediation=LADDER,
+        objectives=[
+            {
+                "name": "cpu",
+                "signal": {"metric": "CpuPercentage"},
+                "comparison": "<",
+                "threshold": 70,
+            },
+            {
+                "name": "replicas",
+                "signal": {"metric": "Replicas", "aggregation": "Minimum"},
+                "comparison": ">=",
+                "threshold": 1,
+                "escalateOnly": True,
+            },
+        ],
+    )
+    down = (
+        Verdict("cpu", VerdictState.OK, 5.0, 70.0, "ok"),
+        Verdict("replicas", VerdictState.BREACH, 0.0, 1.0, "x"),
+    )
+    held = plan(policy, down, app())
+    assert isinstance(held, NoProposal) and held.needs_human
+    assert "replicas cannot be fixed" in held.reason
+    both = (Verdict("cpu", VerdictState.BREACH, 95.0, 70.0, "hot"), down[1])
+    step_ = plan(policy, both, app())
+    assert isinstance(step_, Proposal) and step_.action == "scaleOut"
+    assert "replicas" not in step_.reason
