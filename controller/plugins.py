@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from controller.actions.container_apps import ContainerAppsActuator
 from controller.actions.cosmos import CosmosActuator
+from controller.actions.redis import RedisActuator
 from controller.azure.clients import AzureClients
 from controller.clock import Clock
 from controller.model import ResourceState
@@ -35,6 +36,10 @@ def default_registry(clients: AzureClients, clock: Clock) -> Registry:
         registry.reader(kind)(cosmos.read)
         registry.action(kind, "raiseThroughput")(cosmos.raise_throughput)
         registry.action(kind, "lowerThroughput")(cosmos.lower_throughput)
+    redis = RedisActuator(clients, clock)
+    registry.reader("redisCache")(redis.read)
+    registry.action("redisCache", "scaleCache")(redis.scale_cache)
+    registry.action("redisCache", "rebootCache")(redis.reboot_cache)
     registry.reader("azureResource")(_watched)
     return registry
 

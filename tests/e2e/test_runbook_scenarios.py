@@ -25,6 +25,11 @@ SCENARIOS: dict[str, tuple[str, str, Check]] = {
         "agentstudio-api",
         lambda end: end["traffic"] == {"agentstudio-api--r1": 100} and end["errorRatePercent"] < 1,
     ),
+    "redis-overload": (
+        "scaleCache",
+        "redis-agentstudio-prod",
+        lambda end: end["sku"]["capacity"] == 2 and end["serverLoad"] < 70,
+    ),
     "hung-agent": (
         "restartRevision",
         "agentstudio-agents",

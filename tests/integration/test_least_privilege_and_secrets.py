@@ -13,6 +13,7 @@ from controller.clock import VirtualClock
 from controller.emulator import Emulator, list_scenarios, load_scenario
 from controller.emulator.config_writer import policies_for
 from controller.permissions import required_action, role_actions
+from controller.telemetry import configure_logging
 from controller.policy.schema import Policy
 from tests.conftest import emulator_settings
 from tests.integration.helpers import audit_records, run_controller
@@ -29,6 +30,7 @@ async def test_every_request_is_on_the_allow_list_and_no_secret_leaks(
 ) -> None:
     """A live run through a whole scenario calls only allow-listed operations, and its token
     appears in no audit line, log line or metric."""
+    configure_logging("info")  # every line, whatever an earlier command in this process set
     loaded = load_scenario(scenario)
     clock = VirtualClock(loaded.start)
     emu = Emulator(loaded, now=clock.now)
