@@ -13,8 +13,8 @@ from controller.clock import VirtualClock
 from controller.emulator import Emulator, list_scenarios, load_scenario
 from controller.emulator.config_writer import policies_for
 from controller.permissions import required_action, role_actions
-from controller.telemetry import configure_logging
 from controller.policy.schema import Policy
+from controller.telemetry import configure_logging
 from tests.conftest import emulator_settings
 from tests.integration.helpers import audit_records, run_controller
 
