@@ -61,6 +61,11 @@ def test_subscription_bucket_and_global_cap() -> None:
     assert "the cap is 3" in (f.holds("sub-c", START + timedelta(minutes=30)) or "")
 
 
+_RG = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers"
+CACHE_ID = f"{_RG}/Microsoft.Cache/redis/redis-agentstudio-prod"
+DB_ID = f"{_RG}/Microsoft.DocumentDB/databaseAccounts/acct/sqlDatabases/db"
+
+
 def test_restart_budget_per_target() -> None:
     """Restarts: at most one in 15 minutes and three a day, by default."""
     policy = make_policy(
@@ -97,3 +102,32 @@ def test_a_breach_waits_for_one_full_round_before_acting() -> None:
     f.note("app2", OK, False, later + timedelta(seconds=9))
     f.note("app0", B, False, later + timedelta(seconds=30))
     assert f.holds("sub", later + timedelta(seconds=30), "app0") is None
+
+
+def test_cache_reboots_and_throughput_cuts_have_strict_default_budgets() -> None:
+    """A cache reboot at most once a day; throughput lowered at most once an hour."""
+    now = START + timedelta(days=2)
+    cases = [
+        (
+            {"type": "redisCache", "resourceId": CACHE_ID},
+            [{"rebootCache": {}}],
+            Proposal("rebootCache", 0, {"rebootType": "AllNodes"}, {}, {}, "x"),
+            timedelta(hours=20),
+            "budget: 1 rebootCache in the last 1d",
+        ),
+        (
+            {"type": "cosmosSqlDatabase", "resourceId": DB_ID},
+            [{"raiseThroughput": {"maxThroughput": 8000}}],
+            Proposal("lowerThroughput", -1, {"throughput": 4000}, {}, {}, "x"),
+            timedelta(minutes=50),
+            "budget: 1 lowerThroughput in the last 1h",
+        ),
+    ]
+    for target, ladder, proposal, since, reason in cases:
+        policy = make_policy(
+            target=target, remediation=ladder, guards={"cooldown": "1m", "maxActionsPerHour": 60}
+        )
+        ran = [ActionRecord(now - since, proposal.action, OutcomeKind.SUCCEEDED)]
+        assert guards.check(policy, proposal, ran, now, Mode.LIVE).reason.startswith(reason)
+        later = [ActionRecord(now - since * 1.3, proposal.action, OutcomeKind.SUCCEEDED)]
+        assert guards.check(policy, proposal, later, now, Mode.LIVE).guard is None
