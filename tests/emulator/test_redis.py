@@ -488,7 +488,8 @@ def test_the_shipped_scenario_overloads_a_c1() -> None:
     [cache] = SCENARIO.caches
     assert (cache.sku.name, cache.sku.family, cache.sku.capacity) == ("Standard", "C", 1)
     assert cache.resource_id.endswith("/providers/Microsoft.Cache/Redis/redis-agentstudio-prod")
-    assert SCENARIO.description and not SCENARIO.policies
+    assert SCENARIO.description
+    assert SCENARIO.policies[0]["target"]["resourceId"] == cache.resource_id
     [spike] = SCENARIO.timeline
     assert (spike.at, spike.changes) == (timedelta(minutes=4), {"clients": 95.0})
 
