@@ -81,6 +81,12 @@ class Fleet:
                 self.engaged = None
         return None
 
+    def remaining(self, subscription: str, now: datetime) -> tuple[int, int]:
+        """Actions still allowed now: (this subscription's tokens, all targets this hour)."""
+        tokens = int(self._bucket(subscription).refilled(now).tokens)
+        spent = window_count(self._actions, now, HOUR)
+        return max(tokens, 0), max(self._budgets.global_per_hour - spent, 0)
+
     def holds(self, subscription: str, now: datetime, target: str | None = None) -> str | None:
         """Why no target (or not ``target``) may act now, or None.
 

@@ -122,8 +122,11 @@ class Loop:
         self.health.intervals[name] = interval
         delay = interval * self._rng.uniform(0, self._jitter)
         while True:
-            self.health.due[name] = self._clock.now() + delay
+            due = self._clock.now() + delay
+            self.health.due[name] = due
             await self._clock.sleep(delay.total_seconds())
+            lag = (self._clock.now() - due).total_seconds()
+            self._metrics.loop_lag.labels(name).set(max(lag, 0.0))
             await self._pass(reconciler)
             failures = self.health.failures.get(name, 0)
             if failures:

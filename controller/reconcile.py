@@ -84,6 +84,13 @@ class PassResult:
         return worst(self.verdicts)
 
 
+_BREAKER_VALUE = {
+    breakers.BreakerState.CLOSED: 0,
+    breakers.BreakerState.HALF_OPEN: 1,
+    breakers.BreakerState.OPEN: 2,
+}
+
+
 def worst(verdicts: tuple[Verdict, ...]) -> VerdictState:
     if not verdicts:
         return VerdictState.UNKNOWN
@@ -229,7 +236,27 @@ class Reconciler:
             memory.told_human = True
             self._tell_human(now, reconcile_id, result)
         memory.last_reason = result.reason
+        self._gauges(result, now)
         return result
+
+    def _gauges(self, result: PassResult, now: datetime) -> None:
+        """The state a dashboard shows: breakers, budgets left, the kill switch as seen."""
+        policy, metrics = self.policy, self._metrics
+        open_for = policy.guards.breaker.open_for
+        for action, breaker in self.memory.breakers.items():
+            state = breaker.state(now, open_for)
+            metrics.breaker_state.labels(policy.name, action).set(_BREAKER_VALUE[state])
+        spent = sum(1 for r in self.memory.history if now - r.ts < timedelta(hours=1))
+        left = max(policy.guards.max_actions_per_hour - spent, 0)
+        metrics.budget_remaining.labels("target", policy.name).set(left)
+        if self._fleet is not None:
+            subscription = policy.target.subscription
+            tokens, overall = self._fleet.remaining(subscription, now)
+            metrics.budget_remaining.labels("subscription", subscription).set(tokens)
+            metrics.budget_remaining.labels("global", "all").set(overall)
+        if result.decision is not None:
+            paused = result.decision.guard == "paused"
+            metrics.paused.labels(policy.name).set(1 if paused else 0)
 
     def _judge(
         self, verdicts: tuple[Verdict, ...], now: datetime, reconcile_id: str

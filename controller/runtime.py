@@ -71,21 +71,24 @@ async def open_runtime(
     clock = clock or clock_for(settings)
     loaded = list(policies) if policies is not None else load_policies(settings.policies)
     async with AsyncExitStack() as stack:
+        metrics = Metrics()
+        metrics.policies_loaded.set(len(loaded))
         clients = await stack.enter_async_context(
             AzureClients(
-                settings, make_credential(settings.credential, settings.identity_client_id)
+                settings,
+                make_credential(settings.credential, settings.identity_client_id),
+                call_metrics=metrics,
             )
         )
         replayed = Replayed()
         if audit is None:
-            log_file = stack.enter_context(AuditLog(settings.audit_path))
+            log_file = stack.enter_context(AuditLog(settings.audit_path, metrics.audit_write))
             replayed = replay(log_file.records)
             audit = log_file
         registry = registry_factory(clients, clock)
         missing = [m for item in loaded for m in registry.missing(item.policy)]
         if missing:
             raise UnknownPlugin("; ".join(missing))
-        metrics = Metrics()
         kill_switch = KillSwitch(settings, clients, clock)
         fleet = Fleet(
             settings.budgets,
@@ -104,6 +107,8 @@ async def open_runtime(
             fleet.spend(subscription, ts)
         run_mode = mode or settings.mode
         elector = await stack.enter_async_context(elector_for(settings, clients.credential))
+        # 1 when this replica may act: it holds the lease, or it is the only one
+        metrics.leader.set_function(lambda: 0.0 if elector and not elector.is_leader else 1.0)
         escalator = Escalator(settings.escalation_webhook) if settings.escalation_webhook else None
         reconcilers = [
             Reconciler(

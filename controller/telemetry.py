@@ -78,11 +78,76 @@ class Metrics:
             registry=r,
         )
         self.leader = Gauge(
-            "remediator_leader", "1 while this replica holds the leader lease.", registry=r
+            "remediator_leader",
+            "1 while this replica may act: it holds the leader lease, or runs alone.",
+            registry=r,
         )
         self.last_pass = Gauge(
             "remediator_last_pass_timestamp_seconds",
             "When the loop last finished a pass.",
+            registry=r,
+        )
+        self.loop_lag = Gauge(
+            "remediator_loop_lag_seconds",
+            "How late the last pass of a target started after it was due.",
+            ["policy"],
+            registry=r,
+        )
+        self.verdict_total = Counter(
+            "remediator_verdicts",
+            "Objective verdicts, by state.",
+            ["policy", "objective", "state"],
+            registry=r,
+        )
+        self.breaker_state = Gauge(
+            "remediator_breaker_state",
+            "Circuit breaker per target and action: 0 closed, 1 half-open, 2 open.",
+            ["policy", "action"],
+            registry=r,
+        )
+        self.budget_remaining = Gauge(
+            "remediator_budget_remaining",
+            "Actions still allowed now: per target this hour (scope=target), per "
+            "subscription token bucket (scope=subscription), across all targets this hour "
+            "(scope=global).",
+            ["scope", "name"],
+            registry=r,
+        )
+        self.paused = Gauge(
+            "remediator_paused",
+            "1 while the kill switch holds actions, as the last decision of a target saw it.",
+            ["policy"],
+            registry=r,
+        )
+        self.azure_requests = Counter(
+            "remediator_azure_requests",
+            "Azure calls by operation (the RBAC action it needs) and HTTP status.",
+            ["operation", "status"],
+            registry=r,
+        )
+        self.arm_writes_remaining = Gauge(
+            "remediator_arm_writes_remaining",
+            "ARM's remaining subscription writes (x-ms-ratelimit-remaining-subscription-writes).",
+            registry=r,
+        )
+        self.audit_write_seconds = Histogram(
+            "remediator_audit_write_duration_seconds",
+            "Time to write and fsync one audit line.",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=r,
+        )
+        self.audit_failures = Counter(
+            "remediator_audit_write_failures",
+            "Audit lines that could not be written; the action they guarded did not run.",
+            registry=r,
+        )
+        self.policies_loaded = Gauge(
+            "remediator_policies_loaded", "Policies in the running set.", registry=r
+        )
+        self.policy_reloads = Counter(
+            "remediator_policy_reloads",
+            "Policy reloads, by result (a rejected set leaves the last good one running).",
+            ["result"],
             registry=r,
         )
         self.build = Info("remediator_build", "Build information.", registry=r)
@@ -90,6 +155,14 @@ class Metrics:
 
     def verdict_state(self, policy: str, objective: str, state: VerdictState) -> None:
         self.verdicts.labels(policy, objective).set(_STATE_VALUE[state])
+        self.verdict_total.labels(policy, objective, state.value).inc()
+
+    def audit_write(self, seconds: float | None) -> None:
+        """One audit write: its duration, or None when it failed."""
+        if seconds is None:
+            self.audit_failures.inc()
+        else:
+            self.audit_write_seconds.observe(seconds)
 
 
 def _version() -> str:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -110,8 +111,11 @@ class MemoryAudit:
 class AuditLog:
     """The file sink. Opening it verifies the chain and sets aside a torn last line."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(
+        self, path: str | Path, on_write: Callable[[float | None], None] | None = None
+    ) -> None:
         self.path = Path(path)
+        self.on_write = on_write  # told each write's duration (None: it failed), for metrics
         self.records: list[dict[str, Any]] = []  # what was there at open, verified
         self.torn_to: Path | None = None  # where a torn last line was set aside
         self._file: IO[str] | None = None
@@ -171,17 +175,28 @@ class AuditLog:
         if self._file is None:
             raise AuditUnavailable(f"{self.path}: the audit log is not open")
         sealed = seal(record.model_dump(mode="json"), self._seq + 1, self._prev)
+        started = time.perf_counter()
         try:
             self._file.write(json.dumps(sealed, ensure_ascii=False) + "\n")
             self._file.flush()
             os.fsync(self._file.fileno())
         except (OSError, ValueError) as exc:
             self._failure = f"{self.path}: cannot write the audit log: {exc}"
+            self._tell(None)
             raise AuditUnavailable(self._failure) from exc
         self._seq, self._prev = sealed["seq"], sealed["hash"]
-        self._write_head()
+        try:
+            self._write_head()
+        except AuditUnavailable:
+            self._tell(None)
+            raise
         self._failure = None
+        self._tell(time.perf_counter() - started)
         return self._seq
+
+    def _tell(self, seconds: float | None) -> None:
+        if self.on_write is not None:
+            self.on_write(seconds)
 
     def problem(self) -> str | None:
         """Why the log cannot be written now (for readiness), or None."""

@@ -11,6 +11,7 @@ import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.pipeline import PipelineRequest
@@ -24,6 +25,8 @@ from azure.monitor.query.aio import LogsQueryClient
 from azure.monitor.querymetrics.aio import MetricsClient
 
 from controller.config import Settings
+from controller.permissions import required_action
+from controller.telemetry import Metrics
 
 ArmClient = TypeVar(
     "ArmClient",
@@ -76,15 +79,48 @@ class RateLimitPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
             self._limits.writes_at = time.monotonic()
 
 
-def _options(settings: Settings, endpoint: str, limits: RateLimits | None = None) -> dict[str, Any]:
+class CallMetricsPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
+    """Counts every Azure call by the RBAC action it needs and its HTTP status (retries
+    included: each attempt is a call the service saw), and ARM's write headroom."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def _operation(self, request: PipelineRequest) -> str:  # type: ignore[type-arg]
+        http = request.http_request
+        path = urlsplit(http.url).path
+        return required_action(http.method, path) or f"other:{http.method}"
+
+    def on_response(self, request: PipelineRequest, response: Any) -> None:  # type: ignore[type-arg]
+        status = str(response.http_response.status_code)
+        self._metrics.azure_requests.labels(self._operation(request), status).inc()
+        left = response.http_response.headers.get("x-ms-ratelimit-remaining-subscription-writes")
+        if left is not None and str(left).isdigit():
+            self._metrics.arm_writes_remaining.set(int(left))
+
+    def on_exception(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
+        self._metrics.azure_requests.labels(self._operation(request), "error").inc()
+
+
+def _options(
+    settings: Settings,
+    endpoint: str,
+    limits: RateLimits | None = None,
+    metrics: Metrics | None = None,
+) -> dict[str, Any]:
     timeout = settings.request_timeout.total_seconds()
     options: dict[str, Any] = {
         "retry_total": 0,
         "connection_timeout": min(timeout, 10.0),
         "read_timeout": timeout,
     }
+    per_retry: list[Any] = []
     if limits is not None:
-        options["per_retry_policies"] = [RateLimitPolicy(limits)]
+        per_retry.append(RateLimitPolicy(limits))
+    if metrics is not None:
+        per_retry.append(CallMetricsPolicy(metrics))
+    if per_retry:
+        options["per_retry_policies"] = per_retry
     if endpoint.startswith("http://"):
         options["per_call_policies"] = [AllowHttpPolicy()]
         options["polling_interval"] = 0
@@ -106,6 +142,7 @@ class AzureClients:
     _redis: dict[str, RedisManagementClient] = field(default_factory=dict)
     _logs: LogsQueryClient | None = None
     rate_limits: RateLimits = field(default_factory=RateLimits)
+    call_metrics: Metrics | None = None  # when set, every call is counted
 
     async def __aenter__(self) -> AzureClients:
         await self._stack.__aenter__()
@@ -143,7 +180,7 @@ class AzureClients:
                 sub,
                 base_url=ep.arm,
                 credential_scopes=[ep.arm_audience + "/.default"],
-                **_options(self.settings, ep.arm, self.rate_limits),
+                **_options(self.settings, ep.arm, self.rate_limits, self.call_metrics),
             )
             cache[sub] = await self._stack.enter_async_context(client)
         return cache[sub]
@@ -156,7 +193,7 @@ class AzureClients:
                 self.credential,
                 endpoint=ep.logs,
                 audience=ep.logs_audience,
-                **_options(self.settings, ep.logs),
+                **_options(self.settings, ep.logs, metrics=self.call_metrics),
             )
             self._logs = await self._stack.enter_async_context(client)
         return self._logs
@@ -170,7 +207,7 @@ class AzureClients:
                 endpoint,
                 self.credential,
                 audience=ep.metrics_audience,
-                **_options(self.settings, endpoint),
+                **_options(self.settings, endpoint, metrics=self.call_metrics),
             )
             self._metrics[region] = await self._stack.enter_async_context(client)
         return self._metrics[region]
