@@ -143,7 +143,13 @@ class Loop:
             failures = self.health.failures.get(name, 0) + 1
             self.health.failures[name] = failures
             self._metrics.reconciles.labels(name, "error").inc()
-            log.warning("reconcile failed", policy=name, failures=failures, error=repr(exc))
+            log.warning(
+                "reconcile failed",
+                policy=name,
+                target=reconciler.policy.target.resource_id,
+                failures=failures,
+                error=repr(exc),
+            )
             return PassFailure(name, _describe(exc))
         self.health.failures[name] = 0
         now = self._clock.now()

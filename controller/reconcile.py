@@ -158,7 +158,9 @@ class Reconciler:
         (the loop backs off); nothing is changed in either case."""
         reconcile_id = uuid.uuid4().hex[:12]
         with structlog.contextvars.bound_contextvars(
-            reconcile_id=reconcile_id, policy=self.policy.name
+            reconcile_id=reconcile_id,
+            policy=self.policy.name,
+            target=self.policy.target.resource_id,
         ):
             return await self._pass(reconcile_id)
 
