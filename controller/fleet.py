@@ -81,6 +81,10 @@ class Fleet:
                 self.engaged = None
         return None
 
+    def resize(self, targets: int) -> None:
+        """The number of targets changed (a policy reload)."""
+        self._targets = targets
+
     def remaining(self, subscription: str, now: datetime) -> tuple[int, int]:
         """Actions still allowed now: (this subscription's tokens, all targets this hour)."""
         tokens = int(self._bucket(subscription).refilled(now).tokens)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import anyio
+import anyio.abc
 import structlog
 
 from controller.clock import Clock
@@ -84,6 +85,8 @@ class Loop:
         self._backoff_max = backoff_max
         self._rng = rng or random.Random()
         self._on_pass = on_pass
+        self._group: anyio.abc.TaskGroup | None = None
+        self._scopes: dict[str, anyio.CancelScope] = {}
 
     def interval_of(self, reconciler: Reconciler) -> timedelta:
         return reconciler.policy.interval or self._interval
@@ -91,11 +94,45 @@ class Loop:
     async def run(self) -> None:
         """Run until the surrounding cancel scope is cancelled."""
         self.health.started = self._clock.now()
-        for reconciler in self.reconcilers:
-            reconciler.register()
         async with anyio.create_task_group() as tg:
+            self._group = tg
             for reconciler in self.reconcilers:
-                tg.start_soon(self._target, reconciler, name=reconciler.policy.name)
+                self._start(reconciler)
+            try:
+                await anyio.sleep_forever()  # targets come and go with policy reloads
+            finally:
+                self._group = None
+
+    def replace(self, reconcilers: Sequence[Reconciler]) -> None:
+        """Swap in a new set of reconcilers: unchanged ones (the same object) keep running,
+        removed or replaced ones stop (an action in flight finishes: it is shielded)."""
+        wanted = {r.policy.name: r for r in reconcilers}
+        for old in self.reconcilers:
+            if wanted.get(old.policy.name) is not old:
+                scope = self._scopes.pop(old.policy.name, None)
+                if scope is not None:
+                    scope.cancel()
+                health = self.health
+                for table in (health.due, health.last_tick, health.failures, health.intervals):
+                    table.pop(old.policy.name, None)
+        running = set(map(id, self.reconcilers))
+        self.reconcilers = list(reconcilers)
+        if self._group is not None:
+            for reconciler in self.reconcilers:
+                if id(reconciler) not in running:
+                    self._start(reconciler)
+
+    def _start(self, reconciler: Reconciler) -> None:
+        assert self._group is not None
+        reconciler.register()
+        scope = anyio.CancelScope()
+        self._scopes[reconciler.policy.name] = scope
+
+        async def target() -> None:
+            with scope:
+                await self._target(reconciler)
+
+        self._group.start_soon(target, name=reconciler.policy.name)
 
     async def run_once(self) -> list[PassResult | PassFailure]:
         """One pass of every target, one after another (``run --once``, ``plan``).

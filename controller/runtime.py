@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import random
+import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
+import anyio
+import structlog
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.storage.blob.aio import ContainerClient
 
@@ -22,13 +26,16 @@ from controller.fleet import Fleet
 from controller.kill_switch import KillSwitch
 from controller.lease import LeaderElector, LeaseTiming
 from controller.loop import Loop
+from controller.memory import TargetMemory
 from controller.model import Mode
 from controller.plugins import default_registry
-from controller.policy.loader import LoadedPolicy, load_policies
+from controller.policy.loader import LoadedPolicy, PolicyError, load_policies, policy_files
 from controller.readiness import Readiness
 from controller.reconcile import PassResult, Reconciler
 from controller.registry import Registry, UnknownPlugin
 from controller.telemetry import Metrics
+
+log = structlog.get_logger("remediator.runtime")
 
 
 @dataclass
@@ -45,6 +52,46 @@ class Runtime:
     readiness: Readiness
     elector: LeaderElector | None = None  # set when leader election is enabled
     escalator: Escalator | None = None  # set when an escalation webhook is configured
+    # a reconciler for a (re)loaded policy, keeping the memory of the one it replaces
+    rebuild: Callable[[LoadedPolicy, Reconciler | None], Reconciler] | None = None
+    fleet: Fleet | None = None
+
+    def reload(self) -> bool:
+        """Load the policies again; apply the set only if all of it is good.
+
+        An invalid set is rejected whole — the running set carries on, and the error goes
+        to the log, the metrics and ``/readyz``. Unchanged policies keep their reconciler
+        (and its schedule); a changed one keeps its memory (cooldowns, budgets, breakers).
+        """
+        try:
+            loaded = load_policies(self.settings.policies)
+            missing = [m for item in loaded for m in self.registry.missing(item.policy)]
+            if missing:
+                raise UnknownPlugin("; ".join(missing))
+        except (PolicyError, UnknownPlugin) as exc:
+            problem = str(exc)
+            self.metrics.policy_reloads.labels("rejected").inc()
+            self.readiness.policy_error = (
+                f"policy reload rejected; still running the last good set: {problem}"
+            )
+            log.error("policy reload rejected", error=problem)
+            return False
+        assert self.rebuild is not None
+        running = {r.policy.name: r for r in self.loop.reconcilers}
+        fresh = []
+        for item in loaded:
+            old = running.get(item.policy.name)
+            keep = old is not None and old.policy == item.policy
+            fresh.append(old if keep and old is not None else self.rebuild(item, old))
+        self.loop.replace(fresh)
+        if self.fleet is not None:
+            self.fleet.resize(len(fresh))
+        self.policies = loaded
+        self.metrics.policies_loaded.set(len(loaded))
+        self.metrics.policy_reloads.labels("applied").inc()
+        self.readiness.policy_error = None
+        log.info("policies reloaded", policies=len(loaded))
+        return True
 
 
 def clock_for(settings: Settings) -> Clock:
@@ -110,16 +157,17 @@ async def open_runtime(
         # 1 when this replica may act: it holds the lease, or it is the only one
         metrics.leader.set_function(lambda: 0.0 if elector and not elector.is_leader else 1.0)
         escalator = Escalator(settings.escalation_webhook) if settings.escalation_webhook else None
-        reconcilers = [
-            Reconciler(
+
+        def reconciler(item: LoadedPolicy, memory: TargetMemory | None) -> Reconciler:
+            return Reconciler(
                 item.policy,
                 registry,
                 clock,
                 run_mode,
                 audit,
                 metrics,
-                memory=replayed.memories.get(item.policy.name),
-                open_intent=replayed.open_intents.get(item.policy.name),
+                memory=memory,
+                open_intent=replayed.open_intents.pop(item.policy.name, None),
                 paused=kill_switch.reason,
                 decision_ttl=2 * (item.policy.interval or settings.interval),
                 fleet=fleet,
@@ -128,8 +176,8 @@ async def open_runtime(
                 answers=lambda: approvals.answers(settings.approvals_path),
                 action_deadline=settings.action_deadline.total_seconds(),
             )
-            for item in loaded
-        ]
+
+        reconcilers = [reconciler(item, replayed.memories.get(item.policy.name)) for item in loaded]
         loop = Loop(
             reconcilers,
             clock,
@@ -148,9 +196,14 @@ async def open_runtime(
             audit=audit,
             elector=elector,
         )
-        yield Runtime(
+        runtime = Runtime(
             settings, clock, loop, metrics, audit, registry, loaded, readiness, elector, escalator
         )
+        runtime.rebuild = lambda item, old: reconciler(
+            item, old.memory if old else replayed.memories.get(item.policy.name)
+        )
+        runtime.fleet = fleet
+        yield runtime
 
 
 @asynccontextmanager
@@ -176,3 +229,40 @@ async def elector_for(
     )
     async with container:
         yield LeaderElector(container, election.blob, election.identity, timing)
+
+
+def fingerprint(paths: Sequence[Path]) -> tuple[tuple[str, float, int], ...]:
+    """What the policy files look like on disk: a change to any of them changes this."""
+    files = []
+    for path in policy_files(paths):
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        files.append((str(path), stat.st_mtime, stat.st_size))
+    return tuple(sorted(files))
+
+
+async def watch_policies(runtime: Runtime, every: float = 10.0) -> None:
+    """Reload the policies on SIGHUP, or when their files change (checked every ``every``
+    seconds of the runtime's clock). Runs until cancelled."""
+    seen = fingerprint(runtime.settings.policies)
+
+    async def on_change() -> None:
+        nonlocal seen
+        while True:
+            await runtime.clock.sleep(every)
+            now = fingerprint(runtime.settings.policies)
+            if now != seen:
+                seen = now
+                runtime.reload()
+
+    async def on_hangup() -> None:
+        with anyio.open_signal_receiver(signal.SIGHUP) as hangups:
+            async for _ in hangups:
+                runtime.reload()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(on_change)
+        if hasattr(signal, "SIGHUP"):
+            tg.start_soon(on_hangup)
