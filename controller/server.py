@@ -1,18 +1,26 @@
 """The controller's HTTP face: ``/metrics`` for Prometheus, ``/healthz`` and ``/readyz`` for
-the platform. Every route is read-only."""
+the platform, ``/`` for people (why did it act?). Every route is read-only."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
 
+import anyio
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from controller.clock import Clock
 from controller.lease import LeaderElector
 from controller.loop import Loop
+from controller.model import Mode
 from controller.readiness import Readiness
+from controller.reconcile import PassResult
+from controller.status import gather, read_tail
+from controller.status_page import render
 from controller.telemetry import Metrics
 
 
@@ -37,7 +45,16 @@ def make_app(
     metrics: Metrics,
     elector: LeaderElector | None = None,
     readiness: Readiness | None = None,
+    *,
+    audit_path: Path | None = None,
+    mode: Mode | None = None,
+    paused: Callable[[], str | None] | None = None,
+    passes: Mapping[str, PassResult] | None = None,
 ) -> web.Application:
+    """The routes. For ``/``: ``audit_path`` is read for values, decisions and reasons;
+    ``paused`` says whether the controller-wide kill switch is on; ``passes`` holds the
+    latest pass per policy (see :class:`~controller.status.LastPasses`)."""
+
     async def metrics_handler(_: web.Request) -> web.Response:
         body = generate_latest(metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -54,7 +71,27 @@ def make_app(
         ok, detail = await readiness.check()
         return web.json_response(detail, status=200 if ok else 503)
 
+    async def status_page(_: web.Request) -> web.Response:
+        names = [r.policy.name for r in loop.reconcilers]
+        records: list[dict[str, Any]] = []
+        if audit_path is not None:  # file reads off the event loop: the loop keeps running
+            records = await anyio.to_thread.run_sync(partial(read_tail, audit_path, names))
+        ready = await readiness.check() if readiness is not None else None
+        status = gather(
+            loop,
+            clock.now(),
+            records,
+            mode=mode.value if mode is not None else None,
+            role=elector.status() if elector else "single",
+            paused=paused() if paused is not None else None,
+            pause_known=paused is not None,
+            readiness=ready,
+            passes=passes,
+        )
+        return web.Response(text=render(status), content_type="text/html", charset="utf-8")
+
     app = web.Application()
+    app.router.add_get("/", status_page)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
