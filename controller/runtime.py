@@ -6,11 +6,12 @@ import random
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
 import structlog
+from aiohttp import web
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.storage.blob.aio import ContainerClient
 
@@ -33,6 +34,8 @@ from controller.policy.loader import LoadedPolicy, PolicyError, load_policies, p
 from controller.readiness import Readiness
 from controller.reconcile import PassResult, Reconciler
 from controller.registry import Registry, UnknownPlugin
+from controller.server import make_app
+from controller.status import LastPasses, pause_check
 from controller.telemetry import Metrics
 
 log = structlog.get_logger("remediator.runtime")
@@ -55,6 +58,22 @@ class Runtime:
     # a reconciler for a (re)loaded policy, keeping the memory of the one it replaces
     rebuild: Callable[[LoadedPolicy, Reconciler | None], Reconciler] | None = None
     fleet: Fleet | None = None
+    mode: Mode = Mode.DRY_RUN  # the mode it runs in (settings, or the command's override)
+    passes: LastPasses = field(default_factory=LastPasses)  # the newest pass per target
+
+    def app(self) -> web.Application:
+        """The HTTP face: /, /metrics, /healthz, /readyz — all read-only."""
+        return make_app(
+            self.loop,
+            self.clock,
+            self.metrics,
+            self.elector,
+            self.readiness,
+            audit_path=self.settings.audit_path,
+            mode=self.mode,
+            paused=pause_check(self.settings),
+            passes=self.passes.by_policy,
+        )
 
     def reload(self) -> bool:
         """Load the policies again; apply the set only if all of it is good.
@@ -178,6 +197,13 @@ async def open_runtime(
             )
 
         reconcilers = [reconciler(item, replayed.memories.get(item.policy.name)) for item in loaded]
+        passes = LastPasses()
+
+        def noted(result: PassResult) -> None:
+            passes.note(result)
+            if on_pass is not None:
+                on_pass(result)
+
         loop = Loop(
             reconcilers,
             clock,
@@ -186,7 +212,7 @@ async def open_runtime(
             jitter=settings.jitter,
             backoff_max=settings.backoff_max,
             rng=rng,
-            on_pass=on_pass,
+            on_pass=noted,
         )
         readiness = Readiness(
             clock,
@@ -203,6 +229,8 @@ async def open_runtime(
             item, old.memory if old else replayed.memories.get(item.policy.name)
         )
         runtime.fleet = fleet
+        runtime.mode = run_mode
+        runtime.passes = passes
         yield runtime
 
 
