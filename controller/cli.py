@@ -1,6 +1,8 @@
 """The ``remediator`` command.
 
-Exit codes: 0 success; 1 a runtime failure; 2 bad input (policies, settings, usage).
+Exit codes: 0 success; 1 a command that ran and found a problem (a target that could
+not be read, a broken audit chain, a file that could not be written); 2 bad input
+(policies, settings, scenario, usage).
 """
 
 from __future__ import annotations
@@ -10,26 +12,44 @@ import json
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from textwrap import dedent, indent
 from typing import Any
 
 import anyio
 
 from controller import approvals, demo, kill_switch, permissions, render
 from controller.audit.log import AuditCorrupt, MemoryAudit, check_file
+from controller.audit.show import RecordFilter, Tail, follow, parse_kinds, parse_since
 from controller.clock import VirtualClock
 from controller.config import Settings, SettingsError, load_settings
 from controller.emulator import ScenarioError, load_scenario
 from controller.loop import PassFailure
 from controller.model import Mode
+from controller.policy.json_schema import policy_json_schema
 from controller.policy.loader import PolicyError, load_policies, policy_files
 from controller.registry import UnknownPlugin
 from controller.runtime import open_runtime
-from controller.server import make_app, serving
+from controller.server import serving
+from controller.settings_view import settings_view
 from controller.telemetry import configure_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+DEMO_LISTEN = "127.0.0.1:9464"  # the demo's endpoints when it lingers and --listen is not given
+
+EXIT_CODES = """\
+exit codes:
+  0  success
+  1  failure: the command ran and found a problem (a target that could not be read,
+     a broken audit chain, a file that could not be written)
+  2  bad input: policies, settings, scenario or usage
+
+Every command's --help shows examples."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -50,56 +70,220 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_FAILED
+    except OSError as exc:  # a port taken, a file that cannot be written: no traceback
+        print(f"remediator {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     return code
+
+
+def _version() -> str:
+    try:
+        return version("remediator")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    summary: str,
+    examples: str,
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with examples, laid out as written."""
+    return sub.add_parser(
+        name,
+        help=summary,
+        description=summary,
+        epilog="examples:\n" + indent(dedent(examples).strip("\n"), "  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="remediator",
         description="Guarded, automated remediation of Azure workloads from SLO policies.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("validate", help="check policy files; FILE:LINE for every problem")
+    p = _command(
+        sub,
+        "validate",
+        "check policy files; FILE:LINE for every problem",
+        """
+          remediator validate policies/
+          remediator validate policies/agentstudio-api.yaml new-policy.yaml
+        """,
+    )
     p.add_argument("paths", nargs="+", help="policy files or folders")
     p.set_defaults(handler=_validate)
 
-    p = sub.add_parser("plan", help="one dry-run pass: what would be done, and why")
+    p = _command(
+        sub,
+        "plan",
+        "one dry-run pass: what would be done, and why",
+        """
+          remediator plan --config settings.yaml
+          remediator plan --config settings.yaml --output json | jq '.[] | select(.action)'
+        """,
+    )
     p.add_argument("--config", help="settings file (YAML)")
     p.add_argument("--output", choices=("table", "json"), default="table")
     p.set_defaults(handler=_plan)
 
-    p = sub.add_parser("run", help="run the controller")
+    p = _command(
+        sub,
+        "run",
+        "run the controller",
+        """
+          remediator run --config settings.yaml            # dry-run unless the file says live
+          REMEDIATOR_MODE=live remediator run --config settings.yaml
+          remediator run --config settings.yaml --once     # one pass of every target
+        """,
+    )
     p.add_argument("--config", help="settings file (YAML)")
     p.add_argument("--once", action="store_true", help="one pass of every target, then exit")
     p.set_defaults(handler=_run)
 
-    p = sub.add_parser("pause", help="stop all actions (survives restarts) until resume")
+    p = _command(
+        sub,
+        "pause",
+        "stop all actions (survives restarts) until resume",
+        """
+          remediator pause --config settings.yaml --reason "INC-1234: hands off"
+        """,
+    )
     p.add_argument("--config", help="settings file (YAML)")
     p.add_argument("--reason", help="why, for the audit and the status")
     p.set_defaults(handler=_pause)
 
-    p = sub.add_parser("resume", help="allow actions again after `remediator pause`")
+    p = _command(
+        sub,
+        "resume",
+        "allow actions again after `remediator pause`",
+        """
+          remediator resume --config settings.yaml
+        """,
+    )
     p.add_argument("--config", help="settings file (YAML)")
     p.set_defaults(handler=_resume)
 
     for verb in ("approve", "reject"):
-        p = sub.add_parser(verb, help=f"{verb} a pending-approval decision by its id")
+        p = _command(
+            sub,
+            verb,
+            f"{verb} a pending-approval decision by its id",
+            f"""
+              remediator {verb} 7c1e4b2a --config settings.yaml --by alice
+            """,
+        )
         p.add_argument("id")
         p.add_argument("--config", help="settings file (YAML)")
         p.add_argument("--by", default=os.environ.get("USER", "an operator"), help="who says so")
         p.set_defaults(handler=_answer, verdict=verb)
 
-    p = sub.add_parser("permissions", help="the Azure RBAC actions the controller needs")
+    p = _command(
+        sub,
+        "permissions",
+        "the Azure RBAC actions the controller needs",
+        """
+          remediator permissions | jq -r '.actions[]'
+        """,
+    )
     p.set_defaults(handler=_permissions)
 
-    p = sub.add_parser("audit", help="work with the audit log")
+    p = _command(
+        sub,
+        "audit",
+        "work with the audit log",
+        """
+          remediator audit verify remediator-audit.jsonl
+          remediator audit show --config settings.yaml --since 1h
+        """,
+    )
     audit_sub = p.add_subparsers(dest="audit_command", required=True)
-    v = audit_sub.add_parser("verify", help="check the hash chain; name the first bad line")
+    v = _command(
+        audit_sub,
+        "verify",
+        "check the hash chain; name the first bad line",
+        """
+          remediator audit verify remediator-audit.jsonl
+        """,
+    )
     v.add_argument("file", type=Path)
     v.set_defaults(handler=_audit_verify)
+    v = _command(
+        audit_sub,
+        "show",
+        "print audit records, filtered; --follow prints new ones as they are written",
+        """
+          remediator audit show remediator-audit.jsonl --since 30m
+          remediator audit show --config settings.yaml --policy api-cpu --kind intent,result
+          remediator audit show --config settings.yaml --target containerApps/api --follow
+          remediator audit show audit.jsonl --since 2026-01-01T00:00Z --output json | jq .params
+        """,
+    )
+    where = v.add_mutually_exclusive_group()
+    where.add_argument("file", nargs="?", type=Path, help="the audit log (default: from settings)")
+    where.add_argument("--config", help="settings file (YAML) naming the audit log")
+    v.add_argument("--policy", help="only this policy")
+    v.add_argument("--target", help="only targets whose resource ID contains this (any case)")
+    v.add_argument(
+        "--since", type=_since, help="only records this recent (30m, 2h) or from this time on"
+    )
+    v.add_argument("--kind", type=_kinds, help="only these kinds, comma-separated (intent,result)")
+    v.add_argument("--output", choices=("text", "json"), default="text")
+    v.add_argument(
+        "--follow", action="store_true", help="keep printing records as they are appended"
+    )
+    v.set_defaults(handler=_audit_show)
 
-    p = sub.add_parser("emulator", help="serve the local Azure emulator")
+    p = _command(
+        sub,
+        "config",
+        "work with settings",
+        """
+          remediator config show --config settings.yaml
+        """,
+    )
+    config_sub = p.add_subparsers(dest="config_command", required=True)
+    v = _command(
+        config_sub,
+        "show",
+        "the effective settings (file, environment, defaults), where each came from; "
+        "secrets masked",
+        """
+          remediator config show --config settings.yaml
+          REMEDIATOR_MODE=live remediator config show --config settings.yaml --output json
+        """,
+    )
+    v.add_argument("--config", help="settings file (YAML)")
+    v.add_argument("--output", choices=("yaml", "json"), default="yaml")
+    v.set_defaults(handler=_config_show)
+
+    p = _command(
+        sub,
+        "schema",
+        "the policy JSON Schema, for editors that check YAML as you type",
+        """
+          remediator schema --output remediator-policy.schema.json
+        """,
+    )
+    p.add_argument("--output", type=Path, help="write it here (default: standard output)")
+    p.set_defaults(handler=_schema)
+
+    p = _command(
+        sub,
+        "emulator",
+        "serve the local Azure emulator",
+        """
+          remediator emulator --port 8480 --write-config /tmp/emu.yaml
+          remediator emulator --scenario bad-deploy --speed 120
+        """,
+    )
     p.add_argument("--port", type=int, default=8480)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--scenario", default="cpu-spike", help="shipped name or path to YAML")
@@ -111,7 +295,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=_emulator)
 
-    p = sub.add_parser("demo", help="emulator and controller together, end to end")
+    p = _command(
+        sub,
+        "demo",
+        "emulator and controller together, end to end",
+        f"""
+          remediator demo
+          remediator demo --scenario memory-leak --dry-run
+          remediator demo --instant --linger 300    # then open http://{DEMO_LISTEN}/
+        """,
+    )
     p.add_argument("--scenario", default="cpu-spike")
     p.add_argument("--dry-run", action="store_true", help="decide but do not change anything")
     p.add_argument("--audit", type=Path, help="keep the audit log here")
@@ -119,13 +312,57 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--instant", action="store_true", help="run scenario time as fast as the machine allows"
     )
+    p.add_argument(
+        "--linger",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep the endpoints up this long after the scenario (Ctrl-C ends it)",
+    )
+    p.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help=f"serve /metrics, /healthz, /readyz and / here during the demo; port 0 picks "
+        f"one; 'off' for none (default: {DEMO_LISTEN} with --linger, else off)",
+    )
     p.set_defaults(handler=_demo)
     return parser
 
 
+def _since(text: str) -> datetime:
+    try:
+        return parse_since(text, datetime.now(UTC))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _kinds(text: str) -> frozenset[str]:
+    try:
+        return parse_kinds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}")
+    return seconds
+
+
+def _settings_path(args: argparse.Namespace) -> str | None:
+    path: str | None = args.config or os.environ.get("REMEDIATOR_CONFIG")
+    return path
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    path = args.config or os.environ.get("REMEDIATOR_CONFIG")
-    return load_settings(path)
+    try:
+        return load_settings(_settings_path(args))
+    except json.JSONDecodeError as exc:  # a REMEDIATOR_* variable holding broken JSON
+        raise SettingsError(f"a REMEDIATOR_* variable holds invalid JSON: {exc}") from None
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -166,21 +403,19 @@ async def _run_async(settings: Settings, policies: Any, once: bool) -> int:
             for result in results:
                 print(render.pass_line(result, runtime.clock.now()))
             return EXIT_FAILED if any(isinstance(r, PassFailure) for r in results) else EXIT_OK
-        app = make_app(
-            runtime.loop, runtime.clock, runtime.metrics, runtime.elector, runtime.readiness
-        )
+        app = runtime.app()
         address = settings.listen_address
-        async with anyio.create_task_group() as tg:
+        # bound before any task starts: a port taken is a plain OSError (exit 1), not a group
+        endpoints: AbstractAsyncContextManager[object] = (
+            serving(app, *address) if address is not None else nullcontext()
+        )
+        async with endpoints, anyio.create_task_group() as tg:
             tg.start_soon(_stop_on_signal, tg.cancel_scope)
             if runtime.elector is not None:
                 tg.start_soon(runtime.elector.run)
             if runtime.escalator is not None:
                 tg.start_soon(runtime.escalator.run)
-            if address is None:
-                await runtime.loop.run()
-            else:
-                async with serving(app, *address):
-                    await runtime.loop.run()
+            await runtime.loop.run()
     return EXIT_OK
 
 
@@ -222,7 +457,7 @@ def _resume(args: argparse.Namespace) -> int:
 def _audit_verify(args: argparse.Namespace) -> int:
     try:
         check = check_file(args.file)
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         print(f"{args.file}: cannot read: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if not check.ok:
@@ -230,6 +465,53 @@ def _audit_verify(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     note = " (the last line is torn: a write was interrupted)" if check.torn else ""
     print(f"ok: {check.lines} lines, chain intact{note}")
+    return EXIT_OK
+
+
+def _audit_show(args: argparse.Namespace) -> int:
+    path: Path = args.file or _settings(args).audit_path
+    if not args.follow and not path.is_file():
+        print(f"{path}: no audit log here", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    keep = RecordFilter(args.policy, args.target, args.since, args.kind)
+    tail = Tail(path, on_bad=lambda problem: print(problem, file=sys.stderr))
+
+    def emit(record: dict[str, Any]) -> None:
+        line = json.dumps(record, ensure_ascii=False) if args.output == "json" else None
+        print(line or render.audit_line(record), flush=True)
+
+    if not args.follow:
+        for record in tail.read():
+            if keep(record):
+                emit(record)
+        return EXIT_FAILED if tail.bad else EXIT_OK
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        follow(tail, keep, emit, stopped=stop.is_set, sleep=stop.wait)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C is how a person stops following
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return EXIT_FAILED if tail.bad else EXIT_OK
+
+
+def _config_show(args: argparse.Namespace) -> int:
+    try:
+        view = settings_view(_settings_path(args))
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"a REMEDIATOR_* variable holds invalid JSON: {exc}") from None
+    print(view.as_json() if args.output == "json" else view.as_yaml())
+    return EXIT_OK
+
+
+def _schema(args: argparse.Namespace) -> int:
+    text = json.dumps(policy_json_schema(), indent=2, ensure_ascii=False) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}: see 'Editor support' in the README to use it")
     return EXIT_OK
 
 
@@ -248,10 +530,21 @@ def _emulator(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     mode = Mode.DRY_RUN if args.dry_run else Mode.LIVE
+    listen = _listen(args.listen or (DEMO_LISTEN if args.linger else "off"))
+    if args.linger and listen is None:
+        print("demo: --linger keeps the endpoints up: give --listen HOST:PORT", file=sys.stderr)
+        return EXIT_BAD_INPUT
     virtual = VirtualClock(load_scenario(args.scenario).start) if args.instant else None
-    summary = anyio.run(demo.run_demo, args.scenario, mode, args.audit, args.speed, virtual)
+    summary = anyio.run(
+        demo.run_demo, args.scenario, mode, args.audit, args.speed, virtual, listen, args.linger
+    )
     print(json.dumps(summary, sort_keys=False))
     return EXIT_OK
+
+
+def _listen(text: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` or ``off``, by the same rule as the ``listen`` setting."""
+    return load_settings(None, environ={}, overrides={"listen": text}).listen_address
 
 
 if __name__ == "__main__":

@@ -4,14 +4,19 @@
 time that runs faster than wall time, and talks to the emulator over loopback HTTP
 through the real Azure SDK clients — the same path as production, minus Azure.
 The controller is configured exactly as a user would configure it: from the settings
-file the emulator writes.
+file the emulator writes. Its HTTP endpoints can be served too, and kept up after the
+scenario (``--linger``) with scenario time stopped at the end, so a user can look around.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import tempfile
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +30,8 @@ from controller.emulator import Emulator, Scenario, load_scenario, write_setting
 from controller.model import Mode
 from controller.reconcile import PassResult
 from controller.render import pass_line
-from controller.runtime import open_runtime
+from controller.runtime import Runtime, open_runtime
+from controller.server import serving
 
 PROGRESS_EVERY = timedelta(minutes=2)
 
@@ -85,11 +91,15 @@ async def run_demo(
     audit: Path | None,
     speed: float | None,
     virtual: VirtualClock | None = None,
+    listen: tuple[str, int] | None = None,
+    linger: float = 0.0,
 ) -> dict[str, Any]:
     """Run one scenario to its end; return the summary the CLI prints last.
 
     With ``virtual``, scenario time is a virtual clock driven as fast as the loop
-    allows (tests); otherwise it runs ``speed`` times faster than wall time.
+    allows (tests); otherwise it runs ``speed`` times faster than wall time. With
+    ``listen``, the controller's endpoints are served there (port 0: any free port) and
+    stay up ``linger`` seconds after the scenario, or until SIGINT or SIGTERM.
     """
     scenario = load_scenario(scenario_name)
     scaled = ScaledClock.starting_now(scenario.start, speed or scenario.speed)
@@ -118,8 +128,11 @@ async def run_demo(
                 flush=True,
             )
             progress = Progress(clock, scenario.start)
-            async with open_runtime(settings, clock=clock, on_pass=progress) as runtime:
-                end = scenario.start + scenario.duration
+            end = scenario.start + scenario.duration
+            async with (
+                open_runtime(settings, clock=clock, on_pass=progress) as runtime,
+                _endpoints(runtime, end, listen) as url,
+            ):
                 if virtual is None:
                     with anyio.move_on_after(_wall_seconds(end, scaled)):
                         await runtime.loop.run()
@@ -128,7 +141,56 @@ async def run_demo(
                         tg.start_soon(runtime.loop.run)
                         await virtual.drive(end, sleepers=len(runtime.loop.reconcilers))
                         tg.cancel_scope.cancel()
+                if url is not None and linger > 0:
+                    print(
+                        f"demo: scenario over; {url}/ stays up for {linger:g}s (Ctrl-C to end)",
+                        flush=True,
+                    )
+                    await wait_or_signal(linger)
         return summarize(scenario, mode, audit_path, emulator)
+
+
+@dataclass(frozen=True)
+class StoppedAt:
+    """Scenario time that stops at the scenario's end: once it is over nothing runs, and
+    ``/healthz`` must show the controller as it ended, not as a loop gone stalled."""
+
+    clock: Clock
+    end: datetime
+
+    def now(self) -> datetime:
+        return min(self.clock.now(), self.end)
+
+    async def sleep(self, seconds: float) -> None:
+        await self.clock.sleep(seconds)
+
+
+@asynccontextmanager
+async def _endpoints(
+    runtime: Runtime, end: datetime, listen: tuple[str, int] | None
+) -> AsyncIterator[str | None]:
+    """The controller's routes, served as ``remediator run`` serves them; the URL or None."""
+    if listen is None:
+        yield None
+        return
+    # the runtime's own app (status page included), on time that stops with the scenario
+    app = replace(runtime, clock=StoppedAt(runtime.clock, end)).app()
+    async with serving(app, *listen) as url:
+        print(
+            f"demo: controller endpoints on {url}/ (status page; /metrics, /healthz, /readyz)",
+            flush=True,
+        )
+        yield url
+
+
+async def wait_or_signal(seconds: float) -> None:
+    """Sleep ``seconds``; SIGINT or SIGTERM ends it early, quietly."""
+    with (
+        anyio.move_on_after(seconds),
+        anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals,
+    ):
+        async for _ in signals:
+            return
 
 
 def _wall_seconds(end: datetime, clock: ScaledClock) -> float:

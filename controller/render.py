@@ -1,10 +1,12 @@
-"""Text and JSON views of reconcile passes, for ``plan``, ``run --once`` and the demo."""
+"""Text and JSON views of reconcile passes (``plan``, ``run --once``, the demo) and of audit
+records (``audit show``)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from controller.audit.show import record_time
 from controller.loop import PassFailure
 from controller.reconcile import PassResult
 
@@ -77,3 +79,26 @@ def pass_line(
         if decision.kind.value == "deny":
             line += f" [{decision.reason}]"
     return line
+
+
+def audit_line(record: dict[str, Any]) -> str:
+    """One audit record on one line: when, what kind, which policy, the verdict, the
+    action, the decision (and the guard that denied), the outcome, and why."""
+    ts = record_time(record)
+    when = ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if ts else str(record.get("ts"))
+    decision = record.get("decision") or "-"
+    if record.get("guard"):
+        decision = f"{decision}:{record['guard']}"
+    outcome = record.get("outcome") or record.get("efficacy") or "-"
+    cells = (
+        f"#{record.get('seq', '?')}",
+        when,
+        f"{record.get('kind', 'decision'):<12}",
+        str(record.get("policy", "-")),
+        f"{record.get('verdict') or '-':<10}",
+        record.get("action") or "-",
+        decision,
+        outcome,
+        str(record.get("reason", "")),
+    )
+    return "  ".join(cells)
