@@ -4,7 +4,9 @@ good set keeps running; a good set is applied, keeping each unchanged target as 
 from __future__ import annotations
 
 import copy
+import os
 import random
+import signal
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import yaml
 
 from controller.clock import VirtualClock
 from controller.emulator import Emulator
-from controller.runtime import fingerprint, open_runtime
+from controller.runtime import fingerprint, open_runtime, watch_policies
 from tests.conftest import BASE_POLICY, START, emulator_settings
 
 pytestmark = pytest.mark.anyio
@@ -79,3 +81,29 @@ async def test_a_bad_reload_keeps_the_last_good_set_and_a_good_one_applies(
         if s.name.endswith("_total")
     }
     assert samples == {"rejected": 1.0, "applied": 2.0}
+
+
+async def test_a_changed_file_or_sighup_reloads(
+    tmp_path: Path, clock: VirtualClock, emulator: tuple[Emulator, str]
+) -> None:
+    """The watcher notices a changed file within its check interval, and SIGHUP at once."""
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    write(folder, "api.yaml", BASE_POLICY)
+    settings = emulator_settings(emulator[1], tmp_path, policies=str(folder))
+    async with (
+        open_runtime(settings, clock=clock, rng=random.Random(2)) as runtime,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(watch_policies, runtime, 10.0)
+        await clock.drive(START + timedelta(seconds=5), sleepers=1)
+        changed = {**BASE_POLICY, "interval": "45s"}
+        write(folder, "api.yaml", changed)
+        await clock.drive(START + timedelta(seconds=16), sleepers=1)
+        assert runtime.loop.reconcilers[0].policy.interval == timedelta(seconds=45)
+        write(folder, "api.yaml", {**BASE_POLICY, "interval": "50s"})
+        os.kill(os.getpid(), signal.SIGHUP)
+        with anyio.fail_after(5):
+            while runtime.loop.reconcilers[0].policy.interval != timedelta(seconds=50):  # noqa: ASYNC110 (the signal arrives on the event loop)
+                await anyio.sleep(0.001)
+        tg.cancel_scope.cancel()
