@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from controller.azure.credentials import EMULATOR_TOKEN
+from controller.azure.clients import AzureClients
+from controller.azure.credentials import EMULATOR_TOKEN, make_credential
 from controller.cli import main
 from controller.clock import VirtualClock
 from controller.emulator import Emulator, list_scenarios, load_scenario
 from controller.emulator.config_writer import policies_for
+from controller.emulator.scenario import parse_scenario
+from controller.model import Proposal, Quality
 from controller.permissions import required_action, role_actions
-from controller.policy.schema import Policy
+from controller.plugins import default_registry
+from controller.policy.schema import Objective, Policy, Target
 from controller.telemetry import configure_logging
 from tests.conftest import emulator_settings
 from tests.integration.helpers import audit_records, run_controller
@@ -69,3 +75,96 @@ def test_unknown_operations_are_off_the_list() -> None:
     assert required_action("DELETE", app) is None
     assert required_action("PUT", "/subscriptions/s/resourceGroups/rg") is None
     assert required_action("PATCH", app) == "Microsoft.App/containerApps/write"
+
+
+TOUR = """\
+name: tour
+start: "2026-01-01T00:00:00Z"
+duration: 10m
+subscription: 00000000-0000-0000-0000-000000000001
+resources:
+  - type: cosmosThroughput
+    name: workflows
+    resourceGroup: rg-agentstudio-prod
+    account: cosmos-agentstudio-prod
+    database: agentstudio
+    container: workflows
+    location: eastus
+    throughput: 1000
+    workload: {ruDemand: 500}
+  - type: redisCache
+    name: redis-agentstudio-prod
+    resourceGroup: rg-agentstudio-prod
+    location: eastus
+    sku: {name: Standard, family: C, capacity: 1}
+    workload: {clients: 10}
+  - type: containerApp
+    resourceGroup: rg-agentstudio-prod
+    name: agentstudio-api
+    location: eastus
+    containers: [{name: api, image: agentstudio/api:1, cpu: 0.5, memory: 1Gi}]
+    workload: {cpuDemandCores: 0.1, baseMemoryMiB: 100}
+"""
+
+
+async def _tour(used: set[str]) -> None:
+    """What no shipped scenario reaches: a container-level offer, a cache reboot (it needs
+    an approval in the scenario), a resource-centric Application Insights query."""
+    scenario = parse_scenario(TOUR)
+    clock = VirtualClock(scenario.start + timedelta(minutes=5))
+    emu = Emulator(scenario, now=clock.now)
+    registry_ids = {o.name: o.resource_id for o in scenario.offers} | {
+        c.name: c.resource_id for c in scenario.caches
+    }
+    async with emu.serve() as base_url:
+        settings = emulator_settings(base_url, Path(tempfile.mkdtemp()))
+        async with AzureClients(settings, make_credential("emulator")) as clients:
+            registry = default_registry(clients, clock)
+            container = Target(type="cosmosSqlContainer", resource_id=registry_ids["workflows"])
+            cache = Target(type="redisCache", resource_id=registry_ids["redis-agentstudio-prod"])
+            raised = {"throughput": 1200}
+            await registry.apply("cosmosSqlContainer", "raiseThroughput")(
+                container, Proposal("raiseThroughput", 0, raised, {}, raised, "tour")
+            )
+            reboot = {"rebootType": "AllNodes"}
+            await registry.apply("redisCache", "rebootCache")(
+                cache, Proposal("rebootCache", 0, reboot, {}, reboot, "tour")
+            )
+            insights = (
+                "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/"
+                "rg-agentstudio-prod/providers/microsoft.insights/components/agentstudio"
+            )
+            query = Objective.model_validate(
+                {
+                    "name": "errors",
+                    "signal": {
+                        "type": "logs",
+                        "resourceId": insights,
+                        "template": "requestErrorRate",
+                        "role": "agentstudio-api",
+                    },
+                    "comparison": "<",
+                    "threshold": 1,
+                }
+            )
+            app = Target(type="containerApp", resource_id=scenario.resources[0].resource_id)
+            seen = await registry.signal("logs").observe(app, [query], clock.now())
+            assert seen["errors"].quality is not Quality.ERROR
+    used.update(a for r in emu.requests if (a := required_action(r["method"], r["path"])))
+
+
+async def test_the_role_holds_exactly_the_operations_the_controller_calls(tmp_path: Path) -> None:
+    """Every scenario run live, plus a tour of what none reaches: the operations called
+    are exactly the role's actions — none missing, none granted but unused."""
+    used: set[str] = set()
+    for name in WITH_POLICIES:
+        loaded = load_scenario(name)
+        clock = VirtualClock(loaded.start)
+        emu = Emulator(loaded, now=clock.now)
+        async with emu.serve() as base_url:
+            settings = emulator_settings(base_url, tmp_path / name, mode="live", listen="off")
+            policies = [Policy.model_validate(p) for p in policies_for(loaded, base_url)]
+            await run_controller(settings, policies, clock, loaded.start + loaded.duration)
+        used.update(a for r in emu.requests if (a := required_action(r["method"], r["path"])))
+    await _tour(used)
+    assert used == set(role_actions())
