@@ -38,7 +38,12 @@ class LoopHealth:
 
     def stalled(self, now: datetime) -> list[str]:
         """Targets more than one of their own intervals past their next pass."""
-        return sorted(n for n, due in self.due.items() if now - due > self.intervals[n])
+        late = []
+        for name, due in self.due.items():
+            interval = self.intervals.get(name)
+            if interval is not None and now - due > interval:
+                late.append(name)
+        return sorted(late)
 
 
 def _describe(exc: BaseException) -> str:
@@ -87,6 +92,7 @@ class Loop:
         self._on_pass = on_pass
         self._group: anyio.abc.TaskGroup | None = None
         self._scopes: dict[str, anyio.CancelScope] = {}
+        self._finished: dict[str, anyio.Event] = {}  # set when a target's task has ended
 
     def interval_of(self, reconciler: Reconciler) -> timedelta:
         return reconciler.policy.interval or self._interval
@@ -124,15 +130,25 @@ class Loop:
 
     def _start(self, reconciler: Reconciler) -> None:
         assert self._group is not None
+        name = reconciler.policy.name
         reconciler.register()
         scope = anyio.CancelScope()
-        self._scopes[reconciler.policy.name] = scope
+        self._scopes[name] = scope
+        previous = self._finished.get(name)
+        finished = self._finished[name] = anyio.Event()
 
         async def target() -> None:
-            with scope:
-                await self._target(reconciler)
+            try:
+                if previous is not None:
+                    # the replaced task may be finishing a shielded action: its result
+                    # must be in memory before the new one decides anything
+                    await previous.wait()
+                with scope:
+                    await self._target(reconciler, scope)
+            finally:
+                finished.set()
 
-        self._group.start_soon(target, name=reconciler.policy.name)
+        self._group.start_soon(target, name=name)
 
     async def run_once(self) -> list[PassResult | PassFailure]:
         """One pass of every target, one after another (``run --once``, ``plan``).
@@ -153,7 +169,7 @@ class Loop:
             results.append(await self._pass(reconciler))
         return results
 
-    async def _target(self, reconciler: Reconciler) -> None:
+    async def _target(self, reconciler: Reconciler, scope: anyio.CancelScope | None = None) -> None:
         name = reconciler.policy.name
         interval = self.interval_of(reconciler)
         self.health.intervals[name] = interval
@@ -165,6 +181,11 @@ class Loop:
             lag = (self._clock.now() - due).total_seconds()
             self._metrics.loop_lag.labels(name).set(max(lag, 0.0))
             await self._pass(reconciler)
+            if scope is not None and self._scopes.get(name) is not scope:
+                if name not in self._scopes:  # removed: leave no health entries behind
+                    for table in (self.health.due, self.health.last_tick, self.health.failures):
+                        table.pop(name, None)
+                return  # replaced or removed while its pass ran (a shielded action)
             failures = self.health.failures.get(name, 0)
             if failures:
                 delay = backoff(failures, interval, self._backoff_max)

@@ -234,7 +234,11 @@ class Reconciler:
             self._record(result, now, reconcile_id, "verdict")
         if result.breaker_opened is not None:
             self._escalate(now, reconcile_id, result.verdicts, result.breaker_opened)
-        if result.needs_human and not memory.told_human:
+        watched = {o.name for o in policy.objectives if o.escalate_only}
+        watched_breach = any(
+            v.objective in watched and v.state is VerdictState.BREACH for v in result.verdicts
+        )
+        if (result.needs_human or watched_breach) and not memory.told_human:
             memory.told_human = True
             self._tell_human(now, reconcile_id, result)
         memory.last_reason = result.reason
@@ -256,9 +260,9 @@ class Reconciler:
             tokens, overall = self._fleet.remaining(subscription, now)
             metrics.budget_remaining.labels("subscription", subscription).set(tokens)
             metrics.budget_remaining.labels("global", "all").set(overall)
-        if result.decision is not None:
-            paused = result.decision.guard == "paused"
-            metrics.paused.labels(policy.name).set(1 if paused else 0)
+        # 1 only while the kill switch is what holds this target's action back
+        held = result.decision is not None and result.decision.guard == "paused"
+        metrics.paused.labels(policy.name).set(1 if held else 0)
 
     def _judge(
         self, verdicts: tuple[Verdict, ...], now: datetime, reconcile_id: str
@@ -448,7 +452,13 @@ class Reconciler:
         memory.note_action(now, proposal.action, outcome.kind, proposal.step_index)
         self._metrics.actions.labels(proposal.action, outcome.kind).inc()
         if outcome.kind is OutcomeKind.SUCCEEDED and proposal.step_index >= 0:
-            baseline = {v.objective: v.value for v in verdicts if v.state is VerdictState.BREACH}
+            # judged on what it was meant to fix: escalate-only objectives are no rung's doing
+            watched = {o.name for o in policy.objectives if o.escalate_only}
+            baseline = {
+                v.objective: v.value
+                for v in verdicts
+                if v.state is VerdictState.BREACH and v.objective not in watched
+            }
             memory.pending = PendingVerification(
                 proposal.action,
                 proposal.step_index,

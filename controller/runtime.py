@@ -6,7 +6,7 @@ import random
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import anyio
@@ -31,6 +31,7 @@ from controller.memory import TargetMemory
 from controller.model import Mode
 from controller.plugins import default_registry
 from controller.policy.loader import LoadedPolicy, PolicyError, load_policies, policy_files
+from controller.policy.schema import Policy
 from controller.readiness import Readiness
 from controller.reconcile import PassResult, Reconciler
 from controller.registry import Registry, UnknownPlugin
@@ -103,6 +104,8 @@ class Runtime:
             keep = old is not None and old.policy == item.policy
             fresh.append(old if keep and old is not None else self.rebuild(item, old))
         self.loop.replace(fresh)
+        for gone in set(running) - {item.policy.name for item in loaded}:
+            self.metrics.forget(gone)
         if self.fleet is not None:
             self.fleet.resize(len(fresh))
         self.policies = loaded
@@ -226,7 +229,10 @@ async def open_runtime(
             settings, clock, loop, metrics, audit, registry, loaded, readiness, elector, escalator
         )
         runtime.rebuild = lambda item, old: reconciler(
-            item, old.memory if old else replayed.memories.get(item.policy.name)
+            item,
+            carried(old.policy, old.memory, item.policy)
+            if old
+            else replayed.memories.get(item.policy.name),
         )
         runtime.fleet = fleet
         runtime.mode = run_mode
@@ -257,6 +263,17 @@ async def elector_for(
     )
     async with container:
         yield LeaderElector(container, election.blob, election.identity, timing)
+
+
+def carried(old: Policy, memory: TargetMemory, new: Policy) -> TargetMemory:
+    """A changed policy keeps its target's memory (cooldowns, budgets, breakers) — but
+    rung positions refer to the old ladder, and "at baseline" to the old baseline."""
+    if old.remediation != new.remediation or old.step_back != new.step_back:
+        memory.episode_steps.clear()
+        memory.at_baseline = False
+        if memory.pending is not None:
+            memory.pending = replace(memory.pending, step=-1)  # judged, but no rung to retire
+    return memory
 
 
 def fingerprint(paths: Sequence[Path]) -> tuple[tuple[str, float, int], ...]:

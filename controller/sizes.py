@@ -70,8 +70,16 @@ def throughput_after(current: int, step: str | int, autoscale: bool, *, up: bool
         raw = current * factor if up else current / factor
     else:
         raw = current + step if up else current - step
+    raw = round(raw, 6)  # 3000 × 1.1 is 3300.0000000000005: not a reason for one unit more
     units = -(-raw // unit) if up else raw // unit
     moved = int(units) * unit
     if up:
         return max(moved, current + unit)
     return min(moved, current - unit)
+
+
+def throughput_floor(floor: int, autoscale: bool) -> int:
+    """``floor`` rounded up to what the service accepts (hundreds, or thousands for an
+    autoscale maximum): stepping back never asks for a value it would refuse."""
+    unit = 1000 if autoscale else 100
+    return -(-floor // unit) * unit

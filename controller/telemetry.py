@@ -157,6 +157,15 @@ class Metrics:
         self.verdicts.labels(policy, objective).set(_STATE_VALUE[state])
         self.verdict_total.labels(policy, objective, state.value).inc()
 
+    def forget(self, policy: str) -> None:
+        """Drop a removed policy's series, so no gauge of it keeps an alert firing."""
+        for metric in (self.verdicts, self.breaker_state, self.paused, self.loop_lag):
+            for labels in list(metric._metrics):
+                if policy in labels[:1]:
+                    metric.remove(*labels)
+        self.budget_remaining.labels("target", policy).set(0)
+        self.budget_remaining.remove("target", policy)
+
     def audit_write(self, seconds: float | None) -> None:
         """One audit write: its duration, or None when it failed."""
         if seconds is None:

@@ -210,8 +210,10 @@ class ContainerAppsActuator:
 
     async def rollback_revision(self, target: Target, proposal: Proposal) -> Outcome:
         """Send all ingress traffic to the proposed (older) revision, conditional on the
-        version read: a deploy that lands meanwhile is re-read, not overwritten."""
+        version read. Traffic that moved since the plan (a fix deployed meanwhile, a
+        revision of someone else's taking traffic) is theirs: the rollback stands down."""
         good = str(proposal.params["revision"])
+        bad = str(proposal.params.get("from", ""))
 
         def change(app: ContainerApp, before: ResourceState) -> dict[str, Any] | Outcome:
             ingress = app.configuration.ingress if app.configuration else None
@@ -225,6 +227,10 @@ class ContainerAppsActuator:
                 return Outcome(OutcomeKind.FAILED, seen, seen, "the app has no ingress")
             if weights == {good: 100}:
                 return {}
+            serving = {name for name, weight in weights.items() if weight > 0}
+            if bad not in serving or serving - {good, bad}:
+                detail = f"traffic changed since the plan ({weights}); not rolling back"
+                return Outcome(OutcomeKind.FAILED, seen, seen, detail, busy=True)
             traffic = [{"revisionName": good, "weight": 100}]
             return {"configuration": {"ingress": {"traffic": traffic}}}
 
@@ -236,9 +242,17 @@ class ContainerAppsActuator:
         client = await self._clients.container_apps(sub)
 
         async def latest_active() -> str | None:
+            """The newest active revision — among those taking traffic, when any does (a
+            0 % staging revision is not the one users are failing on)."""
             newest: tuple[datetime, str] | None = None
-            async for revision in client.container_apps_revisions.list_revisions(rg, name):
-                if not revision.active or not revision.name:
+            revisions = [
+                r
+                async for r in client.container_apps_revisions.list_revisions(rg, name)
+                if r.active and r.name
+            ]
+            serving = [r for r in revisions if (r.traffic_weight or 0) > 0]
+            for revision in serving or revisions:
+                if not revision.name:
                     continue
                 created = revision.created_time or datetime.min
                 if newest is None or created.replace(tzinfo=None) > newest[0]:

@@ -22,6 +22,7 @@ from controller.azure.clients import AzureClients
 from controller.clock import Clock
 from controller.model import Outcome, OutcomeKind, Proposal, ResourceState, Throughput
 from controller.policy.schema import Target
+from controller.sizes import throughput_floor
 
 
 def _int(text: Any) -> int | None:
@@ -83,8 +84,8 @@ class CosmosActuator:
             detail = f"the offer is {mode} now; the proposal was for {key}"
             return Outcome(OutcomeKind.FAILED, seen, seen, detail)
         current = seen[key]
-        if not up:
-            wanted = max(wanted, before.minimum)  # the service refuses less
+        if not up:  # the service refuses less than its minimum, or an unrounded value
+            wanted = max(wanted, throughput_floor(before.minimum, key == "maxThroughput"))
         if (current >= wanted) if up else (current <= wanted):
             return Outcome(OutcomeKind.SUCCEEDED, seen, seen, "already as proposed")
         resource: dict[str, Any] = (
@@ -134,9 +135,5 @@ class CosmosActuator:
 def _parts(target: Target) -> tuple[str, str, str, str, str | None]:
     """(subscription, resource group, account, database, container or None)."""
     sub, rg, _ = split_id(target.resource_id)
-    parts = target.resource_id.strip("/").split("/")
-    lowered = [p.lower() for p in parts]
-    account = parts[lowered.index("databaseaccounts") + 1]
-    database = parts[lowered.index("sqldatabases") + 1]
-    container = parts[lowered.index("containers") + 1] if "containers" in lowered else None
+    account, database, container = target.cosmos_parts
     return sub, rg, account, database, container

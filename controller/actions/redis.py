@@ -67,7 +67,11 @@ class RedisActuator:
         "Enabled"``, ``disableAccessKeyAuthentication: false``), so resizing a hardened
         cache would silently re-open it. The SDK maps the dict onto the model's wire
         names and sends ``{"properties": {"sku": …}}`` and nothing else. The PATCH is
-        answered ``Scaling``; the poller reads the cache until it is ``Succeeded``.
+        answered ``Scaling``, and Azure takes many minutes (often 20+) to finish: longer
+        than an action may hold the loop. So the action ends once the service has accepted
+        the change; later passes read ``Scaling`` (no new rung is proposed meanwhile), and
+        the verification judges it after the policy's ``settle`` — set that to cover a
+        scale (``verification: {settle: 30m}``).
         """
         wanted = CacheSku(
             str(proposal.params["sku"]),
@@ -87,7 +91,8 @@ class RedisActuator:
         # Any: the SDK's signature names only its model, whose defaults must not be sent
         body: Any = {"properties": {"sku": sku}}
         try:
-            poller = await retry.call(
+            # begin_update returns once the PATCH is accepted; the poller is not awaited
+            await retry.call(
                 self._clock, lambda: client.redis.begin_update(rg, name, body), write=True
             )
         except HttpResponseError as exc:
@@ -95,10 +100,10 @@ class RedisActuator:
             if busy is None:
                 raise
             return busy
-        # Not retried: a failed poll is not a failed scale. The next pass reads what landed.
-        await poller.result()
         after = await self.read(target)
-        return Outcome(OutcomeKind.SUCCEEDED, before, sku_view(after.cache))
+        landed = after.cache_state in (None, "Succeeded")
+        note = "" if landed else f"accepted; the cache is {after.cache_state} to the new size"
+        return Outcome(OutcomeKind.SUCCEEDED, before, sku_view(after.cache), note)
 
     async def reboot_cache(self, target: Target, proposal: Proposal) -> Outcome:
         """Reboot the cache's nodes: ``params`` = {"rebootType": AllNodes | PrimaryNode |

@@ -17,7 +17,12 @@ from controller.core.evaluate import holds
 from controller.core.plan import NoProposal
 from controller.model import ActionRecord, Proposal, ResourceState, Verdict, VerdictState
 from controller.policy.schema import Policy, RaiseThroughput, StepBack
-from controller.sizes import CONTAINER_APP_CPU_STEPS, memory_for, throughput_after
+from controller.sizes import (
+    CONTAINER_APP_CPU_STEPS,
+    memory_for,
+    throughput_after,
+    throughput_floor,
+)
 
 STEP_BACK_ACTIONS = frozenset({"scaleIn", "scaleDown", "lowerThroughput"})
 
@@ -85,13 +90,13 @@ def _lower_throughput(
     offer = state.throughput
     if offer is None or rule.baseline.throughput is None or offer.pending:
         return None
-    floor = max(rule.baseline.throughput, offer.minimum)
+    autoscale = offer.manual is None
+    floor = throughput_floor(max(rule.baseline.throughput, offer.minimum), autoscale)
     current = offer.provisioned
     if current <= floor:
         return None
     raises = [s.params for s in policy.remediation if isinstance(s.params, RaiseThroughput)]
     step = raises[0].step if raises else current - floor
-    autoscale = offer.manual is None
     wanted = max(throughput_after(current, step, autoscale, up=False), floor)
     key = "maxThroughput" if autoscale else "throughput"
     why = f"healthy for {rule.stable_for}; stepping back toward {rule.baseline.throughput} RU/s"

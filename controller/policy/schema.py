@@ -78,6 +78,11 @@ TARGET_IDS: dict[str, tuple[re.Pattern[str], str]] = {
         ),
     )
 }
+_COSMOS_PATH = re.compile(
+    r"/providers/Microsoft\.DocumentDB/databaseAccounts/(?P<account>[^/]+)"
+    r"/(?P<db_segment>sqlDatabases)/(?P<database>[^/]+)(?:/containers/(?P<container>[^/]+))?$",
+    re.IGNORECASE,
+)
 TargetType = Literal[
     "containerApp", "cosmosSqlDatabase", "cosmosSqlContainer", "redisCache", "azureResource"
 ]
@@ -152,7 +157,9 @@ class Target(Strict):
         """The resource Azure Monitor keeps this target's metrics on (a Cosmos DB
         database's or container's metrics live on its account)."""
         if self.type.startswith("cosmos"):
-            return self.resource_id[: self.resource_id.lower().index("/sqldatabases/")]
+            match = _COSMOS_PATH.search(self.resource_id)
+            assert match is not None  # validated
+            return self.resource_id[: match.start("db_segment") - 1]
         return self.resource_id
 
     @property
@@ -163,14 +170,23 @@ class Target(Strict):
         return METRIC_NAMESPACES[self.type]
 
     @property
+    def cosmos_parts(self) -> tuple[str, str, str | None]:
+        """(account, database, container or None) of a Cosmos DB target, read from the
+        path's fixed positions (names like "containers" elsewhere do not confuse it)."""
+        match = _COSMOS_PATH.search(self.resource_id)
+        if match is None:
+            raise ValueError(f"not a Cosmos DB SQL database or container: {self.resource_id}")
+        return match["account"], match["database"], match["container"]
+
+    @property
     def metrics_scope(self) -> str | None:
         """The dimension filter that narrows account metrics to this database/container."""
         if not self.type.startswith("cosmos"):
             return None
-        parts = self.resource_id.split("/")
-        scope = f"DatabaseName eq '{parts[parts.index('sqlDatabases') + 1]}'"
-        if self.type == "cosmosSqlContainer":
-            scope += f" and CollectionName eq '{parts[-1]}'"
+        _, database, container = self.cosmos_parts
+        scope = f"DatabaseName eq '{database}'"
+        if container is not None:
+            scope += f" and CollectionName eq '{container}'"
         return scope
 
 

@@ -216,3 +216,34 @@ async def test_a_conflicting_resize_is_recomputed_from_a_fresh_read(
     assert state["maxReplicas"] == 20
     assert (state["containers"][0]["cpu"], state["containers"][0]["memory"]) == (1.0, "2Gi")
     assert len(writes_of(emu)) == 2 and emu.writes == 1
+
+
+async def test_a_rollback_stands_down_when_traffic_moved_since_the_plan(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    """The plan was r2 → r1; by the time it runs, r2 no longer serves (someone shipped or
+    moved traffic): their traffic stays; the rollback is busy, not forced."""
+    from controller.emulator import load_scenario
+
+    scenario = load_scenario("bad-deploy")
+    emu = Emulator(scenario, now=clock.now)
+    target = make_policy().target.model_copy(
+        update={"resource_id": scenario.resources[0].resource_id}
+    )
+    async with emu.serve() as base_url:
+        settings = emulator_settings(base_url, tmp_path)
+        async with AzureClients(settings, make_credential("emulator")) as clients:
+            actuator = ContainerAppsActuator(clients, clock)
+            stale = {"revision": "agentstudio-api--r1", "from": "agentstudio-api--r9"}
+            outcome = await actuator.rollback_revision(
+                target, Proposal("rollbackRevision", 0, stale, {}, stale, "test")
+            )
+            assert outcome.kind is OutcomeKind.FAILED and outcome.busy
+            assert "traffic changed since the plan" in outcome.detail
+            planned = {"revision": "agentstudio-api--r1", "from": "agentstudio-api--r2"}
+            done = await actuator.rollback_revision(
+                target, Proposal("rollbackRevision", 0, planned, {}, planned, "test")
+            )
+            assert done.kind is OutcomeKind.SUCCEEDED
+    assert emu.writes == 1
+    assert emu.state()["resources"][target.resource_id]["traffic"] == {"agentstudio-api--r1": 100}

@@ -187,3 +187,32 @@ def test_step_back_needs_a_throughput_baseline_for_cosmos() -> None:
             [{"raiseThroughput": {"maxThroughput": 8000}}],
             stepBack={"baseline": {"minReplicas": 1}},
         )
+
+
+def test_ids_in_any_case_and_resource_names_like_path_words_parse() -> None:
+    """ARM ids are case-insensitive, and a group may be called "containers"."""
+    from controller.policy.schema import Target
+
+    rid = (
+        "/subscriptions/s/resourceGroups/containers/providers/Microsoft.DocumentDB"
+        "/databaseAccounts/acct/sqldatabases/db"
+    )
+    target = Target(type="cosmosSqlDatabase", resource_id=rid)
+    assert target.cosmos_parts == ("acct", "db", None)
+    assert target.metrics_scope == "DatabaseName eq 'db'"
+    assert target.metrics_id.endswith("/databaseAccounts/acct")
+
+
+def test_steps_are_rounded_exactly_and_step_back_floors_to_what_the_service_takes() -> None:
+    ladder = [{"raiseThroughput": {"step": "10%", "maxThroughput": 20000}}]
+    up = plan(cosmos(ladder), BREACH, offer(3000))
+    assert isinstance(up, Proposal) and up.after == {"throughput": 3300}  # not 3400
+    # an autoscale maximum moves in thousands: a 2,500 baseline means 3,000 at least
+    autoscale = cosmos(ladder, stepBack={"baseline": {"throughput": 2500}})
+    back = step_back.propose(autoscale, OK, offer(None, 5000))
+    assert isinstance(back, Proposal) and back.after == {"maxThroughput": 4000}
+    floor = step_back.propose(autoscale, OK, offer(None, 3000))
+    assert isinstance(floor, NoProposal) and floor.reason == "at baseline"
+    manual = cosmos(ladder, stepBack={"baseline": {"throughput": 450}})
+    lowest = step_back.propose(manual, OK, offer(600))
+    assert isinstance(lowest, Proposal) and lowest.after == {"throughput": 500}
