@@ -1,0 +1,1 @@
+"""Backtesting: replay recorded or historical signals through the same decision core."""

@@ -1,0 +1,80 @@
+"""What a backtest produced, as plain data: the report renders it, tests compare it.
+
+One :class:`Backtest` per policy set replayed; each target has a trace per objective
+(the values the decision core saw, with its threshold and clearing line, and the
+windows it judged in breach) and markers for every decision that was not a no-op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+MarkerKind = Literal["acted", "denied", "pending-approval", "escalation"]
+
+
+@dataclass(frozen=True)
+class Point:
+    ts: datetime
+    value: float | None  # None: no data (a gap, or unknown)
+
+
+@dataclass(frozen=True)
+class ObjectiveTrace:
+    name: str
+    measures: str  # what the signal measures (metric name, template, …)
+    comparison: str  # "<", "<=", ">", ">="
+    threshold: float
+    clear: float  # the clearing line (the threshold when none is set)
+    points: tuple[Point, ...]
+    breaches: tuple[tuple[datetime, datetime], ...]  # [start, end) judged in breach
+
+
+@dataclass(frozen=True)
+class Marker:
+    ts: datetime
+    kind: MarkerKind
+    action: str | None
+    reason: str
+    guard: str | None = None  # for a denial: which guard held it
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Estimated extra spend of the actions taken, by unit, and in money."""
+
+    units: Mapping[str, float]  # e.g. {"replica-hours": 3.5, "vcpu-hours": 1.0, …}
+    total: float  # in the price table's currency
+    currency: str = "USD"
+
+
+@dataclass(frozen=True)
+class TargetSummary:
+    actions: Mapping[str, int]  # action → count
+    denied: Mapping[str, int]  # guard → count
+    breach_minutes: float  # time any objective was in breach
+    first_action_minutes: float | None  # from the first breach to the first action
+    breaker_openings: int
+    escalations: int
+    cost: Cost
+
+
+@dataclass(frozen=True)
+class TargetTrace:
+    policy: str
+    target: str
+    objectives: tuple[ObjectiveTrace, ...]
+    markers: tuple[Marker, ...]
+    summary: TargetSummary
+
+
+@dataclass(frozen=True)
+class Backtest:
+    label: str  # the policy set's name (a path), to tell two sets apart in a comparison
+    start: datetime
+    end: datetime
+    effects: bool  # whether actions changed the replayed signals (the effect model)
+    targets: tuple[TargetTrace, ...]
