@@ -30,6 +30,7 @@ from controller.model import Observation, Quality, Sample
 from controller.policy.schema import MetricSignal, Objective, Target
 
 MAX_BATCH = 50
+HISTORY_CHUNK = timedelta(days=1)
 MAX_SERIES = 100  # series per metric when a filter splits by dimension (Azure's default is 10)
 _AGG_FIELD = {
     "Average": "average",
@@ -103,6 +104,45 @@ class AzureMonitorSource:
             whole = answers.get((objective.name, "whole"))
             out[objective.name] = _observation(target, objective, value, whole, now)
         return out
+
+    async def history(
+        self, target: Target, objective: Objective, start: datetime, end: datetime
+    ) -> list[Sample]:
+        """The objective's series over [start, end), read a day at a time (the metrics
+        API's comfortable size at a one-minute grain), for backtests."""
+        signal = metric_signal(objective)
+        parts: list[tuple[str, str | None]] = [("value", signal.filter)]
+        if signal.share_of is not None:
+            parts.append(("whole", signal.share_of.filter))
+        client = await self._clients.monitor(target.subscription)
+        read: dict[str, list[Sample]] = {}
+        for part, own in parts:
+            where = _and(target.metrics_scope, own)
+            samples: list[Sample] = []
+            chunk = start
+            while chunk < end:
+                until = min(end, chunk + HISTORY_CHUNK)
+                response = await retry.call(
+                    self._clock,
+                    lambda chunk=chunk, until=until, where=where: client.metrics.list(  # type: ignore[misc]
+                        target.metrics_id,
+                        timespan=f"{_iso(chunk)}/{_iso(until)}",
+                        interval=_iso_duration(signal.grain),
+                        metricnames=signal.metric,
+                        aggregation=signal.aggregation,
+                        filter=where,
+                        metricnamespace=signal.namespace or target.metrics_namespace,
+                        top=MAX_SERIES if where else None,
+                    ),
+                )
+                series: Series = {}
+                for metric in response.value or []:
+                    name = metric.name.value if metric.name else ""
+                    _collect(series, name or "", metric.timeseries or [], (signal.aggregation,))
+                samples += _samples(series, signal, objective.comparison)
+                chunk = until
+            read[part] = samples
+        return _share(read["value"], read["whole"]) if "whole" in read else read["value"]
 
     async def _batched(
         self, shape: QueryShape, resource_id: str, now: datetime

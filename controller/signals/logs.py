@@ -74,6 +74,22 @@ class LogsSource:
         )
         return self._history.observe(objective, target.resource_id, label, reading, now, now)
 
+    async def history(
+        self, target: Target, objective: Objective, start: datetime, end: datetime
+    ) -> list[Sample]:
+        """The objective's binned series over [start, end), for backtests (a query that
+        gives one number has no history: record it instead)."""
+        signal = objective.signal
+        if not isinstance(signal, LogsSignal):
+            raise TypeError(f"objective {objective.name} is not a logs query")
+        query = signal.query or log_templates.render(
+            signal.template or "requestErrorRate", signal.role, signal.grain
+        )
+        rows = await self._query(signal, query, (start, end))
+        if isinstance(rows, str):
+            raise ValueError(rows)
+        return _as_series(rows, signal.grain) or []
+
     async def _query(
         self, signal: LogsSignal, query: str, span: tuple[datetime, datetime]
     ) -> list[list[Any]] | str:

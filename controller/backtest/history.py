@@ -1,0 +1,165 @@
+"""Signal history to replay, and the recording format that stores it.
+
+A recording is JSON lines (``remediator-recording/1``):
+
+* a header: ``{"format": "remediator-recording/1", "recorded": TIME}``;
+* one line per target's starting size: ``{"policy": NAME, "state": {...}}`` (the fields
+  of the target the effect model needs: replicas, containers, throughput, cache size);
+* one line per value: ``{"ts": TIME, "policy": NAME, "objective": NAME, "value": X}``
+  (``null`` for a gap), one per objective and grain.
+
+It is what ``remediator record`` writes and ``remediator backtest --recording`` reads, so
+an incident can be shared and replayed without access to the Azure subscription.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from controller.model import CacheSku, ContainerSize, ResourceState, Throughput
+
+FORMAT = "remediator-recording/1"
+
+
+class RecordingError(ValueError):
+    """A recording that cannot be read; the message names the file and line."""
+
+
+@dataclass
+class History:
+    """Per policy: each objective's values by time, and the target's starting state."""
+
+    values: dict[tuple[str, str], dict[datetime, float | None]] = field(default_factory=dict)
+    states: dict[str, ResourceState] = field(default_factory=dict)
+
+    def add(self, policy: str, objective: str, ts: datetime, value: float | None) -> None:
+        self.values.setdefault((policy, objective), {})[ts] = value
+
+    def series(self, policy: str, objective: str) -> list[tuple[datetime, float | None]]:
+        return sorted(self.values.get((policy, objective), {}).items())
+
+    def span(self) -> tuple[datetime, datetime] | None:
+        stamps = [ts for points in self.values.values() for ts in points]
+        return (min(stamps), max(stamps)) if stamps else None
+
+
+def state_json(state: ResourceState) -> dict[str, Any]:
+    """The parts of a target's state the simulator changes."""
+    out: dict[str, Any] = {
+        "resourceId": state.resource_id,
+        "minReplicas": state.min_replicas,
+        "maxReplicas": state.max_replicas,
+        "replicas": state.replicas,
+        "containers": [
+            {"name": c.name, "cpu": c.cpu, "memory": c.memory} for c in state.containers
+        ],
+        "latestRevision": state.latest_revision,
+    }
+    if state.throughput is not None:
+        t = state.throughput
+        out["throughput"] = {
+            "manual": t.manual,
+            "autoscaleMax": t.autoscale_max,
+            "minimum": t.minimum,
+            "instantMaximum": t.instant_maximum,
+        }
+    if state.cache is not None:
+        out["cache"] = {
+            "name": state.cache.name,
+            "family": state.cache.family,
+            "capacity": state.cache.capacity,
+        }
+    return out
+
+
+def state_from_json(data: Mapping[str, Any]) -> ResourceState:
+    throughput = data.get("throughput")
+    cache = data.get("cache")
+    return ResourceState(
+        resource_id=str(data["resourceId"]),
+        min_replicas=int(data.get("minReplicas", 0)),
+        max_replicas=int(data.get("maxReplicas", 10)),
+        replicas=data.get("replicas"),
+        containers=tuple(
+            ContainerSize(str(c["name"]), float(c["cpu"]), str(c["memory"]))
+            for c in data.get("containers", [])
+        ),
+        latest_revision=data.get("latestRevision"),
+        throughput=Throughput(
+            throughput.get("manual"),
+            throughput.get("autoscaleMax"),
+            int(throughput.get("minimum", 400)),
+            throughput.get("instantMaximum"),
+        )
+        if throughput
+        else None,
+        cache=CacheSku(str(cache["name"]), str(cache["family"]), int(cache["capacity"]))
+        if cache
+        else None,
+        cache_state="Succeeded" if cache else None,
+    )
+
+
+def write_recording(path: Path, history: History, recorded: datetime) -> None:
+    with path.open("w", encoding="utf-8") as out:
+        out.write(json.dumps({"format": FORMAT, "recorded": recorded.isoformat()}) + "\n")
+        for policy, state in sorted(history.states.items()):
+            out.write(json.dumps({"policy": policy, "state": state_json(state)}) + "\n")
+        for (policy, objective), points in sorted(history.values.items()):
+            for ts, value in sorted(points.items()):
+                line = {"ts": ts.isoformat(), "policy": policy, "objective": objective}
+                out.write(json.dumps({**line, "value": value}) + "\n")
+
+
+def read_recording(path: Path) -> History:
+    history = History()
+    for number, data in _lines(path):
+        try:
+            if number == 1:
+                if data.get("format") != FORMAT:
+                    raise ValueError(f"not a recording (expected format {FORMAT!r})")
+                continue
+            if "state" in data:
+                history.states[str(data["policy"])] = state_from_json(data["state"])
+                continue
+            value = data["value"]
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise ValueError(f"value must be a number or null, got {value!r}")
+            ts = datetime.fromisoformat(str(data["ts"]))
+            history.add(str(data["policy"]), str(data["objective"]), ts, value)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RecordingError(f"{path}:{number}: {exc}") from None
+    return history
+
+
+def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RecordingError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError:
+            raise RecordingError(f"{path}:{number}: not JSON") from None
+        if not isinstance(data, dict):
+            raise RecordingError(f"{path}:{number}: expected an object")
+        yield number, data
+
+
+def merge(histories: Iterable[History]) -> History:
+    merged = History()
+    for history in histories:
+        for key, points in history.values.items():
+            merged.values.setdefault(key, {}).update(points)
+        merged.states.update(history.states)
+    return merged

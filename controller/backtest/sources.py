@@ -1,0 +1,84 @@
+"""Where history comes from: the signal backends over a past range, or live reads.
+
+``fetch`` asks Azure Monitor and Log Analytics for each objective's series over the range
+(Prometheus and HTTP probes keep no history Remediator can ask for: record them). The
+starting size of each target is read now, through the same readers the controller uses.
+
+``record`` captures what the signal sources return, pass after pass, into a History —
+the same observations the controller would judge — for later backtests and for sharing
+an incident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import structlog
+
+from controller.azure.clients import AzureClients
+from controller.backtest.history import History
+from controller.clock import Clock
+from controller.plugins import default_registry
+from controller.policy.schema import LogsSignal, MetricSignal, Policy
+from controller.signals.azure_monitor import AzureMonitorSource
+from controller.signals.logs import LogsSource
+
+log = structlog.get_logger("remediator.backtest")
+
+
+async def fetch(
+    clients: AzureClients, clock: Clock, policies: Sequence[Policy], start: datetime, end: datetime
+) -> History:
+    """Each objective's history over [start, end) and each target's size now."""
+    history = History()
+    metrics = AzureMonitorSource(clients, clock)
+    logs = LogsSource(clients, clock)
+    registry = default_registry(clients, clock)
+    for policy in policies:
+        history.states[policy.name] = await registry.read_state(policy.target.type)(policy.target)
+        for objective in policy.objectives:
+            signal = objective.signal
+            if isinstance(signal, MetricSignal):
+                samples = await metrics.history(policy.target, objective, start, end)
+            elif isinstance(signal, LogsSignal):
+                samples = await logs.history(policy.target, objective, start, end)
+            else:
+                log.warning(
+                    "no history for this signal: record it",
+                    policy=policy.name,
+                    objective=objective.name,
+                    signal=signal.type,
+                )
+                continue
+            for sample in samples:
+                history.add(policy.name, objective.name, sample.ts, sample.value)
+    return history
+
+
+async def record(
+    clients: AzureClients,
+    clock: Clock,
+    policies: Sequence[Policy],
+    duration: timedelta,
+    interval: timedelta,
+) -> History:
+    """Observe every objective each ``interval`` for ``duration``, keeping every sample."""
+    history = History()
+    registry = default_registry(clients, clock)
+    for policy in policies:
+        history.states[policy.name] = await registry.read_state(policy.target.type)(policy.target)
+    end = clock.now() + duration
+    while True:
+        now = clock.now()
+        for policy in policies:
+            for kind in sorted({o.signal.type for o in policy.objectives}):
+                objectives = [o for o in policy.objectives if o.signal.type == kind]
+                source = registry.signal(kind)
+                seen = await source.observe(policy.target, objectives, now)
+                for name, observation in seen.items():
+                    for sample in observation.samples:
+                        history.add(policy.name, name, sample.ts, sample.value)
+        if now + interval > end:
+            return history
+        await clock.sleep(interval.total_seconds())
