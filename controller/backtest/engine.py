@@ -242,8 +242,13 @@ async def replay(
     label: str = "policies",
     interval: timedelta = timedelta(minutes=1),
     prices: Prices | None = None,
+    mode: Mode = Mode.LIVE,
 ) -> Backtest:
-    """Run ``policies`` over ``history`` from ``start`` to ``end`` on a virtual clock."""
+    """Run ``policies`` over ``history`` from ``start`` to ``end`` on a virtual clock.
+
+    ``mode`` live (the default) acts on the simulated estate, so verification, breakers and
+    the effect model play out; dry-run replays what a dry-run controller would have logged.
+    """
     clock = VirtualClock(start)
     simulator = Simulator(clock)
     registry = Registry()
@@ -265,7 +270,7 @@ async def replay(
             policy,
             registry,
             clock,
-            Mode.LIVE,
+            mode,
             audit,
             metrics,
             decision_ttl=2 * (policy.interval or interval),
@@ -397,6 +402,8 @@ def _markers(policy: str, records: list[dict[str, object]]) -> list[Marker]:
         if kind == "escalation":
             markers.append(Marker(ts, "escalation", str(action) if action else None, reason))
         elif kind == "result" and record.get("outcome") == "succeeded":
+            markers.append(Marker(ts, "acted", str(action), reason, params=params))
+        elif kind == "decision" and record.get("outcome") == "would-run":
             markers.append(Marker(ts, "acted", str(action), reason, params=params))
         elif kind == "decision" and record.get("decision") == "deny":
             guard = str(record.get("guard") or "")

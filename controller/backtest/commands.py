@@ -1,0 +1,105 @@
+"""``remediator backtest`` and ``remediator record``: what they read, run and write."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from controller.azure.clients import AzureClients
+from controller.azure.credentials import make_credential
+from controller.backtest.engine import replay
+from controller.backtest.history import History, read_recording, write_recording
+from controller.backtest.model import Backtest
+from controller.backtest.prices import Prices
+from controller.backtest.sources import fetch, record
+from controller.config import Settings
+from controller.policy.loader import load_policies
+from controller.policy.schema import Policy
+from controller.runtime import clock_for
+
+
+async def history_for(
+    settings: Settings,
+    policies: Sequence[Policy],
+    start: datetime,
+    end: datetime,
+    recording: Path | None,
+) -> History:
+    """The recording when given, else each objective's history from its backend."""
+    if recording is not None:
+        return read_recording(recording)
+    clock = clock_for(settings)
+    credential = make_credential(settings.credential, settings.identity_client_id)
+    async with AzureClients(settings, credential) as clients:
+        return await fetch(clients, clock, policies, start, end)
+
+
+async def backtest(
+    settings: Settings,
+    start: datetime,
+    end: datetime,
+    *,
+    recording: Path | None = None,
+    compare: Sequence[Path] = (),
+    effects: bool = True,
+    prices: Prices | None = None,
+) -> list[Backtest]:
+    """Replay the settings' policies (and, with ``compare``, a second set) on one history."""
+    sets: list[tuple[str, list[Policy]]] = [
+        (", ".join(str(p) for p in settings.policies), _policies(settings.policies))
+    ]
+    if compare:
+        sets.append((", ".join(str(p) for p in compare), _policies(compare)))
+    everything = [p for _, policies in sets for p in policies]
+    history = await history_for(settings, everything, start, end, recording)
+    return [
+        await replay(
+            policies,
+            history,
+            start,
+            end,
+            effects=effects,
+            label=label,
+            interval=settings.interval,
+            prices=prices,
+        )
+        for label, policies in sets
+    ]
+
+
+async def record_to(settings: Settings, out: Path, duration: timedelta) -> History:
+    """Observe the settings' policies for ``duration`` and write the recording."""
+    policies = _policies(settings.policies)
+    clock = clock_for(settings)
+    credential = make_credential(settings.credential, settings.identity_client_id)
+    async with AzureClients(settings, credential) as clients:
+        history = await record(clients, clock, policies, duration, settings.interval)
+    write_recording(out, history, clock.now())
+    return history
+
+
+def summary(results: Sequence[Backtest]) -> dict[str, Any]:
+    """The JSON printed after a backtest: per set and target, what it would have done."""
+    return {
+        "backtests": [
+            {
+                "label": result.label,
+                "from": result.start.isoformat(),
+                "to": result.end.isoformat(),
+                "effects": result.effects,
+                "targets": {
+                    t.policy: json.loads(json.dumps(asdict(t.summary), default=str))
+                    for t in result.targets
+                },
+            }
+            for result in results
+        ]
+    }
+
+
+def _policies(paths: Sequence[Path]) -> list[Policy]:
+    return [item.policy for item in load_policies(paths)]
