@@ -198,10 +198,9 @@ class ReplaySource:
         for objective in objectives:
             grain = objective.signal.grain
             oldest = now - (objective.for_ + objective.staleness + grain * 2)
+            points = self._history.window(policy, objective.name, oldest, now - grain)
             samples = tuple(
-                Sample(ts, self._effect(target, objective, ts, value))
-                for ts, value in self._history.series(policy, objective.name)
-                if oldest <= ts and ts + grain <= now
+                Sample(ts, self._effect(target, objective, ts, value)) for ts, value in points
             )
             quality = Quality.GOOD if any(s.value is not None for s in samples) else Quality.MISSING
             out[objective.name] = Observation(
@@ -401,9 +400,9 @@ def _markers(policy: str, records: list[dict[str, object]]) -> list[Marker]:
         assert isinstance(params, dict)
         if kind == "escalation":
             markers.append(Marker(ts, "escalation", str(action) if action else None, reason))
-        elif kind == "result" and record.get("outcome") == "succeeded":
-            markers.append(Marker(ts, "acted", str(action), reason, params=params))
-        elif kind == "decision" and record.get("outcome") == "would-run":
+        elif (kind == "result" and record.get("outcome") == "succeeded") or (
+            kind == "decision" and record.get("outcome") == "would-run"
+        ):
             markers.append(Marker(ts, "acted", str(action), reason, params=params))
         elif kind == "decision" and record.get("decision") == "deny":
             guard = str(record.get("guard") or "")

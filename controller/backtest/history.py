@@ -14,6 +14,7 @@ an incident can be shared and replayed without access to the Azure subscription.
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -36,12 +37,30 @@ class History:
 
     values: dict[tuple[str, str], dict[datetime, float | None]] = field(default_factory=dict)
     states: dict[str, ResourceState] = field(default_factory=dict)
+    _sorted: dict[tuple[str, str], tuple[list[datetime], list[float | None]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def add(self, policy: str, objective: str, ts: datetime, value: float | None) -> None:
         self.values.setdefault((policy, objective), {})[ts] = value
+        self._sorted.pop((policy, objective), None)
 
     def series(self, policy: str, objective: str) -> list[tuple[datetime, float | None]]:
         return sorted(self.values.get((policy, objective), {}).items())
+
+    def window(
+        self, policy: str, objective: str, oldest: datetime, newest: datetime
+    ) -> list[tuple[datetime, float | None]]:
+        """The points with ``oldest <= ts <= newest`` — by bisection, as a replay asks for a
+        few dozen points of a week's series on every pass."""
+        key = (policy, objective)
+        index = self._sorted.get(key)
+        if index is None:
+            points = self.series(policy, objective)
+            index = self._sorted[key] = ([t for t, _ in points], [v for _, v in points])
+        times, values = index
+        lo, hi = bisect.bisect_left(times, oldest), bisect.bisect_right(times, newest)
+        return list(zip(times[lo:hi], values[lo:hi], strict=True))
 
     def span(self) -> tuple[datetime, datetime] | None:
         stamps = [ts for points in self.values.values() for ts in points]
