@@ -26,8 +26,13 @@ import anyio
 from controller import approvals, demo, kill_switch, permissions, render
 from controller.audit.log import AuditCorrupt, MemoryAudit, check_file
 from controller.audit.show import RecordFilter, Tail, follow, parse_kinds, parse_since
+from controller.backtest import commands as backtest_commands
+from controller.backtest.history import RecordingError, read_recording
+from controller.backtest.prices import Prices, PricesError, load_prices
+from controller.backtest.report import render as render_report
 from controller.clock import VirtualClock
 from controller.config import Settings, SettingsError, load_settings
+from controller.durations import parse_duration
 from controller.emulator import ScenarioError, load_scenario
 from controller.loop import PassFailure
 from controller.model import Mode
@@ -61,7 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         code: int = args.handler(args)
-    except (PolicyError, SettingsError, ScenarioError, UnknownPlugin) as exc:
+    except (
+        PolicyError,
+        SettingsError,
+        ScenarioError,
+        UnknownPlugin,
+        RecordingError,
+        PricesError,
+    ) as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_BAD_INPUT
     except AuditCorrupt as exc:
@@ -263,6 +275,39 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--config", help="settings file (YAML)")
     v.add_argument("--output", choices=("yaml", "json"), default="yaml")
     v.set_defaults(handler=_config_show)
+
+    p = _command(
+        sub,
+        "backtest",
+        "replay history through the policies: what they would have done, and what it costs",
+        """
+          remediator backtest --config settings.yaml --from 2026-01-01T00:00Z --to 2026-01-08T00:00Z
+          remediator backtest --config settings.yaml --recording incident.jsonl --report out.html
+          remediator backtest --config settings.yaml --compare variant-policies/ --report cmp.html
+        """,
+    )
+    p.add_argument("--config", help="settings file (YAML): the policies and where signals live")
+    p.add_argument("--from", dest="start", help="start of the range (ISO 8601, UTC)")
+    p.add_argument("--to", dest="end", help="end of the range (ISO 8601, UTC)")
+    p.add_argument("--recording", type=Path, help="replay this recording, not the backends")
+    p.add_argument("--compare", type=Path, nargs="+", default=[], help="a second policy set")
+    p.add_argument("--no-effects", action="store_true", help="open loop: actions change nothing")
+    p.add_argument("--prices", type=Path, help="a price table (YAML/JSON) overriding the defaults")
+    p.add_argument("--report", type=Path, help="write the HTML report here")
+    p.set_defaults(handler=_backtest)
+
+    p = _command(
+        sub,
+        "record",
+        "capture live observations into a recording, for backtests and for sharing an incident",
+        """
+          remediator record --config settings.yaml --out incident.jsonl --duration 2h
+        """,
+    )
+    p.add_argument("--config", help="settings file (YAML)")
+    p.add_argument("--out", type=Path, required=True, help="the recording to write (JSON lines)")
+    p.add_argument("--duration", default="1h", help="how long to record (e.g. 30m, 2h)")
+    p.set_defaults(handler=_record)
 
     p = _command(
         sub,
@@ -550,3 +595,44 @@ def _listen(text: str) -> tuple[str, int] | None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    prices = load_prices(args.prices) if args.prices else None
+    history_span = read_recording(args.recording).span() if args.recording else None
+    start = _moment(args.start) if args.start else (history_span[0] if history_span else None)
+    end = _moment(args.end) if args.end else (history_span[1] if history_span else None)
+    if start is None or end is None or end <= start:
+        print("remediator backtest: give --from and --to (or a recording)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    results = anyio.run(
+        lambda: backtest_commands.backtest(
+            settings,
+            start,
+            end,
+            recording=args.recording,
+            compare=args.compare,
+            effects=not args.no_effects,
+            prices=prices,
+        )
+    )
+    if args.report is not None:
+        args.report.write_text(render_report(results, prices=prices or Prices()), encoding="utf-8")
+        print(f"report: {args.report}", file=sys.stderr)
+    print(json.dumps(backtest_commands.summary(results)))
+    return EXIT_OK
+
+
+def _record(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    duration = parse_duration(args.duration)
+    history = anyio.run(lambda: backtest_commands.record_to(settings, args.out, duration))
+    points = sum(len(v) for v in history.values.values())
+    print(f"recorded {points} values of {len(history.values)} objectives to {args.out}")
+    return EXIT_OK
+
+
+def _moment(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

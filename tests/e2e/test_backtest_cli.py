@@ -1,0 +1,64 @@
+"""`remediator backtest` on the emulator's history, with two policy variants, and
+`remediator record` then a backtest of the recording."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from tests.e2e import test_emulator_and_run as run
+
+emulator_config = run.emulator_config  # a running emulator (cpu-spike at 600x) + settings
+
+
+def test_backtest_compares_two_policy_sets_on_the_emulators_history(
+    emulator_config: tuple[Path, str], tmp_path: Path
+) -> None:
+    config, base = emulator_config
+    # scenario time runs at 600x: wait until twenty minutes of history exist
+    run.eventually(
+        lambda: (s := run.get_json(f"{base}/_emulator/state")) and s["now"] >= "2026-01-01T00:21"
+    )
+    [policy_file] = config.with_name("settings.policies").iterdir()
+    variant = yaml.safe_load(policy_file.read_text())
+    variant["objectives"][0].update(comparison="<=", threshold=100)  # lenient: never breached
+    variants = tmp_path / "variant"
+    variants.mkdir()
+    (variants / "lenient.yaml").write_text(yaml.safe_dump(variant))
+    report = tmp_path / "report.html"
+    proc = run.cli(
+        "backtest",
+        "--config", str(config),
+        "--from", "2026-01-01T00:00:00Z",
+        "--to", "2026-01-01T00:20:00Z",
+        "--compare", str(variants),
+        "--report", str(report),
+    )  # fmt: skip
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    strict, lenient = json.loads(out)["backtests"]
+    [(name, acted)] = strict["targets"].items()
+    assert acted["actions"].get("scaleOut", 0) >= 1 and acted["cost"]["total"] > 0
+    assert lenient["targets"][name]["actions"] == {}
+    html = report.read_text()
+    assert html.count("<svg") >= 2 and name in html
+    assert run.get_json(f"{base}/_emulator/state")["writes"] == 0  # a backtest changes nothing
+
+
+def test_record_then_backtest_the_recording(
+    emulator_config: tuple[Path, str], tmp_path: Path
+) -> None:
+    config, _ = emulator_config
+    recording = tmp_path / "incident.jsonl"
+    proc = run.cli("record", "--config", str(config), "--out", str(recording), "--duration", "2m")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    lines = recording.read_text().splitlines()
+    assert json.loads(lines[0])["format"] == "remediator-recording/1"
+    assert any('"objective": "cpu"' in line for line in lines)
+    proc = run.cli("backtest", "--config", str(config), "--recording", str(recording))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert json.loads(out)["backtests"][0]["targets"]
