@@ -24,9 +24,10 @@ from typing import Any
 import anyio
 
 from controller import approvals, demo, kill_switch, permissions, render
-from controller.audit.log import AuditCorrupt, MemoryAudit, check_file
+from controller.audit.log import AuditCorrupt, MemoryAudit, check_file, read_records
 from controller.audit.show import RecordFilter, Tail, follow, parse_kinds, parse_since
 from controller.backtest import commands as backtest_commands
+from controller.backtest.from_audit import from_audit
 from controller.backtest.history import RecordingError, read_recording
 from controller.backtest.prices import Prices, PricesError, load_prices
 from controller.backtest.report import render as render_report
@@ -295,6 +296,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--prices", type=Path, help="a price table (YAML/JSON) overriding the defaults")
     p.add_argument("--report", type=Path, help="write the HTML report here")
     p.set_defaults(handler=_backtest)
+
+    p = _command(
+        sub,
+        "report",
+        "the backtest report from an audit log: what was done (or would have been) and why",
+        """
+          remediator report --audit remediator-audit.jsonl --report week.html
+          remediator report --audit remediator-audit.jsonl --config settings.yaml --report week.html
+        """,
+    )
+    p.add_argument("--audit", type=Path, required=True, help="the audit log (dry-run or live)")
+    p.add_argument("--config", help="settings file: charts from the signal history too")
+    p.add_argument("--report", type=Path, required=True, help="write the HTML report here")
+    p.set_defaults(handler=_report)
 
     p = _command(
         sub,
@@ -636,3 +651,24 @@ def _record(args: argparse.Namespace) -> int:
 def _moment(text: str) -> datetime:
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _report(args: argparse.Namespace) -> int:
+    records = list(read_records(args.audit))
+    history = None
+    policies: dict[str, Any] = {}
+    if args.config:
+        settings = _settings(args)
+        loaded = [item.policy for item in load_policies(settings.policies)]
+        policies = {p.name: p for p in loaded}
+        stamps = [datetime.fromisoformat(str(r["ts"]).replace("Z", "+00:00")) for r in records]
+        if stamps:
+            history = anyio.run(
+                lambda: backtest_commands.history_for(
+                    settings, loaded, min(stamps), max(stamps), None
+                )
+            )
+    result = from_audit(records, str(args.audit), policies, history)
+    args.report.write_text(render_report([result], "Remediator audit report"), encoding="utf-8")
+    print(json.dumps(backtest_commands.summary([result])))
+    return EXIT_OK

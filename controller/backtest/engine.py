@@ -30,6 +30,7 @@ from controller.audit.log import MemoryAudit
 from controller.backtest.history import History
 from controller.backtest.model import (
     Backtest,
+    Cost,
     Marker,
     ObjectiveTrace,
     Point,
@@ -309,8 +310,18 @@ def _trace(
 ) -> TargetTrace:
     mine = [(ts, r) for ts, r in passes if r.policy == policy.name]
     objectives = tuple(_objective(o, mine, end) for o in policy.objectives)
-    markers = tuple(_markers(policy.name, records))
-    windows = _windows([(ts, r.worst) for ts, r in mine], end)
+    markers = tuple(markers_from(policy.name, records))
+    stretches = windows([(ts, r.worst) for ts, r in mine], end)
+    sim = simulator.targets[policy.target.resource_id.lower()]
+    cost = cost_of(usage(sim.capacity, sim.states, end), prices)
+    summary = summarize(markers, stretches, cost)
+    return TargetTrace(policy.name, policy.target.resource_id, objectives, markers, summary)
+
+
+def summarize(
+    markers: Sequence[Marker], stretches: Sequence[tuple[datetime, datetime]], cost: Cost
+) -> TargetSummary:
+    """The summary table of one target, from its markers and breach stretches."""
     acted = [m for m in markers if m.kind == "acted"]
     actions: dict[str, int] = {}
     for marker in acted:
@@ -320,26 +331,19 @@ def _trace(
         if marker.kind == "denied":
             denied[marker.guard or "?"] = denied.get(marker.guard or "?", 0) + 1
     first = (
-        (acted[0].ts - windows[0][0]).total_seconds() / 60
-        if acted and windows and acted[0].ts >= windows[0][0]
+        (acted[0].ts - stretches[0][0]).total_seconds() / 60
+        if acted and stretches and acted[0].ts >= stretches[0][0]
         else None
     )
     escalations = [m for m in markers if m.kind == "escalation"]
-    sim = simulator.targets[policy.target.resource_id.lower()]
-    return TargetTrace(
-        policy.name,
-        policy.target.resource_id,
-        objectives,
-        markers,
-        TargetSummary(
-            actions=actions,
-            denied=denied,
-            breach_minutes=sum((b - a).total_seconds() for a, b in windows) / 60,
-            first_action_minutes=first,
-            breaker_openings=sum(1 for m in escalations if "breaker" in m.reason),
-            escalations=len(escalations),
-            cost=cost_of(usage(sim.capacity, sim.states, end), prices),
-        ),
+    return TargetSummary(
+        actions=actions,
+        denied=denied,
+        breach_minutes=sum((b - a).total_seconds() for a, b in stretches) / 60,
+        first_action_minutes=first,
+        breaker_openings=sum(1 for m in escalations if "breaker" in m.reason),
+        escalations=len(escalations),
+        cost=cost,
     )
 
 
@@ -363,7 +367,7 @@ def _objective(
         objective.threshold,
         objective.clear_line,
         tuple(points),
-        tuple(_windows(states, end)),
+        tuple(windows(states, end)),
     )
 
 
@@ -371,7 +375,7 @@ def _verdict(verdicts: Sequence[Verdict], name: str) -> Verdict | None:
     return next((v for v in verdicts if v.objective == name), None)
 
 
-def _windows(
+def windows(
     states: Sequence[tuple[datetime, VerdictState]], end: datetime
 ) -> list[tuple[datetime, datetime]]:
     """Contiguous stretches judged in breach, [first breach pass, first pass after)."""
@@ -388,7 +392,7 @@ def _windows(
     return windows
 
 
-def _markers(policy: str, records: list[dict[str, object]]) -> list[Marker]:
+def markers_from(policy: str, records: list[dict[str, object]]) -> list[Marker]:
     markers = []
     for record in records:
         if record.get("policy") != policy:
