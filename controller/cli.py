@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
@@ -22,6 +23,7 @@ from textwrap import dedent, indent
 from typing import Any
 
 import anyio
+import yaml
 
 from controller import approvals, demo, kill_switch, permissions, render
 from controller.audit.log import AuditCorrupt, MemoryAudit, check_file, read_records
@@ -34,7 +36,8 @@ from controller.backtest.report import render as render_report
 from controller.clock import VirtualClock
 from controller.config import Settings, SettingsError, load_settings
 from controller.durations import parse_duration
-from controller.emulator import ScenarioError, load_scenario
+from controller.emulator import Emulator, ScenarioError, load_scenario
+from controller.emulator.config_writer import policies_for
 from controller.loop import PassFailure
 from controller.model import Mode
 from controller.policy.json_schema import policy_json_schema
@@ -285,9 +288,14 @@ def _parser() -> argparse.ArgumentParser:
           remediator backtest --config settings.yaml --from 2026-01-01T00:00Z --to 2026-01-08T00:00Z
           remediator backtest --config settings.yaml --recording incident.jsonl --report out.html
           remediator backtest --config settings.yaml --compare variant-policies/ --report cmp.html
+          remediator backtest --scenario cpu-spike --compare variant/ --report demo.html
         """,
     )
     p.add_argument("--config", help="settings file (YAML): the policies and where signals live")
+    p.add_argument(
+        "--scenario",
+        help="backtest a demo scenario: its policies on its emulated history (no Azure needed)",
+    )
     p.add_argument("--from", dest="start", help="start of the range (ISO 8601, UTC)")
     p.add_argument("--to", dest="end", help="end of the range (ISO 8601, UTC)")
     p.add_argument("--recording", type=Path, help="replay this recording, not the backends")
@@ -613,6 +621,8 @@ if __name__ == "__main__":
 
 
 def _backtest(args: argparse.Namespace) -> int:
+    if args.scenario:
+        return anyio.run(_backtest_scenario, args)
     settings = _settings(args)
     prices = load_prices(args.prices) if args.prices else None
     history_span = read_recording(args.recording).span() if args.recording else None
@@ -671,4 +681,44 @@ def _report(args: argparse.Namespace) -> int:
     result = from_audit(records, str(args.audit), policies, history)
     args.report.write_text(render_report([result], "Remediator audit report"), encoding="utf-8")
     print(json.dumps(backtest_commands.summary([result])))
+    return EXIT_OK
+
+
+async def _backtest_scenario(args: argparse.Namespace) -> int:
+    """The scenario's emulator, at the scenario's end, serves its whole history."""
+    scenario = load_scenario(args.scenario)
+    end = scenario.start + scenario.duration
+    start = _moment(args.start) if args.start else scenario.start
+    until = _moment(args.end) if args.end else end
+    emulator = Emulator(scenario, now=lambda: end)
+    folder = Path(tempfile.mkdtemp(prefix=f"{scenario.name}-policies-"))
+    async with emulator.serve() as base_url:
+        for index, policy in enumerate(policies_for(scenario, base_url)):
+            (folder / f"{index:02d}.yaml").write_text(yaml.safe_dump(policy), encoding="utf-8")
+        settings = load_settings(
+            None,
+            environ={},
+            overrides={
+                "credential": "emulator",
+                "cloud": "custom",
+                "armEndpoint": base_url,
+                "metricsEndpoint": base_url,
+                "logsEndpoint": base_url,
+                "policies": str(folder),
+                "interval": "30s",
+            },
+        )
+        prices = load_prices(args.prices) if args.prices else None
+        results = await backtest_commands.backtest(
+            settings,
+            start,
+            until,
+            compare=args.compare,
+            effects=not args.no_effects,
+            prices=prices,
+        )
+    if args.report is not None:
+        args.report.write_text(render_report(results, prices=prices or Prices()), encoding="utf-8")
+        print(f"report: {args.report}", file=sys.stderr)
+    print(json.dumps(backtest_commands.summary(results)))
     return EXIT_OK

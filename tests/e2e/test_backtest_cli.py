@@ -62,3 +62,27 @@ def test_record_then_backtest_the_recording(
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert json.loads(out)["backtests"][0]["targets"]
+
+
+def test_backtest_a_demo_scenario_with_a_variant(tmp_path: Path, capsys: object) -> None:
+    """No Azure, no running emulator: the scenario's own history, its policies and a
+    variant that steps in by scaling up instead."""
+    from controller.cli import main
+    from controller.emulator import load_scenario
+
+    [policy] = load_scenario("cpu-spike").policies
+    variant = {**policy, "remediation": [{"scaleUp": {"maxCpu": 2.0}}]}
+    folder = tmp_path / "variant"
+    folder.mkdir()
+    (folder / "up.yaml").write_text(yaml.safe_dump(variant))
+    report = tmp_path / "demo.html"
+    code = main(
+        ["backtest", "--scenario", "cpu-spike", "--compare", str(folder), "--report", str(report)]
+    )
+    assert code == 0
+    out = capsys.readouterr().out  # type: ignore[attr-defined]
+    outward, upward = json.loads(out)["backtests"]
+    assert outward["targets"]["agentstudio-api-cpu"]["actions"] == {"scaleOut": 1}
+    assert upward["targets"]["agentstudio-api-cpu"]["actions"] == {"scaleUp": 1}
+    assert upward["targets"]["agentstudio-api-cpu"]["cost"]["total"] > 0
+    assert "cpu-spike-policies" in report.read_text()
