@@ -137,6 +137,7 @@ class RevisionInfo:
     created: datetime | None
     active: bool
     traffic: int  # percent of ingress traffic
+    healthy: bool | None = None  # the platform's health state (None: not reported)
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,11 @@ class ContainerAppsActuator:
             async def revisions() -> tuple[RevisionInfo, ...]:
                 found = [
                     RevisionInfo(
-                        r.name, _utc(r.created_time), bool(r.active), int(r.traffic_weight or 0)
+                        r.name,
+                        _utc(r.created_time),
+                        bool(r.active),
+                        int(r.traffic_weight or 0),
+                        _healthy(r.health_state),
                     )
                     async for r in client.container_apps_revisions.list_revisions(rg, name)
                     if r.name
@@ -314,6 +318,12 @@ def to_state(resource_id: str, app: ContainerApp) -> ResourceState:
         ),
         last_modified=_utc(app.system_data.last_modified_at) if app.system_data else None,
     )
+
+
+def _healthy(state: object) -> bool | None:
+    """The revision's health as the platform reports it (an enum or a string)."""
+    text = str(getattr(state, "value", state) or "").lower()
+    return {"healthy": True, "unhealthy": False}.get(text)
 
 
 def _utc(moment: datetime | None) -> datetime | None:

@@ -170,9 +170,13 @@ def _rollback(
             f"rollbackRevision: {newest.name} has served since {newest.created:%Y-%m-%d %H:%M}, "
             f"longer than the policy's {format_duration(step.within)}: not a fresh deploy"
         )
-    older = [r for r in state.revisions if _created(r) < _created(newest) and r.active]
+    older = [
+        r
+        for r in state.revisions
+        if _created(r) < _created(newest) and r.active and r.healthy is not False
+    ]
     if not older:
-        return NoProposal(f"rollbackRevision: no active revision older than {newest.name}")
+        return NoProposal(f"rollbackRevision: no active, healthy revision older than {newest.name}")
     previous = max(older, key=_created)
     before = {"traffic": {r.name: r.traffic for r in serving}}
     after = {"traffic": {previous.name: 100}}

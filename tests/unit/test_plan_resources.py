@@ -216,3 +216,20 @@ def test_steps_are_rounded_exactly_and_step_back_floors_to_what_the_service_take
     manual = cosmos(ladder, stepBack={"baseline": {"throughput": 450}})
     lowest = step_back.propose(manual, OK, offer(600))
     assert isinstance(lowest, Proposal) and lowest.after == {"throughput": 500}
+
+
+def test_rollback_skips_a_revision_the_platform_reports_unhealthy() -> None:
+    """r1 (a broken canary left active) is unhealthy: traffic goes back to r0 instead."""
+    policy = make_policy(remediation=[{"rollbackRevision": {"within": "1h"}}])
+    state = ResourceState(
+        "app",
+        multiple_revisions=True,
+        revisions=(
+            RevisionInfo("api--r1", NOW - timedelta(days=3), True, 0, healthy=False),
+            RevisionInfo("api--r0", NOW - timedelta(days=9), True, 0, healthy=True),
+            RevisionInfo("api--r2", NOW - timedelta(minutes=20), True, 100, healthy=True),
+        ),
+    )
+    breach = (Verdict("cpu", VerdictState.BREACH, 95.0, 70.0, "x"),)
+    proposal = plan(policy, breach, state, now=NOW)
+    assert isinstance(proposal, Proposal) and proposal.params["revision"] == "api--r0"
