@@ -49,6 +49,12 @@ from controller.settings_view import settings_view
 from controller.telemetry import configure_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class BadOption(ValueError):
+    """A command-line value that cannot be used (exit 2)."""
+
+
 DEMO_LISTEN = "127.0.0.1:9464"  # the demo's endpoints when it lingers and --listen is not given
 
 EXIT_CODES = """\
@@ -77,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         UnknownPlugin,
         RecordingError,
         PricesError,
+        BadOption,
     ) as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -642,6 +649,11 @@ def _backtest(args: argparse.Namespace) -> int:
             prices=prices,
         )
     )
+    return _backtest_out(args, results, prices)
+
+
+def _backtest_out(args: argparse.Namespace, results: Any, prices: Prices | None) -> int:
+    """The report (when asked for) and the JSON summary, the same for every history."""
     if args.report is not None:
         args.report.write_text(render_report(results, prices=prices or Prices()), encoding="utf-8")
         print(f"report: {args.report}", file=sys.stderr)
@@ -651,7 +663,10 @@ def _backtest(args: argparse.Namespace) -> int:
 
 def _record(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    duration = parse_duration(args.duration)
+    try:
+        duration = parse_duration(args.duration)
+    except ValueError as exc:
+        raise BadOption(f"--duration: {exc}") from None
     history = anyio.run(lambda: backtest_commands.record_to(settings, args.out, duration))
     points = sum(len(v) for v in history.values.values())
     print(f"recorded {points} values of {len(history.values)} objectives to {args.out}")
@@ -659,7 +674,10 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _moment(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadOption(f"{text!r} is not a time; use ISO 8601, e.g. 2026-01-01T00:00Z") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -717,8 +735,4 @@ async def _backtest_scenario(args: argparse.Namespace) -> int:
             effects=not args.no_effects,
             prices=prices,
         )
-    if args.report is not None:
-        args.report.write_text(render_report(results, prices=prices or Prices()), encoding="utf-8")
-        print(f"report: {args.report}", file=sys.stderr)
-    print(json.dumps(backtest_commands.summary(results)))
-    return EXIT_OK
+    return _backtest_out(args, results, prices)

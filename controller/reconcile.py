@@ -234,7 +234,7 @@ class Reconciler:
             self._record(result, now, reconcile_id, "verdict")
         if result.breaker_opened is not None:
             self._escalate(now, reconcile_id, result.verdicts, result.breaker_opened)
-        watched = {o.name for o in policy.objectives if o.escalate_only}
+        watched = policy.escalate_only
         watched_breach = any(
             v.objective in watched and v.state is VerdictState.BREACH for v in result.verdicts
         )
@@ -453,7 +453,7 @@ class Reconciler:
         self._metrics.actions.labels(proposal.action, outcome.kind).inc()
         if outcome.kind is OutcomeKind.SUCCEEDED and proposal.step_index >= 0:
             # judged on what it was meant to fix: escalate-only objectives are no rung's doing
-            watched = {o.name for o in policy.objectives if o.escalate_only}
+            watched = policy.escalate_only
             baseline = {
                 v.objective: v.value
                 for v in verdicts

@@ -149,6 +149,11 @@ async def open_runtime(
                 call_metrics=metrics,
             )
         )
+        # ARM's write headroom, as RateLimitPolicy last read it (NaN before any write)
+        limits = clients.rate_limits
+        metrics.arm_writes_remaining.set_function(
+            lambda: float("nan") if limits.writes is None else float(limits.writes)
+        )
         replayed = Replayed()
         if audit is None:
             log_file = stack.enter_context(AuditLog(settings.audit_path, metrics.audit_write))

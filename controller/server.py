@@ -60,8 +60,6 @@ def make_app(
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:
-        if elector is not None:
-            metrics.leader.set(1 if elector.is_leader else 0)
         ok, detail = health(loop, clock, elector)
         return web.json_response(detail, status=200 if ok else 503)
 

@@ -141,3 +141,16 @@ async def dump_dom(binary: str, url: str, profile: Path, proxy: Proxy) -> str:
     """The DOM as Chromium rendered it."""
     run = await chromium(binary, url, profile, proxy, "--dump-dom")
     return run.stdout.decode("utf-8")
+
+
+PNG = b"\x89PNG\r\n\x1a\n"
+BLANK_PAGE = 9_400  # bytes: what Chromium's screenshot of an empty page at this size takes
+
+
+def keep(shot: Path) -> bytes:
+    """The screenshot's bytes, copied to ``$REMEDIATOR_SCREENSHOT_DIR`` when that is set."""
+    if os.environ.get("REMEDIATOR_SCREENSHOT_DIR"):
+        folder = Path(os.environ["REMEDIATOR_SCREENSHOT_DIR"])
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, folder / shot.name)
+    return shot.read_bytes()

@@ -81,7 +81,7 @@ class RateLimitPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
 
 class CallMetricsPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
     """Counts every Azure call by the RBAC action it needs and its HTTP status (retries
-    included: each attempt is a call the service saw), and ARM's write headroom."""
+    included: each attempt is a call the service saw)."""
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
@@ -94,9 +94,6 @@ class CallMetricsPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
     def on_response(self, request: PipelineRequest, response: Any) -> None:  # type: ignore[type-arg]
         status = str(response.http_response.status_code)
         self._metrics.azure_requests.labels(self._operation(request), status).inc()
-        left = response.http_response.headers.get("x-ms-ratelimit-remaining-subscription-writes")
-        if left is not None and str(left).isdigit():
-            self._metrics.arm_writes_remaining.set(int(left))
 
     def on_exception(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
         self._metrics.azure_requests.labels(self._operation(request), "error").inc()

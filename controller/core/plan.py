@@ -65,7 +65,7 @@ def plan(
     idle = nothing_to_do(policy, verdicts)
     if idle is not None:
         return idle
-    watched = {o.name for o in policy.objectives if o.escalate_only}
+    watched = policy.escalate_only
     breaches = [
         v for v in verdicts if v.state is VerdictState.BREACH and v.objective not in watched
     ]
@@ -84,7 +84,7 @@ def plan(
 
 def nothing_to_do(policy: Policy, verdicts: Sequence[Verdict]) -> NoProposal | None:
     """Why no step is needed, decided before the resource is read; None when one may be."""
-    watched = {o.name for o in policy.objectives if o.escalate_only}
+    watched = policy.escalate_only
     breached = [v for v in verdicts if v.state is VerdictState.BREACH]
     if not breached:
         states = sorted({v.state.value for v in verdicts})

@@ -24,8 +24,6 @@ from controller.sizes import (
     throughput_floor,
 )
 
-STEP_BACK_ACTIONS = frozenset({"scaleIn", "scaleDown", "lowerThroughput"})
-
 
 def when_due(
     policy: Policy,

@@ -597,6 +597,11 @@ class Policy(Strict):
         return self.metadata.name
 
     @property
+    def escalate_only(self) -> frozenset[str]:
+        """Objectives watched for a person, never a reason to act."""
+        return frozenset(o.name for o in self.objectives if o.escalate_only)
+
+    @property
     def step_back_actions(self) -> tuple[str, ...]:
         """The actions stepping back may take (none without ``stepBack``)."""
         return STEP_BACK_ACTIONS[self.target.type] if self.step_back is not None else ()

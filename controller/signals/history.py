@@ -14,8 +14,11 @@ per objective.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+
+import anyio
 
 from controller.model import Observation, Quality, Sample
 from controller.policy.schema import Objective
@@ -88,3 +91,32 @@ class History:
             del series.values[stamp]
         samples = tuple(Sample(t, v) for t, v in sorted(series.values.items()))
         return Observation(target, signal, samples, reading.quality, observed_at, reading.reason)
+
+    def observe_all(
+        self,
+        objectives: Sequence[Objective],
+        target: str,
+        readings: dict[str, Reading],
+        now: datetime,
+        observed_at: datetime,
+    ) -> dict[str, Observation]:
+        """Record a pass's readings; one observation per objective, by name."""
+        return {
+            o.name: self.observe(o, target, o.measures, readings[o.name], now, observed_at)
+            for o in objectives
+        }
+
+
+async def read_each(
+    objectives: Sequence[Objective], read: Callable[[Objective], Awaitable[Reading]]
+) -> dict[str, Reading]:
+    """One reading per objective, read concurrently."""
+    readings: dict[str, Reading] = {}
+
+    async def one(objective: Objective) -> None:
+        readings[objective.name] = await read(objective)
+
+    async with anyio.create_task_group() as tg:
+        for objective in objectives:
+            tg.start_soon(one, objective)
+    return readings

@@ -26,13 +26,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import aiohttp
-import anyio
 
 from controller.clock import Clock
 from controller.model import Observation
 from controller.policy.probe_signals import HttpProbeSignal
 from controller.policy.schema import Objective, Target
-from controller.signals.history import History, Key, Reading, bucket
+from controller.signals.history import History, Key, Reading, bucket, read_each
 
 SessionFactory = Callable[[], aiohttp.ClientSession]
 
@@ -72,34 +71,19 @@ class HttpProbeSource:
         self, target: Target, objectives: Sequence[Objective], now: datetime
     ) -> dict[str, Observation]:
         """Probe once per objective, concurrently, and report each by its measure."""
-        readings: dict[str, Reading] = {}
-        async with self._session_factory() as session, anyio.create_task_group() as tg:
-            for objective in objectives:
-                tg.start_soon(self._probe_into, readings, session, target, objective, now)
-        observed_at = self._clock.now()
-        return {
-            o.name: self._history.observe(
-                o, target.resource_id, _describe(o), readings[o.name], now, observed_at
-            )
-            for o in objectives
-        }
+        async with self._session_factory() as session:
 
-    async def _probe_into(
-        self,
-        readings: dict[str, Reading],
-        session: aiohttp.ClientSession,
-        target: Target,
-        objective: Objective,
-        now: datetime,
-    ) -> None:
-        signal: object = objective.signal
-        if not isinstance(signal, HttpProbeSignal):
-            readings[objective.name] = Reading.error(
-                f"not an httpProbe signal: {type(signal).__name__}"
-            )
-            return
-        result = await probe(session, signal)
-        readings[objective.name] = self._count(target.resource_id, objective, signal, result, now)
+            async def read(objective: Objective) -> Reading:
+                signal: object = objective.signal
+                if not isinstance(signal, HttpProbeSignal):
+                    return Reading.error(f"not an httpProbe signal: {type(signal).__name__}")
+                result = await probe(session, signal)
+                return self._count(target.resource_id, objective, signal, result, now)
+
+            readings = await read_each(objectives, read)
+        return self._history.observe_all(
+            objectives, target.resource_id, readings, now, self._clock.now()
+        )
 
     def _count(
         self,
@@ -149,9 +133,3 @@ async def probe(session: aiohttp.ClientSession, signal: HttpProbeSignal) -> Prob
         expected = ", ".join(str(s) for s in signal.expect_status)
         return ProbeResult(False, latency, f"HTTP {status}, expected {expected}")
     return ProbeResult(True, latency)
-
-
-def _describe(objective: Objective) -> str:
-    signal: object = objective.signal
-    measure = signal.measure if isinstance(signal, HttpProbeSignal) else "?"
-    return f"httpProbe:{measure}"

@@ -21,13 +21,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
-import anyio
 
 from controller.clock import Clock
 from controller.model import Observation
 from controller.policy.probe_signals import PrometheusSignal
 from controller.policy.schema import Objective, Target
-from controller.signals.history import History, Reading
+from controller.signals.history import History, Reading, read_each
 
 MAX_BODY = 4 * 1024 * 1024  # a one-number answer is tiny: bounds what a runaway query costs
 SHOWN_SERIES = 3  # label sets quoted when a query returns several series
@@ -57,33 +56,19 @@ class PrometheusSource:
         self, target: Target, objectives: Sequence[Objective], now: datetime
     ) -> dict[str, Observation]:
         """One observation per objective; the queries run concurrently."""
-        readings: dict[str, Reading] = {}
         # a session per pass: nothing to close at shutdown, and passes are minutes apart
-        async with self._session_factory() as session, anyio.create_task_group() as tg:
-            for objective in objectives:
-                tg.start_soon(self._read_into, readings, session, objective, now)
-        observed_at = self._clock.now()
-        return {
-            o.name: self._history.observe(
-                o, target.resource_id, _describe(o), readings[o.name], now, observed_at
-            )
-            for o in objectives
-        }
+        async with self._session_factory() as session:
 
-    async def _read_into(
-        self,
-        readings: dict[str, Reading],
-        session: aiohttp.ClientSession,
-        objective: Objective,
-        now: datetime,
-    ) -> None:
-        signal: object = objective.signal
-        if not isinstance(signal, PrometheusSignal):
-            readings[objective.name] = Reading.error(
-                f"not a prometheus signal: {type(signal).__name__}"
-            )
-            return
-        readings[objective.name] = await self._read(session, signal, now)
+            async def read(objective: Objective) -> Reading:
+                signal: object = objective.signal
+                if not isinstance(signal, PrometheusSignal):
+                    return Reading.error(f"not a prometheus signal: {type(signal).__name__}")
+                return await self._read(session, signal, now)
+
+            readings = await read_each(objectives, read)
+        return self._history.observe_all(
+            objectives, target.resource_id, readings, now, self._clock.now()
+        )
 
     async def _read(
         self, session: aiohttp.ClientSession, signal: PrometheusSignal, now: datetime
@@ -178,9 +163,3 @@ def _where(server: str) -> str:
     """The server without any user:password it may carry, for messages."""
     parts = urlsplit(server)
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
-
-
-def _describe(objective: Objective) -> str:
-    signal: object = objective.signal
-    query = signal.query if isinstance(signal, PrometheusSignal) else "?"
-    return f"prometheus:{query}"

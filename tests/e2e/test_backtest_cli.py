@@ -86,3 +86,12 @@ def test_backtest_a_demo_scenario_with_a_variant(tmp_path: Path, capsys: object)
     assert upward["targets"]["agentstudio-api-cpu"]["actions"] == {"scaleUp": 1}
     assert upward["targets"]["agentstudio-api-cpu"]["cost"]["total"] > 0
     assert "cpu-spike-policies" in report.read_text()
+
+
+def test_a_bad_time_or_duration_is_a_usage_error(capsys: object) -> None:
+    from controller.cli import main
+
+    assert main(["backtest", "--scenario", "cpu-spike", "--from", "yesterday"]) == 2
+    assert main(["record", "--out", "/dev/null", "--duration", "5x"]) == 2
+    err = capsys.readouterr().err  # type: ignore[attr-defined]
+    assert "'yesterday' is not a time" in err and "--duration:" in err

@@ -3,9 +3,7 @@ its charts and tables render from the file alone."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import struct
 from pathlib import Path
 
@@ -14,22 +12,18 @@ import pytest
 from controller.backtest.model import Cost
 from controller.backtest.prices import Prices
 from controller.backtest.report import render
-from tests.chromium import dump_dom, refusing_proxy, require_chromium, screenshot
+from tests.chromium import (
+    BLANK_PAGE,
+    PNG,
+    dump_dom,
+    keep,
+    refusing_proxy,
+    require_chromium,
+    screenshot,
+)
 from tests.unit.test_backtest_report import POLICY, TARGET, backtest
 
 pytestmark = pytest.mark.anyio
-
-PNG = b"\x89PNG\r\n\x1a\n"
-BLANK_PAGE = 9_400  # bytes: what Chromium's screenshot of an empty page at this size takes
-
-
-def keep(shot: Path) -> bytes:
-    """The screenshot's bytes, copied to ``$REMEDIATOR_SCREENSHOT_DIR`` when that is set."""
-    if os.environ.get("REMEDIATOR_SCREENSHOT_DIR"):
-        folder = Path(os.environ["REMEDIATOR_SCREENSHOT_DIR"])
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, folder / shot.name)
-    return shot.read_bytes()
 
 
 async def test_chromium_renders_a_comparison_report_from_a_file_with_no_network(

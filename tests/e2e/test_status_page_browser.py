@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import struct
 from pathlib import Path
 
@@ -11,23 +9,19 @@ import pytest
 
 from controller.clock import VirtualClock
 from controller.emulator import Emulator
-from tests.chromium import dump_dom, refusing_proxy, require_chromium, screenshot
+from tests.chromium import (
+    BLANK_PAGE,
+    PNG,
+    dump_dom,
+    keep,
+    refusing_proxy,
+    require_chromium,
+    screenshot,
+)
 from tests.conftest import APP_ID
 from tests.integration.test_status_page import controller_after_spike
 
 pytestmark = pytest.mark.anyio
-
-PNG = b"\x89PNG\r\n\x1a\n"
-BLANK_PAGE = 9_400  # bytes: what Chromium's screenshot of an empty page at this size takes
-
-
-def keep(shot: Path) -> bytes:
-    """The screenshot's bytes, copied to ``$REMEDIATOR_SCREENSHOT_DIR`` when that is set."""
-    if os.environ.get("REMEDIATOR_SCREENSHOT_DIR"):
-        folder = Path(os.environ["REMEDIATOR_SCREENSHOT_DIR"])
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy(shot, folder / shot.name)
-    return shot.read_bytes()
 
 
 async def test_chromium_renders_the_status_page_with_no_network(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiohttp
 
@@ -65,3 +66,27 @@ def metric_params(names: str, a: float, b: float, **extra: str) -> dict[str, str
         **MON,
         **extra,
     }
+
+
+def shape(value: Any) -> Any:
+    """The JSON's structure: keys and value types, not values."""
+    if isinstance(value, dict):
+        return {k: shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shape(value[0])] if value else []
+    return type(value).__name__
+
+
+def covers(ours: Any, theirs: Any, where: str = "") -> list[str]:
+    """Where ``ours`` lacks a key of ``theirs`` or gives it another type."""
+    if isinstance(theirs, dict):
+        if not isinstance(ours, dict):
+            return [f"{where}: expected an object"]
+        return [
+            p
+            for k, v in theirs.items()
+            for p in covers(ours.get(k, "<missing>"), v, f"{where}.{k}")
+        ]
+    if ours == "<missing>":
+        return [f"{where}: missing"]
+    return [] if ours == theirs else [f"{where}: {ours} instead of {theirs}"]

@@ -18,37 +18,13 @@ from controller.azure.clients import AllowHttpPolicy
 from controller.azure.credentials import EmulatorCredential
 from controller.emulator import Emulator, load_scenario
 
-from .support import ManualClock
+from .support import ManualClock, covers, shape
 
 pytestmark = pytest.mark.anyio
 EXAMPLES = Path(__file__).parents[1] / "fixtures" / "azure-examples" / "cosmos-db"
 RG, ACCOUNT, DB = "rg-agentstudio-prod", "cosmos-agentstudio-prod", "agentstudio"
 SCENARIO = load_scenario("cosmos-throttling")
 OFFER_ID = SCENARIO.offers[0].resource_id
-
-
-def shape(value: Any) -> Any:
-    """The JSON's structure: keys and value types, not values."""
-    if isinstance(value, dict):
-        return {k: shape(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [shape(value[0])] if value else []
-    return type(value).__name__
-
-
-def covers(ours: Any, theirs: Any, where: str = "") -> list[str]:
-    """Where ``ours`` lacks a key of ``theirs`` or gives it another type."""
-    if isinstance(theirs, dict):
-        if not isinstance(ours, dict):
-            return [f"{where}: expected an object"]
-        return [
-            p
-            for k, v in theirs.items()
-            for p in covers(ours.get(k, "<missing>"), v, f"{where}.{k}")
-        ]
-    if ours == "<missing>":
-        return [f"{where}: missing"]
-    return [] if ours == theirs else [f"{where}: {ours} instead of {theirs}"]
 
 
 Cosmos = tuple[Emulator, CosmosDBManagementClient, ManualClock, str]

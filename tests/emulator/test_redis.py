@@ -22,7 +22,7 @@ from controller.azure.credentials import EmulatorCredential
 from controller.emulator import Emulator, ScenarioError, load_scenario
 from controller.emulator.scenario import parse_scenario
 
-from .support import AUTH, START, SUB, ManualClock
+from .support import AUTH, START, SUB, ManualClock, covers, shape
 
 pytestmark = pytest.mark.anyio
 EXAMPLES = Path(__file__).parents[1] / "fixtures" / "azure-examples" / "redis"
@@ -49,30 +49,6 @@ resources:
 timeline:
   - {{at: 1m, resource: standard, clients: 20, loadPerClient: 2, datasetMiB: 512}}
 """
-
-
-def shape(value: Any) -> Any:
-    """The JSON's structure: keys and value types, not values."""
-    if isinstance(value, dict):
-        return {k: shape(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [shape(value[0])] if value else []
-    return type(value).__name__
-
-
-def covers(ours: Any, theirs: Any, where: str = "") -> list[str]:
-    """Where ``ours`` lacks a key of ``theirs`` or gives it another type."""
-    if isinstance(theirs, dict):
-        if not isinstance(ours, dict):
-            return [f"{where}: expected an object"]
-        return [
-            p
-            for k, v in theirs.items()
-            for p in covers(ours.get(k, "<missing>"), v, f"{where}.{k}")
-        ]
-    if ours == "<missing>":
-        return [f"{where}: missing"]
-    return [] if ours == theirs else [f"{where}: {ours} instead of {theirs}"]
 
 
 def example(name: str) -> dict[str, Any]:

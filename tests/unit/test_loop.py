@@ -218,3 +218,38 @@ async def test_a_decision_made_before_a_stall_is_dropped(clock: VirtualClock) ->
     denied = [r for r in audit.records if r["decision"] == "deny"]
     assert denied and all(r["guard"] == "ttl" for r in denied)
     assert "stale decision" in denied[0]["reason"]
+
+
+async def test_a_reloaded_target_waits_for_its_action_in_flight() -> None:
+    """The policy is replaced while its action runs (shielded): the new reconciler starts
+    only once that action is in memory, so its cooldown holds — one action, not two. A
+    removed target then leaves no health entry behind to trip /healthz."""
+    clock = VirtualClock(START)
+    started, release = anyio.Event(), anyio.Event()
+    reg, applied = registry(ConstantSignal(95.0), set())
+
+    @reg.action("containerApp", "scaleOut")
+    async def slow_scale_out(target: Target, proposal: Proposal) -> Outcome:
+        started.set()
+        await release.wait()
+        applied.append(target.resource_id)
+        return Outcome(OutcomeKind.SUCCEEDED, proposal.before, proposal.after)
+
+    loop = make_loop(reg, clock, policy("app-a"))
+    [old] = loop.reconcilers
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(loop.run)
+        await clock.drive(START + timedelta(minutes=10), sleepers=1, stop_when=started.is_set)
+        new = Reconciler(
+            old.policy, reg, clock, Mode.LIVE, MemoryAudit(), Metrics(), memory=old.memory
+        )
+        loop.replace([new])
+        await clock.advance(120)  # time passes while the old action is still running
+        release.set()
+        await clock.drive(clock.now() + timedelta(minutes=3), sleepers=1)
+        assert len(applied) == 1  # the new one saw the action and its cooldown
+        loop.replace([])
+        await clock.settle()
+        assert loop.health.stalled(clock.now() + timedelta(hours=1)) == []
+        assert "app-a" not in loop.health.due
+        tg.cancel_scope.cancel()
