@@ -14,13 +14,13 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from textwrap import dedent, indent
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import yaml
@@ -49,6 +49,7 @@ from controller.settings_view import settings_view
 from controller.telemetry import configure_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+T = TypeVar("T")
 
 
 class BadOption(ValueError):
@@ -623,13 +624,9 @@ def _listen(text: str) -> tuple[str, int] | None:
     return load_settings(None, environ={}, overrides={"listen": text}).listen_address
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _backtest(args: argparse.Namespace) -> int:
     if args.scenario:
-        return anyio.run(_backtest_scenario, args)
+        return _run_returning(lambda: _backtest_scenario(args))
     settings = _settings(args)
     prices = load_prices(args.prices) if args.prices else None
     history_span = read_recording(args.recording).span() if args.recording else None
@@ -638,7 +635,7 @@ def _backtest(args: argparse.Namespace) -> int:
     if start is None or end is None or end <= start:
         print("remediator backtest: give --from and --to (or a recording)", file=sys.stderr)
         return EXIT_BAD_INPUT
-    results = anyio.run(
+    results = _run_returning(
         lambda: backtest_commands.backtest(
             settings,
             start,
@@ -650,6 +647,19 @@ def _backtest(args: argparse.Namespace) -> int:
         )
     )
     return _backtest_out(args, results, prices)
+
+
+def _run_returning(work: Callable[[], Awaitable[T]]) -> T:
+    """``anyio.run``, handing the result back from outside the event loop: asyncio
+    formats a finished main task, result and all, when it restores the SIGINT handler,
+    and for a replay's million points that costs seconds."""
+    box: list[T] = []
+
+    async def main() -> None:
+        box.append(await work())
+
+    anyio.run(main)
+    return box[0]
 
 
 def _backtest_out(args: argparse.Namespace, results: Any, prices: Prices | None) -> int:
@@ -736,3 +746,7 @@ async def _backtest_scenario(args: argparse.Namespace) -> int:
             prices=prices,
         )
     return _backtest_out(args, results, prices)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -38,6 +38,8 @@ class Fleet:
         self._buckets: dict[str, Bucket] = {}
         self._actions: list[datetime] = []
         self._states: dict[str, tuple[VerdictState, bool]] = {}  # target → (worst, failing)
+        self._breaching = 0  # of _states, kept as it changes: a note costs the same for any fleet
+        self._failing = 0
         self._noted: dict[str, datetime] = {}  # target → when it last reported
         self._breach_since: dict[str, datetime] = {}
         self.engaged: str | None = None  # why the fleet holds still
@@ -55,15 +57,20 @@ class Fleet:
 
     def note(self, target: str, worst: VerdictState, failing: bool, now: datetime) -> str | None:
         """Record a target's latest state; return an escalation when fail static engages."""
+        before = self._states.get(target)
+        if before is not None:
+            self._breaching -= before[0] is VerdictState.BREACH
+            self._failing -= before[1]
         self._states[target] = (worst, failing)
+        self._breaching += worst is VerdictState.BREACH
+        self._failing += failing
         self._noted[target] = now
         if worst is VerdictState.BREACH:
             self._breach_since.setdefault(target, now)
         else:
             self._breach_since.pop(target, None)
         total = max(len(self._states), self._targets)
-        breaching = sum(1 for state, _ in self._states.values() if state is VerdictState.BREACH)
-        failing_n = sum(1 for _, f in self._states.values() if f)
+        breaching, failing_n = self._breaching, self._failing
         rule = self._rule
         why = None
         if breaching > rule.min_targets and breaching / total >= rule.breach_share:

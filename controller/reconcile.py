@@ -12,7 +12,7 @@ the same functions, and every change of it is written to the audit log first.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -92,9 +92,12 @@ _BREAKER_VALUE = {
 
 
 def worst(verdicts: tuple[Verdict, ...]) -> VerdictState:
-    if not verdicts:
-        return VerdictState.UNKNOWN
-    return max((v.state for v in verdicts), key=_SEVERITY.__getitem__)
+    return most_severe(v.state for v in verdicts)
+
+
+def most_severe(states: Iterable[VerdictState]) -> VerdictState:
+    """Breach over unknown over recovering over pending over ok; unknown when empty."""
+    return max(states, key=_SEVERITY.__getitem__, default=VerdictState.UNKNOWN)
 
 
 class Reconciler:
@@ -375,13 +378,29 @@ class Reconciler:
         """The ladder's next step for a breach, or a step back toward the baseline."""
         policy, memory = self.policy, self.memory
         idle = nothing_to_do(policy, verdicts)
-        if idle is not None and idle.needs_human:
-            return idle
         if idle is None:
             state = await self.read_state()
             proposal = plan(policy, verdicts, state, memory.episode_steps, now)
             return proposal if isinstance(proposal, NoProposal) else (proposal, state)
-        waiting = step_back.when_due(policy, verdicts, memory.ok_since, memory.history, now)
+        held = self.holding(idle, verdicts, now)
+        if held is not None:
+            return held
+        state = await self.read_state()
+        back = self.stepping_back(idle, verdicts, state)
+        if isinstance(back, NoProposal):
+            memory.at_baseline = back.reason == f"{idle.reason}; {step_back.AT_BASELINE}"
+            return back
+        return back, state
+
+    def holding(
+        self, idle: NoProposal, verdicts: Sequence[Verdict], now: datetime
+    ) -> NoProposal | None:
+        """Why a pass with no breach to fix changes nothing, decided without reading the
+        resource; None when it must read the resource to see whether to step back."""
+        if idle.needs_human:
+            return idle
+        memory = self.memory
+        waiting = step_back.when_due(self.policy, verdicts, memory.ok_since, memory.history, now)
         if waiting is not None:
             return NoProposal(
                 idle.reason
@@ -389,13 +408,16 @@ class Reconciler:
                 else f"{idle.reason}; {waiting.reason}"
             )
         if memory.at_baseline:
-            return NoProposal(f"{idle.reason}; at baseline")
-        state = await self.read_state()
-        back = step_back.propose(policy, verdicts, state)
-        if isinstance(back, NoProposal):
-            memory.at_baseline = back.reason == "at baseline"
-            return NoProposal(f"{idle.reason}; {back.reason}")
-        return back, state
+            return NoProposal(f"{idle.reason}; {step_back.AT_BASELINE}")
+        return None
+
+    def stepping_back(
+        self, idle: NoProposal, verdicts: Sequence[Verdict], state: ResourceState
+    ) -> Proposal | NoProposal:
+        """The step back toward the baseline once it is due, or why there is none (the
+        pass's reason). Changes nothing: the pass remembers a target found at baseline."""
+        back = step_back.propose(self.policy, verdicts, state)
+        return back if isinstance(back, Proposal) else NoProposal(f"{idle.reason}; {back.reason}")
 
     async def _guard_and_act(
         self,

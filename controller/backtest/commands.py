@@ -66,6 +66,8 @@ async def backtest(
             label=label,
             interval=settings.interval,
             prices=prices,
+            budgets=settings.budgets,
+            fail_static=settings.fail_static,
         )
         for label, policies in sets
     ]

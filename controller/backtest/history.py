@@ -40,10 +40,14 @@ class History:
     _sorted: dict[tuple[str, str], tuple[list[datetime], list[float | None]]] = field(
         default_factory=dict, repr=False, compare=False
     )
+    _valued: dict[tuple[str, str], tuple[list[datetime], list[float]]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def add(self, policy: str, objective: str, ts: datetime, value: float | None) -> None:
         self.values.setdefault((policy, objective), {})[ts] = value
         self._sorted.pop((policy, objective), None)
+        self._valued.pop((policy, objective), None)
 
     def series(self, policy: str, objective: str) -> list[tuple[datetime, float | None]]:
         return sorted(self.values.get((policy, objective), {}).items())
@@ -61,6 +65,25 @@ class History:
         times, values = index
         lo, hi = bisect.bisect_left(times, oldest), bisect.bisect_right(times, newest)
         return list(zip(times[lo:hi], values[lo:hi], strict=True))
+
+    def valued(self, policy: str, objective: str) -> tuple[list[datetime], list[float]]:
+        """The points that have a value, oldest first, as (times, values)."""
+        key = (policy, objective)
+        index = self._valued.get(key)
+        if index is None:
+            points = [(t, v) for t, v in self.series(policy, objective) if v is not None]
+            index = self._valued[key] = ([t for t, _ in points], [v for _, v in points])
+        return index
+
+    def latest(
+        self, policy: str, objective: str, oldest: datetime, newest: datetime
+    ) -> tuple[datetime, float] | None:
+        """The newest point with a value and ``oldest <= ts <= newest``, if any."""
+        times, values = self.valued(policy, objective)
+        at = bisect.bisect_right(times, newest) - 1
+        if at < 0 or times[at] < oldest:
+            return None
+        return times[at], values[at]
 
     def span(self) -> tuple[datetime, datetime] | None:
         stamps = [ts for points in self.values.values() for ts in points]

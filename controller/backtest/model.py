@@ -10,13 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 MarkerKind = Literal["acted", "denied", "pending-approval", "escalation"]
 
 
-@dataclass(frozen=True)
-class Point:
+class Point(NamedTuple):
+    """One value on a chart (a tuple: a week of a fleet is millions of them)."""
+
     ts: datetime
     value: float | None  # None: no data (a gap, or unknown)
 
@@ -78,3 +79,5 @@ class Backtest:
     end: datetime
     effects: bool  # whether actions changed the replayed signals (the effect model)
     targets: tuple[TargetTrace, ...]
+    passes: int = 0  # reconcile passes run in full
+    quiet_passes: int = 0  # passes known to change nothing, accounted for without running

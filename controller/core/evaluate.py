@@ -22,7 +22,7 @@ from datetime import datetime
 from controller.model import Observation, Quality, Sample, Verdict, VerdictState
 from controller.policy.schema import Objective
 
-_HOLDS: dict[str, Callable[[float, float], bool]] = {
+HOLDS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
     "<=": operator.le,
     ">": operator.gt,
@@ -32,7 +32,7 @@ _HOLDS: dict[str, Callable[[float, float], bool]] = {
 
 def holds(comparison: str, value: float, line: float) -> bool:
     """Whether ``value`` meets an objective written ``value <comparison> line``."""
-    return _HOLDS[comparison](value, line)
+    return HOLDS[comparison](value, line)
 
 
 def evaluate(

@@ -24,6 +24,8 @@ from controller.sizes import (
     throughput_floor,
 )
 
+AT_BASELINE = "at baseline"  # why no step back is proposed once there is nothing to undo
+
 
 def when_due(
     policy: Policy,
@@ -52,6 +54,25 @@ def when_due(
     return None
 
 
+def when_due_changes(
+    policy: Policy, ok_since: datetime | None, history: Sequence[ActionRecord], now: datetime
+) -> datetime | None:
+    """When :func:`when_due`'s answer for healthy verdicts may next change after ``now``
+    (None: not while they stay healthy), so a replay need not ask it again before."""
+    rule = policy.step_back
+    if rule is None:
+        return None
+    if ok_since is None:
+        return now
+    if now - ok_since < rule.stable_for:
+        return ok_since + rule.stable_for
+    if history:
+        last = max(r.ts for r in history)
+        if now - last < rule.cooldown:
+            return last + rule.cooldown
+    return None
+
+
 def propose(
     policy: Policy, verdicts: Sequence[Verdict], state: ResourceState
 ) -> Proposal | NoProposal:
@@ -62,7 +83,7 @@ def propose(
         _lower_throughput(policy, rule, state) or _scale_down(rule, state) or _scale_in(rule, state)
     )
     if step is None:
-        return NoProposal("at baseline")
+        return NoProposal(AT_BASELINE)
     proposal, factor, percent_only = step
     for verdict in verdicts:
         objective = next(o for o in policy.objectives if o.name == verdict.objective)

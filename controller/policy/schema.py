@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -596,7 +597,7 @@ class Policy(Strict):
     def name(self) -> str:
         return self.metadata.name
 
-    @property
+    @cached_property
     def escalate_only(self) -> frozenset[str]:
         """Objectives watched for a person, never a reason to act."""
         return frozenset(o.name for o in self.objectives if o.escalate_only)

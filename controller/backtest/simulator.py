@@ -1,0 +1,320 @@
+"""The simulated estate a replay acts on, and the history it observes through.
+
+The effect model (``effects=True``) lets actions change what is replayed:
+
+* utilisation-like signals (CPU %, memory %, RU consumption, Redis server load …) scale
+  with old capacity / new capacity — replicas × cores for an app, RU/s for a Cosmos DB
+  offer, the cache size's units for Redis — capped at 100 %;
+* a 429 share follows throughput: the demand implied by the recorded share and the
+  starting throughput, against the throughput now;
+* restarts, reboots and rollbacks have no modelled effect; latency and error rates are
+  replayed as recorded.
+
+``effects=False`` replays open-loop: exactly what was recorded, whatever is done.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Literal
+
+from controller.backtest.history import History
+from controller.clock import Clock
+from controller.core.evaluate import HOLDS, holds
+from controller.model import (
+    CacheSku,
+    ContainerSize,
+    Observation,
+    Outcome,
+    OutcomeKind,
+    Proposal,
+    Quality,
+    ResourceState,
+    Sample,
+    Throughput,
+)
+from controller.policy.schema import MetricSignal, Objective, Target
+
+# Redis capacity in units of a C1 (Azure's relative sizes, roughly)
+CACHE_UNITS: dict[str, list[float]] = {
+    "C": [0.25, 1, 2, 4, 8, 16, 32],
+    "P": [0, 4, 8, 16, 24, 32],
+}
+_UTILISATION = (
+    "percent",
+    "normalizedruconsumption",
+    "serverload",
+    "usedmemory",
+)
+
+
+def capacity(state: ResourceState) -> float:
+    """How much the target can serve, in its own units."""
+    if state.throughput is not None:
+        return float(state.throughput.provisioned)
+    if state.cache is not None:
+        units = CACHE_UNITS.get(state.cache.family, [1.0])
+        return float(units[min(state.cache.capacity, len(units) - 1)] or 1.0)
+    replicas = max(state.replicas or 0, state.min_replicas, 1)
+    return replicas * (sum(c.cpu for c in state.containers) or 1.0)
+
+
+def default_state(target: Target) -> ResourceState:
+    """A starting size when the history has none: the smallest ordinary one."""
+    if target.type.startswith("cosmos"):
+        return ResourceState(target.resource_id, throughput=Throughput(400, None, 400, 10_000))
+    if target.type == "redisCache":
+        return ResourceState(target.resource_id, cache=CacheSku("Standard", "C", 1))
+    return ResourceState(
+        target.resource_id,
+        min_replicas=1,
+        replicas=1,
+        containers=(ContainerSize("app", 0.5, "1Gi"),),
+        latest_revision="replayed",
+    )
+
+
+@dataclass
+class _Target:
+    policy: str
+    state: ResourceState
+    start_capacity: float
+    capacity: list[tuple[datetime, float]]  # changes, oldest first
+    states: list[tuple[datetime, ResourceState]]  # every size it had, oldest first
+
+    def capacity_at(self, ts: datetime) -> float:
+        """The capacity in effect at ``ts``."""
+        for changed, size in reversed(self.capacity):  # most reads are of the newest
+            if changed <= ts:
+                return size
+        return self.capacity[0][1]
+
+
+class Simulator:
+    """The estate the actions change: one state per target, and its capacity over time."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self.targets: dict[str, _Target] = {}
+
+    def add(self, policy: str, state: ResourceState, start: datetime) -> None:
+        size = capacity(state)
+        self.targets[state.resource_id.lower()] = _Target(
+            policy, state, size, [(start, size)], [(start, state)]
+        )
+
+    def of(self, target: Target) -> _Target:
+        return self.targets[target.resource_id.lower()]
+
+    async def read(self, target: Target) -> ResourceState:
+        return self.of(target).state
+
+    async def act(self, target: Target, proposal: Proposal) -> Outcome:
+        sim = self.of(target)
+        sim.state = apply(sim.state, proposal)
+        sim.capacity.append((self._clock.now(), capacity(sim.state)))
+        sim.states.append((self._clock.now(), sim.state))
+        return Outcome(OutcomeKind.SUCCEEDED, proposal.before, proposal.after, "simulated")
+
+
+def apply(state: ResourceState, proposal: Proposal) -> ResourceState:
+    """What an action does to a target, as far as the effect model goes."""
+    p = proposal.params
+    if proposal.action in ("scaleOut", "scaleIn"):
+        wanted = int(p["minReplicas"])
+        top = max(int(p.get("maxReplicas", state.max_replicas)), wanted)
+        return replace(state, min_replicas=wanted, max_replicas=top, replicas=wanted)
+    if proposal.action in ("scaleUp", "scaleDown"):
+        containers = tuple(
+            replace(c, cpu=float(p["cpu"]), memory=str(p["memory"]))
+            if c.name == p["container"]
+            else c
+            for c in state.containers
+        )
+        return replace(state, containers=containers)
+    if proposal.action in ("raiseThroughput", "lowerThroughput") and state.throughput:
+        if "throughput" in p:
+            return replace(state, throughput=replace(state.throughput, manual=int(p["throughput"])))
+        offer = replace(state.throughput, autoscale_max=int(p["maxThroughput"]))
+        return replace(state, throughput=offer)
+    if proposal.action == "scaleCache":
+        return replace(state, cache=CacheSku(str(p["sku"]), str(p["family"]), int(p["capacity"])))
+    return state  # restarts, reboots, rollbacks: no modelled effect
+
+
+Effect = Literal["share", "utilisation"] | None
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How one objective of one target is read from the history."""
+
+    policy: str
+    objective: Objective
+    target: _Target  # the simulated target, whose capacity the effect model reads
+    window: timedelta  # how far back a pass looks: the for window, staleness, two grains
+    grain: timedelta
+    staleness: timedelta
+    effect: Effect  # how the effect model changes it, if at all
+
+
+class ReplaySource:
+    """Every signal type, answered from the history (completed buckets only)."""
+
+    def __init__(self, history: History, simulator: Simulator, effects: bool) -> None:
+        self._history = history
+        self._sim = simulator
+        self._effects = effects
+        self._readings: dict[tuple[str, str], Reading] = {}
+
+    def reading(self, target: Target, objective: Objective) -> Reading:
+        """How an objective is read, worked out once: a replay reads it on every pass."""
+        key = (target.resource_id, objective.name)
+        reading = self._readings.get(key)
+        if reading is None:
+            grain = objective.signal.grain
+            signal = objective.signal
+            effect: Effect = None
+            if isinstance(signal, MetricSignal) and signal.share_of is not None:
+                effect = "share"
+            elif any(word in objective.measures.lower() for word in _UTILISATION):
+                effect = "utilisation"
+            sim = self._sim.of(target)
+            reading = self._readings[key] = Reading(
+                sim.policy,
+                objective,
+                sim,
+                objective.for_ + objective.staleness + grain * 2,
+                grain,
+                objective.staleness,
+                effect,
+            )
+        return reading
+
+    def register(self, target: Target, objectives: Sequence[Objective]) -> None:
+        """Nothing to prepare: the history is in memory."""
+
+    async def observe(
+        self, target: Target, objectives: Sequence[Objective], now: datetime
+    ) -> dict[str, Observation]:
+        out: dict[str, Observation] = {}
+        for objective in objectives:
+            reading = self.reading(target, objective)
+            points = self._history.window(
+                reading.policy, objective.name, now - reading.window, now - reading.grain
+            )
+            samples = tuple(Sample(ts, self._effect(reading, ts, value)) for ts, value in points)
+            quality = Quality.GOOD if any(s.value is not None for s in samples) else Quality.MISSING
+            out[objective.name] = Observation(
+                target.resource_id, objective.measures, samples, quality, now
+            )
+        return out
+
+    def settled_value(self, reading: Reading, now: datetime) -> float | None:
+        """The value :meth:`observe` would show ``now`` when it is one
+        :func:`~controller.core.evaluate.evaluate` judges ok after an ok — the newest
+        point in the window, fresh and meeting the objective — or None when it is not."""
+        objective = reading.objective
+        newest = now - reading.grain
+        latest = self._history.latest(reading.policy, objective.name, now - reading.window, newest)
+        if latest is None:
+            return None
+        ts, recorded = latest
+        if newest - ts > reading.staleness:
+            return None
+        value = self._effect(reading, ts, recorded)
+        if value is None or not holds(objective.comparison, value, objective.threshold):
+            return None
+        return value
+
+    def worst(self, reading: Reading, now: datetime) -> float | None:
+        """The value most against the objective among those :meth:`observe` would show
+        ``now`` (a step back is projected from it)."""
+        objective = reading.objective
+        points = self._history.window(
+            reading.policy, objective.name, now - reading.window, now - reading.grain
+        )
+        values = [v for v in (self._effect(reading, ts, x) for ts, x in points) if v is not None]
+        if not values:
+            return None
+        return max(values) if objective.comparison in ("<", "<=") else min(values)
+
+    def feed(self, reading: Reading) -> Feed:
+        """A cursor over one objective's history, for passes read in time order."""
+        times, values = self._history.valued(reading.policy, reading.objective.name)
+        return Feed(reading, times, values, self._effect)
+
+    def state(self, target: Target) -> ResourceState:
+        """What reading the target answers now."""
+        return self._sim.of(target).state
+
+    def _effect(self, reading: Reading, ts: datetime, value: float | None) -> float | None:
+        if value is None or not self._effects or reading.effect is None:
+            return value
+        start = reading.target.start_capacity
+        now = reading.target.capacity_at(ts)
+        if start == now:
+            return value
+        if reading.effect == "share":
+            share = min(max(value / 100, 0.0), 0.99)
+            demand = start / (1 - share)  # what was asked of the starting throughput
+            return round(max(0.0, 1 - now / demand) * 100, 6)
+        return round(min(100.0, value * start / now), 6)
+
+
+class Feed:
+    """What :meth:`ReplaySource.settled_value` and :meth:`ReplaySource.worst` answer, for
+    passes asked in time order: a cursor instead of a search, and the window's worst
+    value from the recorded ones (the effect model is monotonic: the worst recorded
+    value is the worst effective one while the capacity stayed the same)."""
+
+    def __init__(
+        self,
+        reading: Reading,
+        times: list[datetime],
+        values: list[float],
+        effect: Callable[[Reading, datetime, float | None], float | None],
+    ) -> None:
+        self.reading = reading
+        self._times = times
+        self._values = values
+        self._effect = effect
+        self._meets = HOLDS[reading.objective.comparison]
+        self._threshold = reading.objective.threshold
+        self._newest = -1  # index of the newest point of the last pass's window
+        self._started = False
+
+    def settled(self, now: datetime) -> float | None:
+        """As :meth:`ReplaySource.settled_value`; ``now`` never goes back."""
+        reading, times = self.reading, self._times
+        newest = now - reading.grain
+        if not self._started:
+            self._newest = bisect.bisect_right(times, newest) - 1
+            self._started = True
+        k = self._newest
+        while k + 1 < len(times) and times[k + 1] <= newest:
+            k += 1
+        self._newest = k
+        if k < 0 or newest - times[k] > reading.staleness:
+            return None
+        value = self._effect(reading, times[k], self._values[k])
+        if value is None or not self._meets(value, self._threshold):
+            return None
+        return value
+
+    def worst(self, now: datetime) -> float | None:
+        """As :meth:`ReplaySource.worst`, after :meth:`settled` for the same ``now``."""
+        reading, times = self.reading, self._times
+        first = bisect.bisect_left(times, now - reading.window, hi=self._newest + 1)
+        if first > self._newest:
+            return None
+        values = self._values[first : self._newest + 1]
+        pick = max if reading.objective.comparison in ("<", "<=") else min
+        if times[first] >= reading.target.capacity[-1][0]:  # one capacity for all of them
+            return self._effect(reading, times[first], pick(values))
+        stamps = times[first : self._newest + 1]
+        effective = [self._effect(reading, t, v) for t, v in zip(stamps, values, strict=True)]
+        return pick(v for v in effective if v is not None)
