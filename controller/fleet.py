@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -36,7 +37,7 @@ class Fleet:
         self._budgets = budgets
         self._rule = fail_static
         self._buckets: dict[str, Bucket] = {}
-        self._actions: list[datetime] = []
+        self._actions: deque[datetime] = deque()  # when actions ran, the last hour's
         self._states: dict[str, tuple[VerdictState, bool]] = {}  # target → (worst, failing)
         self._breaching = 0  # of _states, kept as it changes: a note costs the same for any fleet
         self._failing = 0
@@ -54,6 +55,8 @@ class Fleet:
         """An action ran (or would have): it costs a token and counts toward the hour."""
         self._buckets[subscription.lower()] = self._bucket(subscription).take(at)
         self._actions.append(at)
+        while at - self._actions[0] >= HOUR:  # only the last hour counts: keep no more
+            self._actions.popleft()
 
     def note(self, target: str, worst: VerdictState, failing: bool, now: datetime) -> str | None:
         """Record a target's latest state; return an escalation when fail static engages."""

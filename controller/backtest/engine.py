@@ -19,12 +19,11 @@ from controller.backtest.model import (
     Cost,
     Marker,
     ObjectiveTrace,
-    Point,
     TargetSummary,
     TargetTrace,
 )
 from controller.backtest.prices import Prices, cost_of
-from controller.backtest.schedule import ReplayClock, Row, run_schedule
+from controller.backtest.schedule import ReplayClock, Row, Seen, run_schedule
 from controller.backtest.simulator import ReplaySource, Simulator, default_state
 from controller.config import BudgetSettings, FailStaticSettings
 from controller.fleet import Fleet
@@ -92,8 +91,11 @@ async def replay(
     ]
     rows, counts = await run_schedule(reconcilers, clock, source, fleet, end, interval, quiet=quiet)
     table = prices or Prices()
+    by_policy: dict[object, list[dict[str, object]]] = {}
+    for record in audit.records:
+        by_policy.setdefault(record.get("policy"), []).append(record)
     traces = tuple(
-        _trace(policy, simulator, rows[policy.name], audit.records, end, table)
+        _trace(policy, simulator, rows[policy.name], by_policy.get(policy.name, []), end, table)
         for policy in policies
     )
     return Backtest(label, start, end, effects, traces, counts.full, counts.quiet)
@@ -107,9 +109,13 @@ def _trace(
     end: datetime,
     prices: Prices,
 ) -> TargetTrace:
-    objectives = tuple(_objective(o, i, rows, end) for i, o in enumerate(policy.objectives))
+    times = [row.ts for row in rows]
+    objectives = tuple(
+        _objective(o, [row.seen[i] for row in rows], times, end)
+        for i, o in enumerate(policy.objectives)
+    )
     markers = tuple(markers_from(policy.name, records))
-    stretches = windows([(row.ts, row.worst) for row in rows], end)
+    stretches = windows(list(zip(times, [row.worst for row in rows], strict=True)), end)
     sim = simulator.targets[policy.target.resource_id.lower()]
     cost = cost_of(usage(sim.capacity, sim.states, end), prices)
     summary = summarize(markers, stretches, cost)
@@ -145,9 +151,11 @@ def summarize(
     )
 
 
-def _objective(objective: Objective, index: int, rows: list[Row], end: datetime) -> ObjectiveTrace:
-    points = tuple(Point(row.ts, row.seen[index][1]) for row in rows)
-    states = [(row.ts, row.seen[index][0]) for row in rows]
+def _objective(
+    objective: Objective, seen: list[Seen], times: list[datetime], end: datetime
+) -> ObjectiveTrace:
+    points = tuple(zip(times, [value for _, value in seen], strict=True))
+    states = list(zip(times, [state for state, _ in seen], strict=True))
     return ObjectiveTrace(
         objective.name,
         objective.measures,
@@ -165,10 +173,13 @@ def windows(
     """Contiguous stretches judged in breach, [first breach pass, first pass after)."""
     windows: list[tuple[datetime, datetime]] = []
     opened: datetime | None = None
+    breach = VerdictState.BREACH
     for ts, state in states:
-        if state is VerdictState.BREACH and opened is None:
+        if opened is None and state is not breach:
+            continue  # most passes: not in breach, none open
+        if state is breach and opened is None:
             opened = ts
-        elif state is not VerdictState.BREACH and opened is not None:
+        elif state is not breach and opened is not None:
             windows.append((opened, ts))
             opened = None
     if opened is not None:

@@ -15,11 +15,16 @@ from typing import Any, Literal, NamedTuple
 MarkerKind = Literal["acted", "denied", "pending-approval", "escalation"]
 
 
+# One value on a chart: (when, value), the value None for no data (a gap, or unknown).
+# Plain tuples: a week of a fleet is millions of them.
+TimedValue = tuple[datetime, float | None]
+
+
 class Point(NamedTuple):
-    """One value on a chart (a tuple: a week of a fleet is millions of them)."""
+    """A :data:`TimedValue` with names, for code that builds a few by hand."""
 
     ts: datetime
-    value: float | None  # None: no data (a gap, or unknown)
+    value: float | None
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,7 @@ class ObjectiveTrace:
     comparison: str  # "<", "<=", ">", ">="
     threshold: float
     clear: float  # the clearing line (the threshold when none is set)
-    points: tuple[Point, ...]
+    points: tuple[TimedValue, ...]
     breaches: tuple[tuple[datetime, datetime], ...]  # [start, end) judged in breach
 
 

@@ -25,9 +25,9 @@ from controller.backtest.model import (
     Marker,
     MarkerKind,
     ObjectiveTrace,
-    Point,
     TargetSummary,
     TargetTrace,
+    TimedValue,
 )
 from controller.backtest.prices import Prices, unit_price
 
@@ -191,20 +191,22 @@ def c(value: float) -> str:
     return "0.0" if text == "-0.0" else text
 
 
-def _value(point: Point) -> float | None:
+def _value(point: TimedValue) -> float | None:
     """The point's value; a NaN or infinity is no value (a gap), like ``None``."""
-    return point.value if point.value is not None and math.isfinite(point.value) else None
+    _, value = point
+    return value if value is not None and math.isfinite(value) else None
 
 
-def _within(points: Iterable[Point], start: datetime, end: datetime) -> list[Point]:
-    return [p for p in points if utc(start) <= utc(p.ts) <= utc(end)]
+def _within(points: Iterable[TimedValue], start: datetime, end: datetime) -> list[TimedValue]:
+    first, last = utc(start), utc(end)
+    return [p for p in points if first <= utc(p[0]) <= last]
 
 
-def runs_of(points: Sequence[Point], start: datetime, end: datetime) -> list[list[Point]]:
+def runs_of(points: Sequence[TimedValue], start: datetime, end: datetime) -> list[list[TimedValue]]:
     """The points in [start, end] with a value, split at each gap (``None``): one
     polyline each."""
-    runs: list[list[Point]] = [[]]
-    for point in sorted(_within(points, start, end), key=lambda p: utc(p.ts)):
+    runs: list[list[TimedValue]] = [[]]
+    for point in sorted(_within(points, start, end), key=lambda p: utc(p[0])):
         if _value(point) is None:
             runs.append([])
         else:
@@ -282,7 +284,7 @@ def chart(
     if trace.clear != trace.threshold:
         parts.append(_hline(s, trace.clear, "clear", CLEAR, ' stroke-dasharray="6 4"'))
     for run in runs_of(trace.points, start, end):
-        coords = " ".join(f"{c(s.x(p.ts))},{c(s.y(p.value or 0.0))}" for p in run)
+        coords = " ".join(f"{c(s.x(ts))},{c(s.y(value or 0.0))}" for ts, value in run)
         parts.append(
             f'<polyline class="series" points="{coords}" fill="none" stroke="{SERIES}"'
             ' stroke-width="1.8" stroke-linejoin="round"/>'

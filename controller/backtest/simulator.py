@@ -16,7 +16,7 @@ The effect model (``effects=True``) lets actions change what is replayed:
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -245,7 +245,7 @@ class ReplaySource:
     def feed(self, reading: Reading) -> Feed:
         """A cursor over one objective's history, for passes read in time order."""
         times, values = self._history.valued(reading.policy, reading.objective.name)
-        return Feed(reading, times, values, self._effect)
+        return Feed(reading, times, values, self._effects)
 
     def state(self, target: Target) -> ResourceState:
         """What reading the target answers now."""
@@ -254,15 +254,21 @@ class ReplaySource:
     def _effect(self, reading: Reading, ts: datetime, value: float | None) -> float | None:
         if value is None or not self._effects or reading.effect is None:
             return value
-        start = reading.target.start_capacity
-        now = reading.target.capacity_at(ts)
-        if start == now:
-            return value
-        if reading.effect == "share":
-            share = min(max(value / 100, 0.0), 0.99)
-            demand = start / (1 - share)  # what was asked of the starting throughput
-            return round(max(0.0, 1 - now / demand) * 100, 6)
-        return round(min(100.0, value * start / now), 6)
+        return effective(
+            reading.effect, reading.target.start_capacity, reading.target.capacity_at(ts), value
+        )
+
+
+def effective(effect: Effect, start: float, now: float, value: float) -> float:
+    """A recorded value as the effect model has it with capacity ``now`` instead of
+    ``start`` (see the module's docstring); monotonic in the value."""
+    if effect is None or start == now:
+        return value
+    if effect == "share":
+        share = min(max(value / 100, 0.0), 0.99)
+        demand = start / (1 - share)  # what was asked of the starting throughput
+        return round(max(0.0, 1 - now / demand) * 100, 6)
+    return round(min(100.0, value * start / now), 6)
 
 
 class Feed:
@@ -276,14 +282,19 @@ class Feed:
         reading: Reading,
         times: list[datetime],
         values: list[float],
-        effect: Callable[[Reading, datetime, float | None], float | None],
+        effects: bool,
     ) -> None:
         self.reading = reading
         self._times = times
         self._values = values
-        self._effect = effect
         self._meets = HOLDS[reading.objective.comparison]
         self._threshold = reading.objective.threshold
+        # from the target's last change of size on (nothing changes it during a scan),
+        # every point has the same capacity: the effect needs no lookup
+        target = reading.target
+        self._since, self._capacity = target.capacity[-1]
+        self._start = target.start_capacity
+        self._kind: Effect = reading.effect if effects else None
         self._newest = -1  # index of the newest point of the last pass's window
         self._started = False
 
@@ -300,8 +311,10 @@ class Feed:
         self._newest = k
         if k < 0 or newest - times[k] > reading.staleness:
             return None
-        value = self._effect(reading, times[k], self._values[k])
-        if value is None or not self._meets(value, self._threshold):
+        ts = times[k]
+        capacity = self._capacity if ts >= self._since else reading.target.capacity_at(ts)
+        value = effective(self._kind, self._start, capacity, self._values[k])
+        if not self._meets(value, self._threshold):
             return None
         return value
 
@@ -313,8 +326,11 @@ class Feed:
             return None
         values = self._values[first : self._newest + 1]
         pick = max if reading.objective.comparison in ("<", "<=") else min
-        if times[first] >= reading.target.capacity[-1][0]:  # one capacity for all of them
-            return self._effect(reading, times[first], pick(values))
+        if times[first] >= self._since:  # one capacity for all of them
+            return effective(self._kind, self._start, self._capacity, pick(values))
         stamps = times[first : self._newest + 1]
-        effective = [self._effect(reading, t, v) for t, v in zip(stamps, values, strict=True)]
-        return pick(v for v in effective if v is not None)
+        target = reading.target
+        return pick(
+            effective(self._kind, self._start, target.capacity_at(t), v)
+            for t, v in zip(stamps, values, strict=True)
+        )

@@ -46,7 +46,7 @@ async def test_closed_loop_one_scale_out_fixes_it_and_costs_its_replica_hours() 
     assert target.summary.actions == {"scaleOut": 1}
     assert target.summary.first_action_minutes == 0.0
     cpu = target.objectives[0]
-    assert max(p.value or 0 for p in cpu.points if p.ts > START + timedelta(minutes=16)) == 50.0
+    assert max(v or 0 for ts, v in cpu.points if ts > START + timedelta(minutes=16)) == 50.0
     # one extra 0.5-core replica from 00:13 to 01:30: 0.5 × 77/60 vCPU-hours
     assert target.summary.cost.units["vcpu-hours"] == pytest.approx(0.5 * 77 / 60)
     assert target.summary.cost.total > 0
@@ -109,7 +109,7 @@ async def test_a_raise_moves_the_429_share() -> None:
     result = await replay([policy], history, START, START + timedelta(minutes=40))
     [target] = result.targets
     assert [dict(m.params) for m in target.markers if m.kind == "acted"] == [{"throughput": 5000}]
-    late = [p.value for p in target.objectives[0].points if p.ts > START + timedelta(minutes=10)]
+    late = [v for ts, v in target.objectives[0].points if ts > START + timedelta(minutes=10)]
     assert late and max(v or 0 for v in late[-5:]) == 0.0
     assert target.summary.cost.units["ru-hours"] > 0
 

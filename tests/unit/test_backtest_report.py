@@ -121,7 +121,7 @@ def test_one_chart_per_objective_with_a_polyline_per_run_of_values() -> None:
         assert 'viewBox="0 0 720 230"' in svg
         lines = re.findall(r'<polyline class="series" points="([^"]*)"', svg)
         drawn = sum(len(points.split()) for points in lines)
-        assert drawn == sum(1 for p in trace.points if p.value is not None)
+        assert drawn == sum(1 for p in trace.points if p[1] is not None)
     cpu = re.findall(r'<polyline class="series" points="([^"]*)"', charts["cpu"])
     assert [len(p.split()) for p in cpu] == [5, 6]  # the gap splits the line in two
     assert len(runs_of(cpu_trace().points, T0, END)) == 2
