@@ -109,9 +109,16 @@ def fleet(apps: int, minutes: int) -> tuple[list[Policy], History]:
 
 def digest(result: Backtest) -> str:
     """Everything a backtest decided and charted, hashed: markers, summaries, points."""
-    data = [asdict(target) for target in result.targets]
-    text = json.dumps(data, default=str, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    hashed = hashlib.sha256()
+    for target in result.targets:
+        head = [target.policy, [asdict(m) for m in target.markers], asdict(target.summary)]
+        hashed.update(json.dumps(head, default=str, sort_keys=True).encode())
+        for objective in target.objectives:
+            hashed.update(
+                json.dumps([objective.name, list(objective.points)], default=str).encode()
+            )
+            hashed.update(json.dumps(objective.breaches, default=str).encode())
+    return hashed.hexdigest()[:16]
 
 
 def measure(apps: int, days: float, quiet: bool) -> dict[str, Any]:

@@ -19,11 +19,12 @@ from controller.backtest.model import (
     Cost,
     Marker,
     ObjectiveTrace,
+    Points,
     TargetSummary,
     TargetTrace,
 )
 from controller.backtest.prices import Prices, cost_of
-from controller.backtest.schedule import ReplayClock, Row, Seen, run_schedule
+from controller.backtest.schedule import ReplayClock, Trace, run_schedule
 from controller.backtest.simulator import ReplaySource, Simulator, default_state
 from controller.config import BudgetSettings, FailStaticSettings
 from controller.fleet import Fleet
@@ -89,13 +90,15 @@ async def replay(
         )
         for policy in policies
     ]
-    rows, counts = await run_schedule(reconcilers, clock, source, fleet, end, interval, quiet=quiet)
+    passes, counts = await run_schedule(
+        reconcilers, clock, source, fleet, end, interval, quiet=quiet
+    )
     table = prices or Prices()
     by_policy: dict[object, list[dict[str, object]]] = {}
     for record in audit.records:
         by_policy.setdefault(record.get("policy"), []).append(record)
     traces = tuple(
-        _trace(policy, simulator, rows[policy.name], by_policy.get(policy.name, []), end, table)
+        _trace(policy, simulator, passes[policy.name], by_policy.get(policy.name, []), end, table)
         for policy in policies
     )
     return Backtest(label, start, end, effects, traces, counts.full, counts.quiet)
@@ -104,18 +107,17 @@ async def replay(
 def _trace(
     policy: Policy,
     simulator: Simulator,
-    rows: list[Row],
+    passes: Trace,
     records: list[dict[str, object]],
     end: datetime,
     prices: Prices,
 ) -> TargetTrace:
-    times = [row.ts for row in rows]
     objectives = tuple(
-        _objective(o, [row.seen[i] for row in rows], times, end)
+        _objective(o, passes.times, passes.states[i], passes.values[i], end)
         for i, o in enumerate(policy.objectives)
     )
     markers = tuple(markers_from(policy.name, records))
-    stretches = windows(list(zip(times, [row.worst for row in rows], strict=True)), end)
+    stretches = windows(list(zip(passes.times, passes.worst, strict=True)), end)
     sim = simulator.targets[policy.target.resource_id.lower()]
     cost = cost_of(usage(sim.capacity, sim.states, end), prices)
     summary = summarize(markers, stretches, cost)
@@ -152,18 +154,21 @@ def summarize(
 
 
 def _objective(
-    objective: Objective, seen: list[Seen], times: list[datetime], end: datetime
+    objective: Objective,
+    times: list[datetime],
+    states: list[VerdictState],
+    values: list[float | None],
+    end: datetime,
 ) -> ObjectiveTrace:
-    points = tuple(zip(times, [value for _, value in seen], strict=True))
-    states = list(zip(times, [state for state, _ in seen], strict=True))
+    breaches = windows(list(zip(times, states, strict=True)), end)
     return ObjectiveTrace(
         objective.name,
         objective.measures,
         objective.comparison,
         objective.threshold,
         objective.clear_line,
-        points,
-        tuple(windows(states, end)),
+        Points(times, values),
+        tuple(breaches),
     )
 
 

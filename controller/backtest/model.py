@@ -7,10 +7,10 @@ windows it judged in breach) and markers for every decision that was not a no-op
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, overload
 
 MarkerKind = Literal["acted", "denied", "pending-approval", "escalation"]
 
@@ -27,6 +27,46 @@ class Point(NamedTuple):
     value: float | None
 
 
+class Points(Sequence[TimedValue]):
+    """A chart's (time, value) pairs kept as two columns, paired as they are read: a
+    replay's objectives share their target's column of times, and a week of a fleet
+    makes millions of pairs no one may ever read."""
+
+    def __init__(self, times: Sequence[datetime], values: Sequence[float | None]) -> None:
+        if len(times) != len(values):
+            raise ValueError(f"{len(times)} times for {len(values)} values")
+        self.times = times
+        self.values = values
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    @overload
+    def __getitem__(self, index: int) -> TimedValue: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[TimedValue]: ...
+
+    def __getitem__(self, index: int | slice) -> TimedValue | Sequence[TimedValue]:
+        if isinstance(index, slice):
+            return Points(self.times[index], self.values[index])
+        return self.times[index], self.values[index]
+
+    def __iter__(self) -> Iterator[TimedValue]:
+        return zip(self.times, self.values, strict=True)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Points):
+            return self.times == other.times and self.values == other.values
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"Points({len(self)} pairs)"
+
+
 @dataclass(frozen=True)
 class ObjectiveTrace:
     name: str
@@ -34,7 +74,7 @@ class ObjectiveTrace:
     comparison: str  # "<", "<=", ">", ">="
     threshold: float
     clear: float  # the clearing line (the threshold when none is set)
-    points: tuple[TimedValue, ...]
+    points: Sequence[TimedValue]
     breaches: tuple[tuple[datetime, datetime], ...]  # [start, end) judged in breach
 
 

@@ -214,6 +214,31 @@ def runs_of(points: Sequence[TimedValue], start: datetime, end: datetime) -> lis
     return [run for run in runs if run]
 
 
+def thinned(run: list[TimedValue], s: Scale) -> list[TimedValue]:
+    """The points of a run a chart can show: of each half-pixel column, the first, the
+    lowest, the highest and the last, in time order. A week at a one-minute grain is
+    about fifteen points a pixel; this keeps every peak and trough, and the report small."""
+    kept: list[TimedValue] = []
+    column: list[TimedValue] = []
+    at: int | None = None
+    for point in run:
+        here = int(s.x(point[0]) * 2)
+        if here != at and column:
+            kept += _extremes(column)
+            column = []
+        at = here
+        column.append(point)
+    return kept + _extremes(column) if column else kept
+
+
+def _extremes(column: list[TimedValue]) -> list[TimedValue]:
+    if len(column) <= 4:
+        return column
+    low = min(range(len(column)), key=lambda i: column[i][1] or 0.0)
+    high = max(range(len(column)), key=lambda i: column[i][1] or 0.0)
+    return [column[i] for i in sorted({0, low, high, len(column) - 1})]
+
+
 # seconds between time ticks: the first that leaves at most 7 of them
 TIME_STEPS = (
     *(1, 2, 5, 10, 15, 30),
@@ -284,7 +309,7 @@ def chart(
     if trace.clear != trace.threshold:
         parts.append(_hline(s, trace.clear, "clear", CLEAR, ' stroke-dasharray="6 4"'))
     for run in runs_of(trace.points, start, end):
-        coords = " ".join(f"{c(s.x(ts))},{c(s.y(value or 0.0))}" for ts, value in run)
+        coords = " ".join(f"{c(s.x(ts))},{c(s.y(value or 0.0))}" for ts, value in thinned(run, s))
         parts.append(
             f'<polyline class="series" points="{coords}" fill="none" stroke="{SERIES}"'
             ' stroke-width="1.8" stroke-linejoin="round"/>'

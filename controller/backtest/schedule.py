@@ -34,7 +34,6 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import NamedTuple
 
 import anyio
 import structlog
@@ -56,16 +55,30 @@ _OK = VerdictState.OK  # an enum member's lookup shows in a replay's profile
 Seen = tuple[VerdictState, float | None]
 
 
-class Row(NamedTuple):
-    """What one pass of one target saw, in the order of its policy's objectives."""
+class Trace:
+    """What one target's passes saw, column by column (a week of a fleet is millions of
+    passes): when, each objective's state and value, and the most severe state."""
 
-    ts: datetime
-    seen: tuple[Seen, ...]
-    worst: VerdictState  # the most severe of them
+    def __init__(self, objectives: int) -> None:
+        self.times: list[datetime] = []
+        self.states: list[list[VerdictState]] = [[] for _ in range(objectives)]
+        self.values: list[list[float | None]] = [[] for _ in range(objectives)]
+        self.worst: list[VerdictState] = []
 
+    def add(self, ts: datetime, seen: Sequence[Seen]) -> None:
+        self.times.append(ts)
+        for states, values, (state, value) in zip(self.states, self.values, seen, strict=True):
+            states.append(state)
+            values.append(value)
+        self.worst.append(most_severe(state for state, _ in seen))
 
-def row(ts: datetime, seen: tuple[Seen, ...]) -> Row:
-    return Row(ts, seen, most_severe(state for state, _ in seen))
+    def add_ok(self, ts: datetime, values: Sequence[float]) -> None:
+        """A quiet pass: every objective ok."""
+        self.times.append(ts)
+        for column, states, value in zip(self.values, self.states, values, strict=True):
+            states.append(_OK)
+            column.append(value)
+        self.worst.append(_OK)
 
 
 class ReplayClock:
@@ -103,9 +116,9 @@ async def run_schedule(
     interval: timedelta,
     *,
     quiet: bool = True,
-) -> tuple[dict[str, list[Row]], Counts]:
+) -> tuple[dict[str, Trace], Counts]:
     """Run every target's passes from the clock's time to ``end`` (inclusive)."""
-    rows: dict[str, list[Row]] = {r.policy.name: [] for r in reconcilers}
+    traces = {r.policy.name: Trace(len(r.policy.objectives)) for r in reconcilers}
     counts = Counts()
     order = itertools.count()
     heap = [(clock.now(), next(order), i) for i in range(len(reconcilers))]
@@ -121,9 +134,8 @@ async def run_schedule(
         every = reconciler.policy.interval or interval
         rest = resting[i]
         if rest is not None and due > quiet_until[i]:
-            stretch = rest.scan(source, due, every, end)
-            rows[reconciler.policy.name].extend(stretch)
-            quiet_until[i] = stretch[-1].ts if stretch else due - every
+            last = rest.scan(source, due, every, end, traces[reconciler.policy.name])
+            quiet_until[i] = last if last is not None else due - every
         if rest is not None and due <= quiet_until[i]:
             counts.quiet += 1
             # what the full pass would tell the fleet: ok, backend not failing
@@ -144,9 +156,9 @@ async def run_schedule(
             counts.full += 1
             resting[i] = Resting.after(reconciler, result, source) if quiet else None
             quiet_until[i] = due
-            rows[reconciler.policy.name].append(row(due, _seen(reconciler, result)))
+            traces[reconciler.policy.name].add(due, _seen(reconciler, result))
         heapq.heappush(heap, (due + every, next(order), i))
-    return rows, counts
+    return traces, counts
 
 
 @dataclass(frozen=True)
@@ -181,16 +193,22 @@ class Resting:
         return cls(reconciler, result, idle, readings)
 
     def scan(
-        self, source: ReplaySource, first: datetime, every: timedelta, end: datetime
-    ) -> list[Row]:
-        """The quiet passes from ``first`` on, every ``every`` up to ``end``, until the first
-        that is not (see the module's docstring): nothing else changes the target's memory
-        or state meanwhile, so they can be worked out ahead, the fleet told as they come."""
+        self,
+        source: ReplaySource,
+        first: datetime,
+        every: timedelta,
+        end: datetime,
+        trace: Trace,
+    ) -> datetime | None:
+        """Add to ``trace`` the quiet passes from ``first`` on, every ``every`` up to ``end``,
+        until the first that is not (see the module's docstring), and return the time of
+        the last (None: not even the first). Nothing else changes the target's memory or
+        state meanwhile, so they can be worked out ahead, the fleet told as they come."""
         reconciler = self.reconciler
         policy, memory = reconciler.policy, reconciler.memory
         feeds = [source.feed(reading) for reading in self.readings]
         state = source.state(policy.target)
-        rows: list[Row] = []
+        last: datetime | None = None
         recheck: datetime | None = first  # when the hold's reason must be worked out again
         held: NoProposal | None = None
         projected: tuple[float | None, ...] | None = None  # worst values of the last projection
@@ -200,14 +218,14 @@ class Resting:
             for feed in feeds:
                 value = feed.settled(now)
                 if value is None:
-                    return rows
+                    return last
                 values.append(value)
             if recheck is not None and now >= recheck:
                 held = reconciler.holding(self.idle, self.last.verdicts, now)
                 recheck = when_due_changes(policy, memory.ok_since, memory.history, now)
                 projected = None
                 if held is not None and held.reason != memory.last_reason:
-                    return rows
+                    return last
             if held is None:  # a step back is due: the pass projects from the worst values
                 worst = tuple(feed.worst(now) for feed in feeds)
                 if worst != projected:
@@ -221,11 +239,12 @@ class Resting:
                         or back.reason.endswith(AT_BASELINE)  # it would remember the baseline
                         or back.reason != memory.last_reason
                     ):
-                        return rows
+                        return last
                     projected = worst
-            rows.append(Row(now, tuple((_OK, value) for value in values), _OK))
+            trace.add_ok(now, values)
+            last = now
             now += every
-        return rows
+        return last
 
 
 def _seen(reconciler: Reconciler, result: PassResult) -> tuple[Seen, ...]:

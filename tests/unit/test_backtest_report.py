@@ -18,6 +18,7 @@ from controller.backtest.model import (
     Marker,
     ObjectiveTrace,
     Point,
+    Points,
     TargetSummary,
     TargetTrace,
 )
@@ -125,6 +126,25 @@ def test_one_chart_per_objective_with_a_polyline_per_run_of_values() -> None:
     cpu = re.findall(r'<polyline class="series" points="([^"]*)"', charts["cpu"])
     assert [len(p.split()) for p in cpu] == [5, 6]  # the gap splits the line in two
     assert len(runs_of(cpu_trace().points, T0, END)) == 2
+
+
+def test_a_week_at_a_minute_grain_is_thinned_to_what_the_chart_shows() -> None:
+    """10,080 points on a 720-wide chart: at most four a half-pixel column are drawn,
+    and the one-minute spike and the one-minute dip are among them."""
+    week = [T0 + timedelta(minutes=m) for m in range(7 * 1440)]
+    values: list[float | None] = [50.0 + (m % 7) for m in range(len(week))]
+    values[4321], values[8000] = 99.0, 3.0
+    trace = ObjectiveTrace("cpu", "CpuPercentage", "<", 70.0, 60.0, Points(week, values), ())
+    svg = chart(trace, (), week[0], week[-1])
+    [line] = re.findall(r'<polyline class="series" points="([^"]*)"', svg)
+    coords = [tuple(float(v) for v in pair.split(",")) for pair in line.split()]
+    assert len(coords) <= 4 * 2 * 720
+    assert len(coords) < len(week) / 2
+    scale = scale_for([trace], week[0], week[-1])
+    ys = {round(y, 1) for _, y in coords}
+    assert round(scale.y(99.0), 1) in ys and round(scale.y(3.0), 1) in ys
+    xs = [x for x, _ in coords]
+    assert xs == sorted(xs)  # still in time order
 
 
 def test_points_land_where_the_scale_puts_them() -> None:
