@@ -1,7 +1,7 @@
 """Where history comes from: the signal backends over a past range, or live reads.
 
-``fetch`` asks Azure Monitor and Log Analytics for each objective's series over the range
-(Prometheus and HTTP probes keep no history Remediator can ask for: record them). The
+``fetch`` asks Azure Monitor, Log Analytics and Prometheus (a range query) for each
+objective's series over the range (HTTP probes keep no history: record them). The
 starting size of each target is read now, through the same readers the controller uses.
 
 ``record`` captures what the signal sources return, pass after pass, into a History —
@@ -20,9 +20,11 @@ from controller.azure.clients import AzureClients
 from controller.backtest.history import History
 from controller.clock import Clock
 from controller.plugins import default_registry
+from controller.policy.probe_signals import PrometheusSignal
 from controller.policy.schema import LogsSignal, MetricSignal, Policy
 from controller.signals.azure_monitor import AzureMonitorSource
 from controller.signals.logs import LogsSource
+from controller.signals.prometheus import PrometheusSource
 
 log = structlog.get_logger("remediator.backtest")
 
@@ -43,6 +45,10 @@ async def fetch(
                 samples = await metrics.history(policy.target, objective, start, end)
             elif isinstance(signal, LogsSignal):
                 samples = await logs.history(policy.target, objective, start, end)
+            elif isinstance(signal, PrometheusSignal) and isinstance(
+                prometheus := registry.signal("prometheus"), PrometheusSource
+            ):
+                samples = await prometheus.history(policy.target, objective, start, end)
             else:
                 log.warning(
                     "no history for this signal: record it",

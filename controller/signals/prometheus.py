@@ -16,19 +16,20 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from controller.clock import Clock
-from controller.model import Observation
+from controller.model import Observation, Sample
 from controller.policy.probe_signals import PrometheusSignal
 from controller.policy.schema import Objective, Target
-from controller.signals.history import History, Reading, read_each
+from controller.signals.history import History, Reading, bucket, read_each
 
 MAX_BODY = 4 * 1024 * 1024  # a one-number answer is tiny: bounds what a runaway query costs
+RANGE_STEPS = 10_000  # points a range query asks for (Prometheus refuses over 11,000)
 SHOWN_SERIES = 3  # label sets quoted when a query returns several series
 
 SessionFactory = Callable[[], aiohttp.ClientSession]
@@ -70,6 +71,21 @@ class PrometheusSource:
             objectives, target.resource_id, readings, now, self._clock.now()
         )
 
+    async def history(
+        self, target: Target, objective: Objective, start: datetime, end: datetime
+    ) -> list[Sample]:
+        """The objective's series over [start, end), for backtests."""
+        signal = objective.signal
+        if not isinstance(signal, PrometheusSignal):
+            raise HistoryError(f"not a prometheus signal: {type(signal).__name__}")
+        server = signal.server or self._default_server
+        if server is None:
+            raise HistoryError(
+                "no Prometheus server: set the signal's server or the controller's default"
+            )
+        async with self._session_factory() as session:
+            return await range_history(session, server, signal, start, end)
+
     async def _read(
         self, session: aiohttp.ClientSession, signal: PrometheusSignal, now: datetime
     ) -> Reading:
@@ -105,6 +121,75 @@ class PrometheusSource:
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             return Reading.error(f"{_where(server)}: {type(exc).__name__}: {exc}"[:300])
         return interpret(status, bytes(body))
+
+
+class HistoryError(RuntimeError):
+    """A range query that gave no usable series; the message names the server."""
+
+
+async def range_history(
+    session: aiohttp.ClientSession,
+    server: str,
+    signal: PrometheusSignal,
+    start: datetime,
+    end: datetime,
+    steps: int = RANGE_STEPS,
+) -> list[Sample]:
+    """The query's values over [start, end), evaluated at each grain-aligned instant by
+    ``/api/v1/query_range``, ``steps`` at a time (Prometheus answers at most 11,000
+    points a series); each value lands in the bucket starting at its instant."""
+    grain = signal.grain
+    samples: list[Sample] = []
+    chunk = bucket(start, grain)
+    while chunk < end:
+        until = min(end, chunk + grain * steps)
+        params = {
+            "query": signal.query,
+            "start": f"{chunk.timestamp():.3f}",
+            "end": f"{until.timestamp():.3f}",
+            "step": f"{grain.total_seconds():g}",
+        }
+        try:
+            async with session.get(
+                server.rstrip("/") + "/api/v1/query_range",
+                params=params,
+                timeout=aiohttp.ClientTimeout(total=max(signal.timeout.total_seconds(), 30.0)),
+                allow_redirects=False,
+            ) as response:
+                status, body = response.status, await response.read()
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise HistoryError(f"{_where(server)}: {type(exc).__name__}: {exc}"[:300]) from None
+        for ts, value in _matrix(status, body, server):
+            if chunk <= ts < until:
+                samples.append(Sample(ts, value))
+        chunk = until
+    return samples
+
+
+def _matrix(status: int, body: bytes, server: str) -> list[tuple[datetime, float | None]]:
+    """The one series of a ``/api/v1/query_range`` answer (none: no points)."""
+    try:
+        answer = json.loads(body)
+        if answer.get("status") != "success" or status != 200:
+            raise HistoryError(
+                f"{_where(server)}: Prometheus error (HTTP {status}, "
+                f"{answer.get('errorType')}): {answer.get('error')}"
+            )
+        result = answer["data"]["result"]
+        if len(result) > 1:
+            raise HistoryError(
+                f"{_where(server)}: the query returned {len(result)} series; "
+                "it must reduce to one number, e.g. with max()/sum()"
+            )
+        values = result[0]["values"] if result else []
+        return [
+            (datetime.fromtimestamp(float(at), UTC), _number(text).value) for at, text in values
+        ]
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        text = body[:200].decode("utf-8", "replace")
+        raise HistoryError(
+            f"{_where(server)}: HTTP {status}, not a range answer ({exc}): {text!r}"
+        ) from None
 
 
 def interpret(status: int, body: bytes) -> Reading:

@@ -13,9 +13,10 @@ import pytest
 from controller.clock import SystemClock, VirtualClock
 from controller.core.evaluate import evaluate
 from controller.model import Observation, Quality, VerdictState
+from controller.policy.probe_signals import PrometheusSignal
 from controller.policy.schema import Objective, Target
 from controller.signals.history import bucket
-from controller.signals.prometheus import PrometheusSource
+from controller.signals.prometheus import HistoryError, PrometheusSource, range_history
 from tests import prometheus
 from tests.conftest import APP_ID
 from tests.prometheus import POLL, Stack, free_port
@@ -178,3 +179,45 @@ async def test_bucketed_history_sustains_a_breach_on_virtual_time(
         VerdictState.UNKNOWN,
     )
     assert states == [ok, pending, unknown, pending, breach, ok]
+
+
+# ---------------------------------------------------------------------------- history
+
+
+async def test_history_is_a_range_query_at_the_grain_in_chunks(exported: Stack) -> None:
+    """``vector(time())`` is worth its own evaluation time: every sample sits at a
+    grain-aligned instant inside the range, once, however the range is chunked."""
+    signal = objective("vector(time())", grain="10s").signal
+    assert isinstance(signal, PrometheusSignal)
+    end = bucket(SystemClock().now(), timedelta(seconds=10))
+    start = end - timedelta(minutes=5)
+    async with aiohttp.ClientSession() as session:
+        whole = await range_history(session, exported.url, signal, start, end)
+        chunked = await range_history(session, exported.url, signal, start, end, steps=7)
+    assert [s.ts for s in whole] == [start + timedelta(seconds=10 * i) for i in range(30)]
+    assert all(s.value == s.ts.timestamp() for s in whole)
+    assert chunked == whole
+
+
+async def test_history_of_an_exported_metric_and_its_errors(exported: Stack) -> None:
+    """The backtest reads what Prometheus kept; several series or a bad query raise,
+    naming the server."""
+    await scraped(exported, "app_errors_ratio", exported.exporter.values["app_errors_ratio"])
+    source = PrometheusSource(SystemClock(), default_server=exported.url)
+    now = SystemClock().now()
+    # ahead of the last scrape, so a Prometheus started seconds ago has points to give
+    samples = await source.history(
+        TARGET, objective("app_errors_ratio", grain="10s"), now, now + timedelta(seconds=30)
+    )
+    assert samples and samples[-1].value == exported.exporter.values["app_errors_ratio"]
+    with pytest.raises(HistoryError, match=r"2 series.*max\(\)/sum\(\)"):
+        await source.history(
+            TARGET, objective("app_requests_total", grain="10s"), now, now + timedelta(seconds=30)
+        )
+    with pytest.raises(HistoryError, match=r"Prometheus error .*bad_data"):
+        await source.history(
+            TARGET, objective("sum(", grain="10s"), now, now + timedelta(seconds=30)
+        )
+    with pytest.raises(HistoryError, match=r"127\.0\.0\.1:\d+: ClientConnectorError"):
+        dead = PrometheusSource(SystemClock(), default_server=f"http://127.0.0.1:{free_port()}")
+        await dead.history(TARGET, objective("up", grain="10s"), now, now + timedelta(seconds=30))
