@@ -36,7 +36,7 @@ from controller.backtest.report import render as render_report
 from controller.clock import VirtualClock
 from controller.config import Settings, SettingsError, load_settings
 from controller.durations import parse_duration
-from controller.emulator import Emulator, ScenarioError, load_scenario
+from controller.emulator import Emulator, Scenario, ScenarioError, load_scenario
 from controller.emulator.config_writer import policies_for
 from controller.loop import PassFailure
 from controller.model import Mode
@@ -71,8 +71,10 @@ Every command's --help shows examples."""
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    # the demo prints its own story; a replay's decisions are in its report, not the log
+    quiet = args.command in ("demo", "backtest", "report")
     configure_logging(
-        os.environ.get("REMEDIATOR_LOG_LEVEL", "warning" if args.command == "demo" else "info"),
+        os.environ.get("REMEDIATOR_LOG_LEVEL", "warning" if quiet else "info"),
         json=os.environ.get("REMEDIATOR_LOG_FORMAT", "console") == "json",
     )
     try:
@@ -296,6 +298,7 @@ def _parser() -> argparse.ArgumentParser:
           remediator backtest --config settings.yaml --from 2026-01-01T00:00Z --to 2026-01-08T00:00Z
           remediator backtest --config settings.yaml --recording incident.jsonl --report out.html
           remediator backtest --config settings.yaml --compare variant-policies/ --report cmp.html
+          remediator backtest --scenario cpu-spike --policies-out variant/
           remediator backtest --scenario cpu-spike --compare variant/ --report demo.html
         """,
     )
@@ -308,6 +311,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="end", help="end of the range (ISO 8601, UTC)")
     p.add_argument("--recording", type=Path, help="replay this recording, not the backends")
     p.add_argument("--compare", type=Path, nargs="+", default=[], help="a second policy set")
+    p.add_argument(
+        "--policies-out",
+        type=Path,
+        help="with --scenario: keep the scenario's policies here, to edit into a variant",
+    )
     p.add_argument("--no-effects", action="store_true", help="open loop: actions change nothing")
     p.add_argument("--prices", type=Path, help="a price table (YAML/JSON) overriding the defaults")
     p.add_argument("--report", type=Path, help="write the HTML report here")
@@ -719,10 +727,26 @@ async def _backtest_scenario(args: argparse.Namespace) -> int:
     start = _moment(args.start) if args.start else scenario.start
     until = _moment(args.end) if args.end else end
     emulator = Emulator(scenario, now=lambda: end)
-    folder = Path(tempfile.mkdtemp(prefix=f"{scenario.name}-policies-"))
+    with tempfile.TemporaryDirectory(prefix=f"{scenario.name}-policies-") as scratch:
+        folder = args.policies_out or Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        return await _backtest_scenario_in(args, scenario, emulator, folder, start, until)
+
+
+async def _backtest_scenario_in(
+    args: argparse.Namespace,
+    scenario: Scenario,
+    emulator: Emulator,
+    folder: Path,
+    start: datetime,
+    until: datetime,
+) -> int:
     async with emulator.serve() as base_url:
         for index, policy in enumerate(policies_for(scenario, base_url)):
-            (folder / f"{index:02d}.yaml").write_text(yaml.safe_dump(policy), encoding="utf-8")
+            name = f"{index:02d}-{policy['metadata']['name']}.yaml"
+            (folder / name).write_text(yaml.safe_dump(policy, sort_keys=False), encoding="utf-8")
+        if args.policies_out is not None:
+            print(f"the scenario's policies: {folder} (edit a copy for --compare)", file=sys.stderr)
         settings = load_settings(
             None,
             environ={},
@@ -744,6 +768,7 @@ async def _backtest_scenario(args: argparse.Namespace) -> int:
             compare=args.compare,
             effects=not args.no_effects,
             prices=prices,
+            label=None if args.policies_out else f"{scenario.name}'s policies",
         )
     return _backtest_out(args, results, prices)
 

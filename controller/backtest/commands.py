@@ -47,10 +47,12 @@ async def backtest(
     compare: Sequence[Path] = (),
     effects: bool = True,
     prices: Prices | None = None,
+    label: str | None = None,
 ) -> list[Backtest]:
-    """Replay the settings' policies (and, with ``compare``, a second set) on one history."""
+    """Replay the settings' policies (and, with ``compare``, a second set) on one history;
+    each set is labelled with its paths, the settings' own with ``label`` when given."""
     sets: list[tuple[str, list[Policy]]] = [
-        (", ".join(str(p) for p in settings.policies), _policies(settings.policies))
+        (label or ", ".join(str(p) for p in settings.policies), _policies(settings.policies))
     ]
     if compare:
         sets.append((", ".join(str(p) for p in compare), _policies(compare)))

@@ -61,6 +61,14 @@ async def replay(
     ``fail_static`` are the controller's settings (the defaults when not given): they
     hold actions back across targets, in a replay as in production.
     """
+    owners: dict[str, str] = {}
+    for policy in policies:
+        other = owners.setdefault(policy.target.resource_id.lower(), policy.name)
+        if other != policy.name:
+            raise ValueError(
+                f"policies {other!r} and {policy.name!r} both target "
+                f"{policy.target.resource_id}: one policy per resource, as the controller loads"
+            )
     clock = ReplayClock(start)
     simulator = Simulator(clock)
     registry = Registry()

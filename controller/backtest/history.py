@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,6 +46,9 @@ class History:
     )
 
     def add(self, policy: str, objective: str, ts: datetime, value: float | None) -> None:
+        """Keep a value; NaN or ±Inf is no value (a gap), as everywhere a value is read."""
+        if value is not None and not math.isfinite(value):
+            value = None
         self.values.setdefault((policy, objective), {})[ts] = value
         self._sorted.pop((policy, objective), None)
         self._valued.pop((policy, objective), None)

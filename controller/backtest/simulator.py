@@ -23,7 +23,7 @@ from typing import Literal
 
 from controller.backtest.history import History
 from controller.clock import Clock
-from controller.core.evaluate import HOLDS, holds
+from controller.core.evaluate import HOLDS
 from controller.model import (
     CacheSku,
     ContainerSize,
@@ -213,35 +213,6 @@ class ReplaySource:
             )
         return out
 
-    def settled_value(self, reading: Reading, now: datetime) -> float | None:
-        """The value :meth:`observe` would show ``now`` when it is one
-        :func:`~controller.core.evaluate.evaluate` judges ok after an ok — the newest
-        point in the window, fresh and meeting the objective — or None when it is not."""
-        objective = reading.objective
-        newest = now - reading.grain
-        latest = self._history.latest(reading.policy, objective.name, now - reading.window, newest)
-        if latest is None:
-            return None
-        ts, recorded = latest
-        if newest - ts > reading.staleness:
-            return None
-        value = self._effect(reading, ts, recorded)
-        if value is None or not holds(objective.comparison, value, objective.threshold):
-            return None
-        return value
-
-    def worst(self, reading: Reading, now: datetime) -> float | None:
-        """The value most against the objective among those :meth:`observe` would show
-        ``now`` (a step back is projected from it)."""
-        objective = reading.objective
-        points = self._history.window(
-            reading.policy, objective.name, now - reading.window, now - reading.grain
-        )
-        values = [v for v in (self._effect(reading, ts, x) for ts, x in points) if v is not None]
-        if not values:
-            return None
-        return max(values) if objective.comparison in ("<", "<=") else min(values)
-
     def feed(self, reading: Reading) -> Feed:
         """A cursor over one objective's history, for passes read in time order."""
         times, values = self._history.valued(reading.policy, reading.objective.name)
@@ -259,23 +230,24 @@ class ReplaySource:
         )
 
 
-def effective(effect: Effect, start: float, now: float, value: float) -> float:
-    """A recorded value as the effect model has it with capacity ``now`` instead of
-    ``start`` (see the module's docstring); monotonic in the value."""
-    if effect is None or start == now:
+def effective(effect: Effect, start: float, capacity: float, value: float) -> float:
+    """A recorded value as the effect model has it with ``capacity`` instead of the
+    ``start`` capacity (see the module's docstring); monotonic in the value."""
+    if effect is None or start == capacity:
         return value
     if effect == "share":
         share = min(max(value / 100, 0.0), 0.99)
         demand = start / (1 - share)  # what was asked of the starting throughput
-        return round(max(0.0, 1 - now / demand) * 100, 6)
-    return round(min(100.0, value * start / now), 6)
+        return round(max(0.0, 1 - capacity / demand) * 100, 6)
+    return round(min(100.0, value * start / capacity), 6)
 
 
 class Feed:
-    """What :meth:`ReplaySource.settled_value` and :meth:`ReplaySource.worst` answer, for
-    passes asked in time order: a cursor instead of a search, and the window's worst
-    value from the recorded ones (the effect model is monotonic: the worst recorded
-    value is the worst effective one while the capacity stayed the same)."""
+    """One objective's history as passes asked in time order would observe it: what the
+    newest point says (:meth:`settled`) and the window's worst (:meth:`worst`), read
+    with a cursor instead of a search. The worst comes from the recorded values while
+    the capacity stayed the same (the effect model is monotonic, so the worst recorded
+    value is the worst effective one), point by point across a change of size."""
 
     def __init__(
         self,
@@ -295,17 +267,18 @@ class Feed:
         self._since, self._capacity = target.capacity[-1]
         self._start = target.start_capacity
         self._kind: Effect = reading.effect if effects else None
-        self._newest = -1  # index of the newest point of the last pass's window
-        self._started = False
+        self._newest: int | None = None  # index of the newest point of the last pass's window
 
     def settled(self, now: datetime) -> float | None:
-        """As :meth:`ReplaySource.settled_value`; ``now`` never goes back."""
+        """The value :meth:`ReplaySource.observe` would show ``now`` when it is one
+        :func:`~controller.core.evaluate.evaluate` judges ok after an ok — the newest
+        point, fresh and meeting the objective — or None when it is not. ``now`` never
+        goes back."""
         reading, times = self.reading, self._times
         newest = now - reading.grain
-        if not self._started:
-            self._newest = bisect.bisect_right(times, newest) - 1
-            self._started = True
         k = self._newest
+        if k is None:
+            k = bisect.bisect_right(times, newest) - 1
         while k + 1 < len(times) and times[k + 1] <= newest:
             k += 1
         self._newest = k
@@ -319,18 +292,20 @@ class Feed:
         return value
 
     def worst(self, now: datetime) -> float | None:
-        """As :meth:`ReplaySource.worst`, after :meth:`settled` for the same ``now``."""
-        reading, times = self.reading, self._times
-        first = bisect.bisect_left(times, now - reading.window, hi=self._newest + 1)
-        if first > self._newest:
+        """The value most against the objective in the window :meth:`settled` last read
+        (a step back is projected from it); call that for the same ``now`` first."""
+        reading, times, newest = self.reading, self._times, self._newest
+        if newest is None:
+            raise RuntimeError("Feed.worst before Feed.settled")
+        first = bisect.bisect_left(times, now - reading.window, hi=newest + 1)
+        if first > newest:
             return None
-        values = self._values[first : self._newest + 1]
+        values = self._values[first : newest + 1]
         pick = max if reading.objective.comparison in ("<", "<=") else min
         if times[first] >= self._since:  # one capacity for all of them
             return effective(self._kind, self._start, self._capacity, pick(values))
-        stamps = times[first : self._newest + 1]
         target = reading.target
         return pick(
             effective(self._kind, self._start, target.capacity_at(t), v)
-            for t, v in zip(stamps, values, strict=True)
+            for t, v in zip(times[first : newest + 1], values, strict=True)
         )

@@ -85,7 +85,21 @@ def test_backtest_a_demo_scenario_with_a_variant(tmp_path: Path, capsys: object)
     assert outward["targets"]["agentstudio-api-cpu"]["actions"] == {"scaleOut": 1}
     assert upward["targets"]["agentstudio-api-cpu"]["actions"] == {"scaleUp": 1}
     assert upward["targets"]["agentstudio-api-cpu"]["cost"]["total"] > 0
-    assert "cpu-spike-policies" in report.read_text()
+    assert "cpu-spike&#x27;s policies" in report.read_text()
+
+
+def test_the_scenario_policies_can_be_kept_to_edit_into_a_variant(
+    tmp_path: Path, capsys: object
+) -> None:
+    from controller.cli import main
+
+    kept = tmp_path / "variant"
+    assert main(["backtest", "--scenario", "cpu-spike", "--policies-out", str(kept)]) == 0
+    [policy_file] = kept.glob("*.yaml")
+    policy = yaml.safe_load(policy_file.read_text())
+    assert policy["metadata"]["name"] == "agentstudio-api-cpu"
+    err = capsys.readouterr().err  # type: ignore[attr-defined]
+    assert str(kept) in err
 
 
 def test_a_bad_time_or_duration_is_a_usage_error(capsys: object) -> None:

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import anyio
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,8 +29,13 @@ from tests.conftest import BASE_POLICY, START
 HOURS = 8
 
 
-def app_policy(index: int, step_back: dict[str, Any] | None, interval: str | None) -> Policy:
+def app_policy(
+    index: int, step_back: dict[str, Any] | None, interval: str | None, grain: str = "1m"
+) -> Policy:
     data = copy.deepcopy(BASE_POLICY)
+    data["objectives"][0]["signal"]["grain"] = grain
+    if grain == "5m":
+        data["objectives"][0]["for"] = "10m"  # a window of at least one grain
     data["metadata"]["name"] = f"app-{index}"
     data["target"]["resourceId"] = data["target"]["resourceId"] + f"-{index}"
     data["objectives"].append(
@@ -48,8 +54,12 @@ def app_policy(index: int, step_back: dict[str, Any] | None, interval: str | Non
     return Policy.model_validate(data)
 
 
-# a stretch of load: (minutes, cpu % or None for a gap, whether points are missing at all)
-stretch = st.tuples(st.integers(1, 90), st.one_of(st.none(), st.floats(5, 100)), st.booleans())
+# a stretch of load: (points, cpu % — None or NaN for a gap —, whether points are missing)
+stretch = st.tuples(
+    st.integers(1, 90),
+    st.one_of(st.none(), st.floats(5, 100), st.just(float("nan"))),
+    st.booleans(),
+)
 app = st.fixed_dictionaries(
     {
         "stretches": st.lists(stretch, min_size=1, max_size=8),
@@ -67,6 +77,9 @@ app = st.fixed_dictionaries(
             ),
         ),
         "interval": st.sampled_from([None, "1m", "2m", "90s"]),
+        # cpu points every so many seconds (off the pass grid too), at a grain of
+        "spacing": st.sampled_from([60, 60, 45, 90, 300]),
+        "grain": st.sampled_from(["1m", "1m", "5m"]),
     }
 )
 
@@ -76,20 +89,23 @@ def build(
 ) -> tuple[list[Policy], History]:
     policies, history = [], History()
     for index, spec in enumerate(apps):
-        policy = app_policy(index, spec["step_back"], spec["interval"])
+        policy = app_policy(index, spec["step_back"], spec["interval"], spec.get("grain", "1m"))
         policies.append(policy)
-        minute = 0
+        spacing = timedelta(seconds=spec.get("spacing", 60))
+        point = 0
         for length, cpu, missing in spec["stretches"]:
             for _ in range(length):
-                if minute >= HOURS * 60:
+                ts = START + spacing * point
+                if ts >= START + timedelta(hours=HOURS):
                     break
-                ts = START + timedelta(minutes=minute)
+                minute = (ts - START) // timedelta(minutes=1)
                 if shared_spike and shared_spike[0] <= minute < shared_spike[0] + shared_spike[1]:
                     history.add(policy.name, "cpu", ts, 99.0)
                 elif not missing:
                     history.add(policy.name, "cpu", ts, cpu)
-                history.add(policy.name, "memory", ts, spec["memory"])
-                minute += 1
+                point += 1
+        for minute in range(HOURS * 60):
+            history.add(policy.name, "memory", START + timedelta(minutes=minute), spec["memory"])
         history.states[policy.name] = ResourceState(
             policy.target.resource_id, 1, 10, (ContainerSize("api", 0.5, "1Gi"),), "r1", 1
         )
@@ -229,3 +245,62 @@ def test_cosmos_throttling_and_its_step_back_agree() -> None:
     assert "raiseThroughput" in acted and "lowerThroughput" in acted
     assert fast_log == full_log and fast.targets == full.targets
     assert fast.quiet_passes > 0
+
+
+def test_two_policies_on_one_resource_are_refused() -> None:
+    """As the controller refuses to load them: the simulated target would be resized by
+    both, and neither replay would be the controller's."""
+    first = app_policy(0, None, None)
+    second = Policy.model_validate(
+        {**first.model_dump(by_alias=True, exclude_none=True), "metadata": {"name": "twin"}}
+    )
+    with pytest.raises(ValueError, match="both target"):
+        anyio.run(lambda: replay([first, second], History(), START, START + timedelta(hours=1)))
+
+
+def test_a_nan_in_the_history_is_a_gap() -> None:
+    """A NaN or an infinity (a recording may carry one) is no value, for the evaluator
+    and for a step back's projection alike."""
+    history = History()
+    history.add("p", "cpu", START, float("nan"))
+    history.add("p", "cpu", START + timedelta(minutes=1), float("inf"))
+    assert history.series("p", "cpu") == [(START, None), (START + timedelta(minutes=1), None)]
+
+
+def test_a_nan_between_passes_changes_neither_way() -> None:
+    """Found in review: a NaN the passes never see as newest (2 m passes, 1 m points)
+    once made the full pass project a step back from 100 % and the quiet one not."""
+    policy = Policy.model_validate(
+        {
+            "apiVersion": "remediator/v1",
+            "kind": "Policy",
+            "metadata": {"name": "orders"},
+            "target": {
+                "type": "cosmosSqlContainer",
+                "resourceId": "/subscriptions/s1/resourceGroups/rg/providers/"
+                "Microsoft.DocumentDB/databaseAccounts/acct/sqlDatabases/db/containers/orders",
+            },
+            "objectives": [
+                {
+                    "name": "ru",
+                    "signal": {"metric": "NormalizedRUConsumption", "aggregation": "Maximum"},
+                    "comparison": "<",
+                    "threshold": 90,
+                    "for": "3m",
+                }
+            ],
+            "remediation": [{"raiseThroughput": {"step": 400, "maxThroughput": 4000}}],
+            "interval": "2m",
+            "stepBack": {"baseline": {"throughput": 400}, "stableFor": "5m", "cooldown": "5m"},
+        }
+    )
+    history = History()
+    for minute in range(240):
+        value = float("nan") if minute == 150 else 30.0 if minute < 60 else 45.0
+        history.add(policy.name, "ru", START + timedelta(minutes=minute), value)
+    history.states[policy.name] = ResourceState(
+        policy.target.resource_id, throughput=Throughput(1000, None, 400, 10_000)
+    )
+    fast, full, fast_log, full_log = both_ways([policy], history)
+    assert fast.quiet_passes > 0
+    assert fast_log == full_log and fast.targets == full.targets
