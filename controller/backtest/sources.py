@@ -37,12 +37,19 @@ async def fetch(
     metrics = AzureMonitorSource(clients, clock)
     logs = LogsSource(clients, clock)
     registry = default_registry(clients, clock)
+    metered = [
+        (policy.target, objective)
+        for policy in policies
+        for objective in policy.objectives
+        if isinstance(objective.signal, MetricSignal)
+    ]
+    series = await metrics.histories(metered, start, end)
     for policy in policies:
         history.states[policy.name] = await registry.read_state(policy.target.type)(policy.target)
         for objective in policy.objectives:
             signal = objective.signal
             if isinstance(signal, MetricSignal):
-                samples = await metrics.history(policy.target, objective, start, end)
+                samples = series[(policy.target.resource_id, objective.name)]
             elif isinstance(signal, LogsSignal):
                 samples = await logs.history(policy.target, objective, start, end)
             elif isinstance(signal, PrometheusSignal) and isinstance(
