@@ -81,7 +81,12 @@ async def replay(
             registry.action(kind, action)(simulator.act)
     for policy in policies:
         state = history.states.get(policy.name) or default_state(policy.target)
-        simulator.add(policy.name, replace(state, resource_id=policy.target.resource_id), start)
+        simulator.add(
+            policy.name,
+            replace(state, resource_id=policy.target.resource_id),
+            start,
+            policy.backtest.effects,
+        )
     audit = audit if audit is not None else MemoryAudit()
     metrics = Metrics()
     fleet = Fleet(budgets or BudgetSettings(), fail_static or FailStaticSettings(), len(policies))

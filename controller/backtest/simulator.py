@@ -7,8 +7,10 @@ The effect model (``effects=True``) lets actions change what is replayed:
   offer, the cache size's units for Redis — capped at 100 %;
 * a 429 share follows throughput: the demand implied by the recorded share and the
   starting throughput, against the throughput now;
-* restarts, reboots and rollbacks have no modelled effect; latency and error rates are
-  replayed as recorded.
+* restarts, reboots and rollbacks have no built-in effect; latency and error rates are
+  replayed as recorded;
+* then what the policy declares its actions do (its ``backtest.effects``: a value that
+  replaces, or a factor that multiplies, one objective's values for a while).
 
 ``effects=False`` replays open-loop: exactly what was recorded, whatever is done.
 """
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -36,7 +38,7 @@ from controller.model import (
     Sample,
     Throughput,
 )
-from controller.policy.schema import MetricSignal, Objective, Target
+from controller.policy.schema import DeclaredEffect, MetricSignal, Objective, Target
 
 # Redis capacity in units of a C1 (Azure's relative sizes, roughly)
 CACHE_UNITS: dict[str, list[float]] = {
@@ -84,6 +86,18 @@ class _Target:
     start_capacity: float
     capacity: list[tuple[datetime, float]]  # changes, oldest first
     states: list[tuple[datetime, ResourceState]]  # every size it had, oldest first
+    effects: tuple[DeclaredEffect, ...] = ()  # what the policy says its actions do
+    declared: list[tuple[datetime, DeclaredEffect]] = field(default_factory=list)  # applied
+
+    def declared_at(self, objective: str, ts: datetime, value: float) -> float:
+        """``value`` after the declared effects of the actions taken by ``ts``, in order."""
+        for at, effect in self.declared:
+            if effect.objective != objective or ts < at:
+                continue
+            if effect.for_ is not None and ts >= at + effect.for_:
+                continue
+            value = effect.value if effect.value is not None else value * (effect.factor or 0.0)
+        return value
 
     def capacity_at(self, ts: datetime) -> float:
         """The capacity in effect at ``ts``."""
@@ -100,10 +114,16 @@ class Simulator:
         self._clock = clock
         self.targets: dict[str, _Target] = {}
 
-    def add(self, policy: str, state: ResourceState, start: datetime) -> None:
+    def add(
+        self,
+        policy: str,
+        state: ResourceState,
+        start: datetime,
+        effects: Sequence[DeclaredEffect] = (),
+    ) -> None:
         size = capacity(state)
         self.targets[state.resource_id.lower()] = _Target(
-            policy, state, size, [(start, size)], [(start, state)]
+            policy, state, size, [(start, size)], [(start, state)], tuple(effects)
         )
 
     def of(self, target: Target) -> _Target:
@@ -117,6 +137,7 @@ class Simulator:
         sim.state = apply(sim.state, proposal)
         sim.capacity.append((self._clock.now(), capacity(sim.state)))
         sim.states.append((self._clock.now(), sim.state))
+        sim.declared += [(self._clock.now(), e) for e in sim.effects if e.action == proposal.action]
         return Outcome(OutcomeKind.SUCCEEDED, proposal.before, proposal.after, "simulated")
 
 
@@ -223,11 +244,13 @@ class ReplaySource:
         return self._sim.of(target).state
 
     def _effect(self, reading: Reading, ts: datetime, value: float | None) -> float | None:
-        if value is None or not self._effects or reading.effect is None:
+        if value is None or not self._effects:
             return value
-        return effective(
-            reading.effect, reading.target.start_capacity, reading.target.capacity_at(ts), value
-        )
+        target = reading.target
+        value = effective(reading.effect, target.start_capacity, target.capacity_at(ts), value)
+        if target.declared:
+            value = target.declared_at(reading.objective.name, ts, value)
+        return value
 
 
 def effective(effect: Effect, start: float, capacity: float, value: float) -> float:
@@ -267,6 +290,8 @@ class Feed:
         self._since, self._capacity = target.capacity[-1]
         self._start = target.start_capacity
         self._kind: Effect = reading.effect if effects else None
+        # effects the policy declared, once one of its actions ran: applied point by point
+        self._declared = target.declared if effects else []
         self._newest: int | None = None  # index of the newest point of the last pass's window
 
     def settled(self, now: datetime) -> float | None:
@@ -284,9 +309,7 @@ class Feed:
         self._newest = k
         if k < 0 or newest - times[k] > reading.staleness:
             return None
-        ts = times[k]
-        capacity = self._capacity if ts >= self._since else reading.target.capacity_at(ts)
-        value = effective(self._kind, self._start, capacity, self._values[k])
+        value = self._value(k)
         if not self._meets(value, self._threshold):
             return None
         return value
@@ -300,12 +323,17 @@ class Feed:
         first = bisect.bisect_left(times, now - reading.window, hi=newest + 1)
         if first > newest:
             return None
-        values = self._values[first : newest + 1]
         pick = max if reading.objective.comparison in ("<", "<=") else min
-        if times[first] >= self._since:  # one capacity for all of them
+        if times[first] >= self._since and not self._declared:  # one capacity for them all
+            values = self._values[first : newest + 1]
             return effective(self._kind, self._start, self._capacity, pick(values))
-        target = reading.target
-        return pick(
-            effective(self._kind, self._start, target.capacity_at(t), v)
-            for t, v in zip(times[first : newest + 1], values, strict=True)
-        )
+        return pick(self._value(k) for k in range(first, newest + 1))
+
+    def _value(self, k: int) -> float:
+        """Point ``k`` as the effect model has it."""
+        ts, reading = self._times[k], self.reading
+        capacity = self._capacity if ts >= self._since else reading.target.capacity_at(ts)
+        value = effective(self._kind, self._start, capacity, self._values[k])
+        if self._declared:
+            value = reading.target.declared_at(reading.objective.name, ts, value)
+        return value

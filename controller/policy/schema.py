@@ -541,6 +541,33 @@ class Verification(Strict):
     margin: float = Field(default=0.1, gt=0, le=1)
 
 
+class DeclaredEffect(Strict):
+    """What an action does to one objective's replayed values, for backtests only: the
+    controller never reads it. ``value`` replaces what was recorded, ``factor``
+    multiplies it; from the action on, for ``for`` (absent: to the end of the replay).
+    A restart clearing a leak: ``{action: restartRevision, objective: memory, value: 35,
+    for: 2h}``; a rollback ending a bad deploy's errors: ``{action: rollbackRevision,
+    objective: error-rate, factor: 0.05}``."""
+
+    action: str
+    objective: str
+    value: float | None = None
+    factor: float | None = Field(default=None, ge=0)
+    for_: PositiveDuration | None = Field(default=None, alias="for")
+
+    @model_validator(mode="after")
+    def _one_change(self) -> DeclaredEffect:
+        if (self.value is None) == (self.factor is None):
+            raise ValueError("give exactly one of value (replaces) or factor (multiplies)")
+        return self
+
+
+class BacktestHints(Strict):
+    """How backtests model this policy's actions beyond the built-in effect model."""
+
+    effects: list[DeclaredEffect] = Field(default_factory=list)
+
+
 class Policy(Strict):
     api_version: Literal["remediator/v1"]
     kind: Literal["Policy"]
@@ -552,6 +579,7 @@ class Policy(Strict):
     guards: Guards = Field(default_factory=Guards)
     verification: Verification = Field(default_factory=Verification)
     step_back: StepBack | None = None  # absent: never scale back in by itself
+    backtest: BacktestHints = Field(default_factory=BacktestHints)  # read by backtests only
 
     @property
     def settle(self) -> timedelta:
@@ -579,6 +607,17 @@ class Policy(Strict):
                 raise ValueError(f"remediation.{index}.{step.action}.{problem}")
         if self.step_back is not None:
             self._check_step_back(self.step_back)
+        actions = LADDER_ACTIONS[kind] | set(STEP_BACK_ACTIONS[kind])
+        for index, effect in enumerate(self.backtest.effects):
+            where = f"backtest.effects.{index}"
+            if effect.action not in actions:
+                allowed = ", ".join(sorted(actions)) or "nothing"
+                raise ValueError(f"{where}.action: a {kind} has no {effect.action} ({allowed})")
+            if effect.objective not in names:
+                raise ValueError(
+                    f"{where}.objective: no objective named {effect.objective!r} "
+                    f"(there are: {', '.join(names)})"
+                )
         return self
 
     def _check_step_back(self, rule: StepBack) -> None:

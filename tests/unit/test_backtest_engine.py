@@ -114,6 +114,63 @@ async def test_a_raise_moves_the_429_share() -> None:
     assert target.summary.cost.units["ru-hours"] > 0
 
 
+async def test_a_restart_does_what_the_policy_declares_and_nothing_otherwise() -> None:
+    """A leak: memory climbs a point a minute from 60 %. With a declared effect the
+    restart brings it back to 30 % for 20 minutes; without one a restart changes
+    nothing, and the ladder is judged not to help."""
+    leak = {
+        "objectives": [
+            {
+                "name": "memory",
+                "signal": {"metric": "MemoryPercentage", "aggregation": "Average"},
+                "comparison": "<",
+                "threshold": 80,
+                "for": "3m",
+            }
+        ],
+        "remediation": [{"restartRevision": {}}],
+    }
+    declared = make_policy(
+        **leak,
+        backtest={
+            "effects": [
+                {"action": "restartRevision", "objective": "memory", "value": 30, "for": "20m"}
+            ]
+        },
+    )
+    history = History()
+    for minute in range(90):
+        history.add(declared.name, "memory", START + timedelta(minutes=minute), 60.0 + minute)
+    end = START + timedelta(minutes=60)
+    result = await replay([declared], history, START, end)
+    [target] = result.targets
+    restarts = [m.ts for m in target.markers if m.kind == "acted"]
+    assert restarts[0] - START == timedelta(minutes=23)  # 80 % from 00:20: three buckets
+    after = [
+        v
+        for ts, v in target.objectives[0].points
+        if restarts[0] < ts <= restarts[0] + timedelta(minutes=20)
+    ]
+    assert after and set(after[1:]) == {30.0}  # the first pass after still reads 00:23
+    plain = await replay([make_policy(**leak)], history, START, end)
+    [untouched] = plain.targets
+    assert all(v is None or v >= 80 for ts, v in untouched.objectives[0].points if ts > restarts[0])
+
+
+def test_declared_effects_are_checked_against_the_policy() -> None:
+    """A declared effect names an action the target has and one of its objectives, and
+    says one thing: replace or multiply."""
+    effect = {"action": "restartRevision", "objective": "cpu", "value": 30}
+    assert make_policy(backtest={"effects": [effect]}).backtest.effects[0].value == 30
+    for wrong, message in (
+        ({**effect, "action": "raiseThroughput"}, "has no raiseThroughput"),
+        ({**effect, "objective": "memory"}, "no objective named 'memory'"),
+        ({**effect, "factor": 0.5}, "exactly one of value"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            make_policy(backtest={"effects": [wrong]})
+
+
 def test_a_recording_round_trips_and_a_bad_one_names_its_line(tmp_path: Path) -> None:
     history = spike()
     history.add(POLICY.name, "cpu", START + timedelta(minutes=200), None)

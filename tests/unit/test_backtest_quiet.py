@@ -30,9 +30,15 @@ HOURS = 8
 
 
 def app_policy(
-    index: int, step_back: dict[str, Any] | None, interval: str | None, grain: str = "1m"
+    index: int,
+    step_back: dict[str, Any] | None,
+    interval: str | None,
+    grain: str = "1m",
+    declared: list[dict[str, Any]] | None = None,
 ) -> Policy:
     data = copy.deepcopy(BASE_POLICY)
+    if declared:
+        data["backtest"] = {"effects": declared}
     data["objectives"][0]["signal"]["grain"] = grain
     if grain == "5m":
         data["objectives"][0]["for"] = "10m"  # a window of at least one grain
@@ -80,6 +86,17 @@ app = st.fixed_dictionaries(
         # cpu points every so many seconds (off the pass grid too), at a grain of
         "spacing": st.sampled_from([60, 60, 45, 90, 300]),
         "grain": st.sampled_from(["1m", "1m", "5m"]),
+        # what the policy declares its actions do, beyond the built-in model
+        "declared": st.sampled_from(
+            [
+                None,
+                [{"action": "scaleOut", "objective": "memory", "factor": 0.5, "for": "30m"}],
+                [
+                    {"action": "scaleOut", "objective": "cpu", "value": 20},
+                    {"action": "scaleIn", "objective": "cpu", "factor": 1.5, "for": "10m"},
+                ],
+            ]
+        ),
     }
 )
 
@@ -89,7 +106,13 @@ def build(
 ) -> tuple[list[Policy], History]:
     policies, history = [], History()
     for index, spec in enumerate(apps):
-        policy = app_policy(index, spec["step_back"], spec["interval"], spec.get("grain", "1m"))
+        policy = app_policy(
+            index,
+            spec["step_back"],
+            spec["interval"],
+            spec.get("grain", "1m"),
+            spec.get("declared"),
+        )
         policies.append(policy)
         spacing = timedelta(seconds=spec.get("spacing", 60))
         point = 0
