@@ -33,6 +33,7 @@ from controller.backtest.from_audit import from_audit
 from controller.backtest.history import RecordingError, read_recording
 from controller.backtest.prices import Prices, PricesError, load_prices
 from controller.backtest.report import render as render_report
+from controller.backtest.sources import HistoryUnavailable
 from controller.clock import VirtualClock
 from controller.config import Settings, SettingsError, load_settings
 from controller.durations import parse_duration
@@ -95,6 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{exc}; run `remediator audit verify {exc.path}` and move the file aside",
             file=sys.stderr,
         )
+        return EXIT_FAILED
+    except HistoryUnavailable as exc:  # a backtest's backends did not answer
+        print(f"remediator {args.command}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except OSError as exc:  # a port taken, a file that cannot be written: no traceback
         print(f"remediator {args.command}: {exc}", file=sys.stderr)

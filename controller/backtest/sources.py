@@ -11,11 +11,14 @@ an incident.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import structlog
+from azure.core.exceptions import AzureError
 
+from controller.azure import retry
 from controller.azure.clients import AzureClients
 from controller.backtest.history import History
 from controller.clock import Clock
@@ -24,9 +27,22 @@ from controller.policy.probe_signals import PrometheusSignal
 from controller.policy.schema import LogsSignal, MetricSignal, Policy
 from controller.signals.azure_monitor import AzureMonitorSource
 from controller.signals.logs import LogsSource
-from controller.signals.prometheus import PrometheusSource
+from controller.signals.prometheus import HistoryError, PrometheusSource
 
 log = structlog.get_logger("remediator.backtest")
+
+
+class HistoryUnavailable(RuntimeError):
+    """History that could not be read; the message names what, and why."""
+
+
+@contextmanager
+def _reading(what: str) -> Iterator[None]:
+    """Turn a backend's failure into one line naming what was being read."""
+    try:
+        yield
+    except (AzureError, HistoryError, OSError, ValueError) as exc:
+        raise HistoryUnavailable(f"cannot read {what}: {retry.describe(exc)}") from exc
 
 
 async def fetch(
@@ -43,19 +59,24 @@ async def fetch(
         for objective in policy.objectives
         if isinstance(objective.signal, MetricSignal)
     ]
-    series = await metrics.histories(metered, start, end)
+    with _reading("Azure Monitor metrics history"):
+        series = await metrics.histories(metered, start, end)
     for policy in policies:
-        history.states[policy.name] = await registry.read_state(policy.target.type)(policy.target)
+        with _reading(f"{policy.name}'s target {policy.target.resource_id}"):
+            read = registry.read_state(policy.target.type)
+            history.states[policy.name] = await read(policy.target)
         for objective in policy.objectives:
             signal = objective.signal
             if isinstance(signal, MetricSignal):
                 samples = series[(policy.target.resource_id, objective.name)]
             elif isinstance(signal, LogsSignal):
-                samples = await logs.history(policy.target, objective, start, end)
+                with _reading(f"{policy.name}/{objective.name} from Log Analytics"):
+                    samples = await logs.history(policy.target, objective, start, end)
             elif isinstance(signal, PrometheusSignal) and isinstance(
                 prometheus := registry.signal("prometheus"), PrometheusSource
             ):
-                samples = await prometheus.history(policy.target, objective, start, end)
+                with _reading(f"{policy.name}/{objective.name} from Prometheus"):
+                    samples = await prometheus.history(policy.target, objective, start, end)
             else:
                 log.warning(
                     "no history for this signal: record it",
@@ -80,7 +101,9 @@ async def record(
     history = History()
     registry = default_registry(clients, clock)
     for policy in policies:
-        history.states[policy.name] = await registry.read_state(policy.target.type)(policy.target)
+        with _reading(f"{policy.name}'s target {policy.target.resource_id}"):
+            read = registry.read_state(policy.target.type)
+            history.states[policy.name] = await read(policy.target)
     end = clock.now() + duration
     while True:
         now = clock.now()

@@ -12,11 +12,12 @@ import pytest
 
 from controller.azure.clients import AzureClients
 from controller.azure.credentials import make_credential
+from controller.backtest.sources import HistoryUnavailable, fetch
 from controller.clock import VirtualClock
 from controller.core.evaluate import evaluate
 from controller.emulator import Emulator, load_scenario
 from controller.model import Observation, Quality, VerdictState
-from controller.policy.schema import Objective, Target
+from controller.policy.schema import Objective, Policy, Target
 from controller.signals import log_templates
 from controller.signals.logs import LogsSource
 from tests.conftest import emulator_settings
@@ -124,3 +125,37 @@ async def test_latency_templates_follow_the_revisions_serving(
         "errors"
     ]
     assert seen.samples and seen.samples[-1].value == pytest.approx(450.0)
+
+
+async def test_a_backtest_history_that_cannot_be_read_names_what(tmp_path: Path) -> None:
+    """A partial Log Analytics answer is no history: ``fetch`` fails naming the policy
+    and objective (the command prints it and exits 1), never a traceback or half data."""
+    clock = VirtualClock(SCENARIO.start + timedelta(minutes=8))
+    emu = Emulator(SCENARIO, now=clock.now, wobble=0)
+    policy = Policy.model_validate(
+        {
+            "apiVersion": "remediator/v1",
+            "kind": "Policy",
+            "metadata": {"name": "api-errors"},
+            "target": {"type": "containerApp", "resourceId": APP.resource_id},
+            "objectives": [
+                {
+                    "name": "errors",
+                    "signal": {
+                        "type": "logs",
+                        "workspaceId": WS,
+                        "role": APP.name,
+                        "template": "requestErrorRate",
+                    },
+                    "comparison": "<",
+                    "threshold": 1,
+                }
+            ],
+        }
+    )
+    async with emu.serve() as base:
+        settings = emulator_settings(base, tmp_path)
+        async with AzureClients(settings, make_credential("emulator")) as clients:
+            emu.set_fault("logs-partial")
+            with pytest.raises(HistoryUnavailable, match="api-errors/errors from Log Analytics"):
+                await fetch(clients, clock, [policy], SCENARIO.start, clock.now())
