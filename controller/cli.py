@@ -639,6 +639,8 @@ def _listen(text: str) -> tuple[str, int] | None:
 def _backtest(args: argparse.Namespace) -> int:
     if args.scenario:
         return _run_returning(lambda: _backtest_scenario(args))
+    if args.policies_out is not None:
+        raise BadOption("--policies-out keeps a scenario's policies: give --scenario too")
     settings = _settings(args)
     prices = load_prices(args.prices) if args.prices else None
     history_span = read_recording(args.recording).span() if args.recording else None
@@ -700,7 +702,7 @@ def _moment(text: str) -> datetime:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise BadOption(f"{text!r} is not a time; use ISO 8601, e.g. 2026-01-01T00:00Z") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -731,8 +733,11 @@ async def _backtest_scenario(args: argparse.Namespace) -> int:
     start = _moment(args.start) if args.start else scenario.start
     until = _moment(args.end) if args.end else end
     emulator = Emulator(scenario, now=lambda: end)
+    kept = args.policies_out
+    if kept is not None and kept.is_dir() and any(kept.glob("*.y*ml")):
+        raise BadOption(f"--policies-out: {kept} already holds policies; give a new folder")
     with tempfile.TemporaryDirectory(prefix=f"{scenario.name}-policies-") as scratch:
-        folder = args.policies_out or Path(scratch)
+        folder = kept or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         return await _backtest_scenario_in(args, scenario, emulator, folder, start, until)
 

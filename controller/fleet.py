@@ -55,7 +55,9 @@ class Fleet:
         """An action ran (or would have): it costs a token and counts toward the hour."""
         self._buckets[subscription.lower()] = self._bucket(subscription).take(at)
         self._actions.append(at)
-        while at - self._actions[0] >= HOUR:  # only the last hour counts: keep no more
+        # only the last hour counts; a pass that began before this one (its "now" earlier
+        # than ``at``) may still count an action an hour older, so keep two
+        while at - self._actions[0] >= 2 * HOUR:
             self._actions.popleft()
 
     def note(self, target: str, worst: VerdictState, failing: bool, now: datetime) -> str | None:

@@ -85,6 +85,12 @@ async def fetch(
                     signal=signal.type,
                 )
                 continue
+            if not any(sample.value is not None for sample in samples):
+                log.warning(
+                    "no values in the range: check the resource ID, region and signal",
+                    policy=policy.name,
+                    objective=objective.name,
+                )
             for sample in samples:
                 history.add(policy.name, objective.name, sample.ts, sample.value)
     return history

@@ -545,6 +545,7 @@ class DeclaredEffect(Strict):
     """What an action does to one objective's replayed values, for backtests only: the
     controller never reads it. ``value`` replaces what was recorded, ``factor``
     multiplies it; from the action on, for ``for`` (absent: to the end of the replay).
+    Each run of the action applies it again: factors of overlapping runs multiply.
     A restart clearing a leak: ``{action: restartRevision, objective: memory, value: 35,
     for: 2h}``; a rollback ending a bad deploy's errors: ``{action: rollbackRevision,
     objective: error-rate, factor: 0.05}``."""
@@ -607,12 +608,14 @@ class Policy(Strict):
                 raise ValueError(f"remediation.{index}.{step.action}.{problem}")
         if self.step_back is not None:
             self._check_step_back(self.step_back)
-        actions = LADDER_ACTIONS[kind] | set(STEP_BACK_ACTIONS[kind])
+        actions = {step.action for step in self.remediation} | set(self.step_back_actions)
         for index, effect in enumerate(self.backtest.effects):
             where = f"backtest.effects.{index}"
             if effect.action not in actions:
                 allowed = ", ".join(sorted(actions)) or "nothing"
-                raise ValueError(f"{where}.action: a {kind} has no {effect.action} ({allowed})")
+                raise ValueError(
+                    f"{where}.action: this policy never runs {effect.action} (it runs: {allowed})"
+                )
             if effect.objective not in names:
                 raise ValueError(
                     f"{where}.objective: no objective named {effect.objective!r} "

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -28,6 +28,7 @@ from controller.azure.clients import AzureClients
 from controller.clock import Clock
 from controller.model import Observation, Quality, Sample
 from controller.policy.schema import MetricSignal, Objective, Target
+from controller.signals.history import bucket
 
 MAX_BATCH = 50
 HISTORY_CHUNK = timedelta(days=1)
@@ -113,8 +114,10 @@ class AzureMonitorSource:
     async def history(
         self, target: Target, objective: Objective, start: datetime, end: datetime
     ) -> list[Sample]:
-        """The objective's series over [start, end), read a day at a time (the metrics
-        API's comfortable size at a one-minute grain), for backtests."""
+        """The objective's series from the grain's bucket holding ``start`` to ``end``,
+        read a day at a time (the metrics API's comfortable size at a one-minute grain),
+        for backtests. Azure answers the partial bucket at each end of a timespan too:
+        each chunk keeps only its own buckets, so none is counted twice."""
         signal = metric_signal(objective)
         parts: list[tuple[str, str | None]] = [("value", signal.filter)]
         if signal.share_of is not None:
@@ -124,7 +127,7 @@ class AzureMonitorSource:
         for part, own in parts:
             where = _and(target.metrics_scope, own)
             samples: list[Sample] = []
-            chunk = start
+            chunk = bucket(start, signal.grain)
             while chunk < end:
                 until = min(end, chunk + self._history_chunk)
                 response = await retry.call(
@@ -143,7 +146,8 @@ class AzureMonitorSource:
                 series: Series = {}
                 for metric in response.value or []:
                     name = metric.name.value if metric.name else ""
-                    _collect(series, name or "", metric.timeseries or [], (signal.aggregation,))
+                    timeseries = metric.timeseries or []
+                    _collect(series, name or "", timeseries, (signal.aggregation,), (chunk, until))
                 samples += _samples(series, signal, objective.comparison)
                 chunk = until
             read[part] = samples
@@ -174,7 +178,8 @@ class AzureMonitorSource:
                     owners.setdefault(target.metrics_id.lower(), []).append((target, member, part))
         parts: dict[tuple[str, str, Part], list[Sample]] = {}
         for shape, owners in groups.items():
-            read = await self._batch_history(shape, sorted(owners), start, end)
+            ids = sorted({members[0][0].metrics_id for members in owners.values()})
+            read = await self._batch_history(shape, ids, start, end)
             for owner, asked in owners.items():
                 for target, objective, part in asked:
                     signal = metric_signal(objective)
@@ -192,33 +197,47 @@ class AzureMonitorSource:
         self, shape: QueryShape, ids: Sequence[str], start: datetime, end: datetime
     ) -> dict[str, Series]:
         """Every resource's series of one query's shape over [start, end)."""
-        client = await self._clients.metrics(shape.region)
         read: dict[str, Series] = {}
-        chunk = start
+        chunk = bucket(start, shape.grain)
         while chunk < end:
             until = min(end, chunk + self._history_chunk)
-            for first in range(0, len(ids), MAX_BATCH):
-                batch = list(ids[first : first + MAX_BATCH])
-                results = await retry.call(
-                    self._clock,
-                    lambda batch=batch, chunk=chunk, until=until: client.query_resources(  # type: ignore[misc]
-                        resource_ids=batch,
-                        metric_namespace=shape.namespace,
-                        metric_names=list(shape.metrics),
-                        timespan=(chunk, until),
-                        granularity=shape.grain,
-                        aggregations=list(shape.aggregations),
-                        filter=shape.filter,
-                        max_results=MAX_SERIES if shape.filter else None,
-                    ),
-                )
-                for result in results:
-                    for metric in result.metrics:
-                        owner = metric.id.lower().split("/providers/microsoft.insights/metrics/")[0]
-                        series = read.setdefault(owner, {})
-                        _collect(series, metric.name, metric.timeseries, shape.aggregations)
+            await self._query_batches(shape, ids, (chunk, until), read, keep=True)
             chunk = until
         return read
+
+    async def _query_batches(
+        self,
+        shape: QueryShape,
+        ids: Sequence[str],
+        timespan: tuple[datetime, datetime],
+        into: dict[str, Series],
+        keep: bool = False,
+    ) -> None:
+        """Read one query's shape for ``ids`` over ``timespan``, 50 resources a call, adding
+        each resource's series (by lower-case resource ID) to ``into``; with ``keep``, only
+        the buckets that start inside the timespan (a history read in chunks)."""
+        client = await self._clients.metrics(shape.region)
+        for first in range(0, len(ids), MAX_BATCH):
+            batch = list(ids[first : first + MAX_BATCH])
+            results = await retry.call(
+                self._clock,
+                lambda batch=batch: client.query_resources(  # type: ignore[misc]
+                    resource_ids=batch,
+                    metric_namespace=shape.namespace,
+                    metric_names=list(shape.metrics),
+                    timespan=timespan,
+                    granularity=shape.grain,
+                    aggregations=list(shape.aggregations),
+                    filter=shape.filter,
+                    max_results=MAX_SERIES if shape.filter else None,
+                ),
+            )
+            for result in results:
+                for metric in result.metrics:
+                    owner = metric.id.lower().split("/providers/microsoft.insights/metrics/")[0]
+                    series = into.setdefault(owner, {})
+                    within = timespan if keep else None
+                    _collect(series, metric.name, metric.timeseries, shape.aggregations, within)
 
     async def _batched(
         self, shape: QueryShape, resource_id: str, now: datetime
@@ -235,29 +254,10 @@ class AzureMonitorSource:
         return fetch.results.get(resource_id.lower(), {}), None
 
     async def _run_batch(self, shape: QueryShape, fetch: _Fetch, now: datetime) -> None:
-        ids = sorted(fetch.ids)
         try:
-            client = await self._clients.metrics(shape.region)
-            for start in range(0, len(ids), MAX_BATCH):
-                chunk = ids[start : start + MAX_BATCH]
-                results = await retry.call(
-                    self._clock,
-                    lambda chunk=chunk: client.query_resources(  # type: ignore[misc]
-                        resource_ids=chunk,
-                        metric_namespace=shape.namespace,
-                        metric_names=list(shape.metrics),
-                        timespan=(now - shape.window, now),
-                        granularity=shape.grain,
-                        aggregations=list(shape.aggregations),
-                        filter=shape.filter,
-                        max_results=MAX_SERIES if shape.filter else None,
-                    ),
-                )
-                for result in results:
-                    for metric in result.metrics:
-                        owner = metric.id.lower().split("/providers/microsoft.insights/metrics/")[0]
-                        series = fetch.results.setdefault(owner.lower(), {})
-                        _collect(series, metric.name, metric.timeseries, shape.aggregations)
+            await self._query_batches(
+                shape, sorted(fetch.ids), (now - shape.window, now), fetch.results
+            )
         except (AzureError, OSError, ValueError, KeyError, TypeError) as exc:
             fetch.error = retry.describe(exc)
         finally:
@@ -341,8 +341,15 @@ def _merge(
     )
 
 
-def _collect(series: Series, metric: str, timeseries: Iterable[Any], aggs: Sequence[str]) -> None:
-    """Keep every (possibly dimension-split) time series, one sample list each."""
+def _collect(
+    series: Series,
+    metric: str,
+    timeseries: Iterable[Any],
+    aggs: Sequence[str],
+    within: tuple[datetime, datetime] | None = None,
+) -> None:
+    """Keep every (possibly dimension-split) time series, one sample list each; only the
+    buckets starting in [``within``) when given."""
     for aggregation in aggs:
         attr = _AGG_FIELD[aggregation]
         kept = series.setdefault((metric.lower(), aggregation), [])
@@ -350,7 +357,7 @@ def _collect(series: Series, metric: str, timeseries: Iterable[Any], aggs: Seque
             samples = []
             for point in ts.data or []:
                 stamp = getattr(point, "timestamp", None) or getattr(point, "time_stamp", None)
-                if stamp is None:
+                if stamp is None or (within and not within[0] <= stamp < within[1]):
                     continue
                 value = getattr(point, attr, None)
                 samples.append(Sample(stamp, None if value is None else float(value)))
@@ -424,7 +431,7 @@ def _share(part: Sequence[Sample], whole: Sequence[Sample]) -> list[Sample]:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _iso_duration(delta: timedelta) -> str:

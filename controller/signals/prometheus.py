@@ -30,6 +30,7 @@ from controller.signals.history import History, Reading, bucket, read_each
 
 MAX_BODY = 4 * 1024 * 1024  # a one-number answer is tiny: bounds what a runaway query costs
 RANGE_STEPS = 10_000  # points a range query asks for (Prometheus refuses over 11,000)
+MAX_RANGE_BODY = 16 * 1024 * 1024  # 10,000 points of one series are well under 1 MiB
 SHOWN_SERIES = 3  # label sets quoted when a query returns several series
 
 SessionFactory = Callable[[], aiohttp.ClientSession]
@@ -135,11 +136,15 @@ async def range_history(
     end: datetime,
     steps: int = RANGE_STEPS,
 ) -> list[Sample]:
-    """The query's values over [start, end), evaluated at each grain-aligned instant by
-    ``/api/v1/query_range``, ``steps`` at a time (Prometheus answers at most 11,000
-    points a series); each value lands in the bucket starting at its instant."""
+    """The query's values from the grain's bucket holding ``start`` to ``end``, evaluated
+    at each bucket's start by ``/api/v1/query_range``, ``steps`` at a time (Prometheus
+    answers at most 11,000 points a series). Each value lands in the bucket starting at
+    its instant (a live read lands in the bucket it was made in, up to a grain later, so
+    a rate replays up to a grain early). The query must give the same one series over
+    the whole range, however it is chunked."""
     grain = signal.grain
     samples: list[Sample] = []
+    labels: dict[str, str] | None = None  # the one series' labels, once seen
     chunk = bucket(start, grain)
     while chunk < end:
         until = min(end, chunk + grain * steps)
@@ -156,18 +161,32 @@ async def range_history(
                 timeout=aiohttp.ClientTimeout(total=max(signal.timeout.total_seconds(), 30.0)),
                 allow_redirects=False,
             ) as response:
-                status, body = response.status, await response.read()
+                status = response.status
+                body = await response.content.read(MAX_RANGE_BODY + 1)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise HistoryError(f"{_where(server)}: {type(exc).__name__}: {exc}"[:300]) from None
-        for ts, value in _matrix(status, body, server):
-            if chunk <= ts < until:
-                samples.append(Sample(ts, value))
+        if len(body) > MAX_RANGE_BODY:
+            raise HistoryError(
+                f"{_where(server)}: a range answer larger than "
+                f"{MAX_RANGE_BODY // 1024 // 1024} MiB: the query must give one series"
+            )
+        found, points = _matrix(status, body, server)
+        if found is not None and labels is not None and found != labels:
+            raise HistoryError(
+                f"{_where(server)}: the query gave {_labels(labels)} and then {_labels(found)} "
+                "over the range; it must reduce to one series, e.g. with max()/sum()"
+            )
+        labels = found if found is not None else labels
+        samples += [Sample(ts, value) for ts, value in points if chunk <= ts < until]
         chunk = until
     return samples
 
 
-def _matrix(status: int, body: bytes, server: str) -> list[tuple[datetime, float | None]]:
-    """The one series of a ``/api/v1/query_range`` answer (none: no points)."""
+def _matrix(
+    status: int, body: bytes, server: str
+) -> tuple[dict[str, str] | None, list[tuple[datetime, float | None]]]:
+    """The one series of a ``/api/v1/query_range`` answer: its labels (None: no series)
+    and its points."""
     try:
         answer = json.loads(body)
         if answer.get("status") != "success" or status != 200:
@@ -181,10 +200,13 @@ def _matrix(status: int, body: bytes, server: str) -> list[tuple[datetime, float
                 f"{_where(server)}: the query returned {len(result)} series; "
                 "it must reduce to one number, e.g. with max()/sum()"
             )
-        values = result[0]["values"] if result else []
-        return [
-            (datetime.fromtimestamp(float(at), UTC), _number(text).value) for at, text in values
+        if not result:
+            return None, []
+        points = [
+            (datetime.fromtimestamp(float(at), UTC), _number(text).value)
+            for at, text in result[0]["values"]
         ]
+        return dict(result[0].get("metric") or {}), points
     except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         text = body[:200].decode("utf-8", "replace")
         raise HistoryError(

@@ -100,6 +100,11 @@ def test_the_scenario_policies_can_be_kept_to_edit_into_a_variant(
     assert policy["metadata"]["name"] == "agentstudio-api-cpu"
     err = capsys.readouterr().err  # type: ignore[attr-defined]
     assert str(kept) in err
+    # never mixed with older files, and only for a scenario
+    assert main(["backtest", "--scenario", "cpu-spike", "--policies-out", str(kept)]) == 2
+    assert main(["backtest", "--policies-out", str(tmp_path / "other")]) == 2
+    err = capsys.readouterr().err  # type: ignore[attr-defined]
+    assert "already holds policies" in err and "give --scenario too" in err
 
 
 def test_a_bad_time_or_duration_is_a_usage_error(capsys: object) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 import anyio
 import pytest
+from aiohttp import web
 
 from controller.clock import SystemClock, VirtualClock
 from controller.core.evaluate import evaluate
@@ -221,3 +222,36 @@ async def test_history_of_an_exported_metric_and_its_errors(exported: Stack) -> 
     with pytest.raises(HistoryError, match=r"127\.0\.0\.1:\d+: ClientConnectorError"):
         dead = PrometheusSource(SystemClock(), default_server=f"http://127.0.0.1:{free_port()}")
         await dead.history(TARGET, objective("up", grain="10s"), now, now + timedelta(seconds=30))
+
+
+async def test_a_series_that_changes_between_chunks_is_refused() -> None:
+    """Each chunk alone has one series, but not the same one: the whole range would have
+    two, so the history is refused rather than two series spliced into one. (A server
+    that answers so on cue: a real Prometheus needs hours of data to show it.)"""
+    signal = objective("topk(1, app_requests_total)", grain="10s").signal
+    assert isinstance(signal, PrometheusSignal)
+    start = bucket(SystemClock().now(), timedelta(seconds=10))
+
+    async def answer(request: web.Request) -> web.Response:
+        first = float(request.query["start"]) == start.timestamp()
+        code = "200" if first else "500"
+        values = [[float(request.query["start"]), "1"]]
+        series = [{"metric": {"code": code}, "values": values}]
+        data = {"resultType": "matrix", "result": series}
+        return web.json_response({"status": "success", "data": data})
+
+    app = web.Application()
+    app.router.add_get("/api/v1/query_range", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{port}"
+            end = start + timedelta(seconds=40)
+            with pytest.raises(HistoryError, match=r'\{code="200"\} and then \{code="500"\}'):
+                await range_history(session, url, signal, start, end, steps=2)
+    finally:
+        await runner.cleanup()

@@ -158,12 +158,13 @@ async def test_a_restart_does_what_the_policy_declares_and_nothing_otherwise() -
 
 
 def test_declared_effects_are_checked_against_the_policy() -> None:
-    """A declared effect names an action the target has and one of its objectives, and
-    says one thing: replace or multiply."""
-    effect = {"action": "restartRevision", "objective": "cpu", "value": 30}
+    """A declared effect names an action the policy runs (a rung, or a step back) and
+    one of its objectives, and says one thing: replace or multiply."""
+    effect = {"action": "scaleOut", "objective": "cpu", "value": 30}
     assert make_policy(backtest={"effects": [effect]}).backtest.effects[0].value == 30
     for wrong, message in (
-        ({**effect, "action": "raiseThroughput"}, "has no raiseThroughput"),
+        ({**effect, "action": "restartRevision"}, "never runs restartRevision"),
+        ({**effect, "action": "raiseThroughput"}, "never runs raiseThroughput"),
         ({**effect, "objective": "memory"}, "no objective named 'memory'"),
         ({**effect, "factor": 0.5}, "exactly one of value"),
     ):

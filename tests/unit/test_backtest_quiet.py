@@ -93,7 +93,7 @@ app = st.fixed_dictionaries(
                 [{"action": "scaleOut", "objective": "memory", "factor": 0.5, "for": "30m"}],
                 [
                     {"action": "scaleOut", "objective": "cpu", "value": 20},
-                    {"action": "scaleIn", "objective": "cpu", "factor": 1.5, "for": "10m"},
+                    {"action": "scaleUp", "objective": "cpu", "factor": 1.5, "for": "10m"},
                 ],
             ]
         ),

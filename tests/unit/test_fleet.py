@@ -131,3 +131,17 @@ def test_cache_reboots_and_throughput_cuts_have_strict_default_budgets() -> None
         assert guards.check(policy, proposal, ran, now, Mode.LIVE).reason.startswith(reason)
         later = [ActionRecord(now - since * 1.3, proposal.action, OutcomeKind.SUCCEEDED)]
         assert guards.check(policy, proposal, later, now, Mode.LIVE).guard is None
+
+
+def test_the_hourly_cap_counts_for_a_pass_that_began_before_the_last_action() -> None:
+    """Actions are kept only as long as they can count, and a pass that began a few
+    seconds before another's action still counts the one an hour before that."""
+    f = fleet(globalPerHour=2, subscriptionBurst=100)
+    f.spend("sub", START + timedelta(seconds=10))
+    f.spend("sub", START + timedelta(hours=1, seconds=10))
+    held = f.holds("sub", START + timedelta(hours=1, seconds=5))
+    assert held is not None and "cap is 2" in held
+    assert f.holds("sub", START + timedelta(hours=1, seconds=15)) is None
+    for hour in range(2, 50):
+        f.spend("sub", START + timedelta(hours=hour))
+    assert len(f._actions) <= 3  # a day and more of actions: only the last two hours kept
