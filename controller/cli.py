@@ -50,6 +50,7 @@ from controller.settings_view import settings_view
 from controller.telemetry import configure_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 T = TypeVar("T")
 
 
@@ -65,6 +66,7 @@ exit codes:
   1  failure: the command ran and found a problem (a target that could not be read,
      a broken audit chain, a file that could not be written)
   2  bad input: policies, settings, scenario or usage
+  130  interrupted (Ctrl-C); a recording keeps what it captured
 
 Every command's --help shows examples."""
 
@@ -691,7 +693,11 @@ def _record(args: argparse.Namespace) -> int:
         duration = parse_duration(args.duration)
     except ValueError as exc:
         raise BadOption(f"--duration: {exc}") from None
-    history = anyio.run(lambda: backtest_commands.record_to(settings, args.out, duration))
+    try:
+        history = anyio.run(lambda: backtest_commands.record_to(settings, args.out, duration))
+    except KeyboardInterrupt:  # the recording is written pass by pass: it stands as it is
+        print(f"interrupted: {args.out} keeps every pass recorded so far", file=sys.stderr)
+        return EXIT_INTERRUPTED
     points = sum(len(v) for v in history.values.values())
     print(f"recorded {points} values of {len(history.values)} objectives to {args.out}")
     return EXIT_OK

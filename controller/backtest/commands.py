@@ -12,7 +12,7 @@ from typing import Any
 from controller.azure.clients import AzureClients
 from controller.azure.credentials import make_credential
 from controller.backtest.engine import replay
-from controller.backtest.history import History, read_recording, write_recording
+from controller.backtest.history import History, RecordingWriter, read_recording
 from controller.backtest.model import Backtest
 from controller.backtest.prices import Prices
 from controller.backtest.sources import fetch, record
@@ -76,14 +76,14 @@ async def backtest(
 
 
 async def record_to(settings: Settings, out: Path, duration: timedelta) -> History:
-    """Observe the settings' policies for ``duration`` and write the recording."""
+    """Observe the settings' policies for ``duration``, writing the recording as it goes
+    (an interrupted recording keeps every pass up to the last)."""
     policies = _policies(settings.policies)
     clock = clock_for(settings)
     credential = make_credential(settings.credential, settings.identity_client_id)
     async with AzureClients(settings, credential) as clients:
-        history = await record(clients, clock, policies, duration, settings.interval)
-    write_recording(out, history, clock.now())
-    return history
+        with RecordingWriter(out, clock.now()) as writer:
+            return await record(clients, clock, policies, duration, settings.interval, writer)
 
 
 def summary(results: Sequence[Backtest]) -> dict[str, Any]:

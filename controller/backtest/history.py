@@ -151,15 +151,47 @@ def state_from_json(data: Mapping[str, Any]) -> ResourceState:
     )
 
 
+class RecordingWriter:
+    """Writes a recording as it is made: the header at once, then each target's size and
+    each value as they come, flushed after every pass (:meth:`flush`), so an interrupted
+    ``remediator record`` keeps everything up to its last pass. A value already written
+    is written again only if it changed (a pass re-reads the buckets of its window)."""
+
+    def __init__(self, path: Path, recorded: datetime) -> None:
+        self._out = path.open("w", encoding="utf-8")
+        self._written: dict[tuple[str, str, datetime], float | None] = {}
+        self._line({"format": FORMAT, "recorded": recorded.isoformat()})
+
+    def __enter__(self) -> RecordingWriter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._out.close()
+
+    def state(self, policy: str, state: ResourceState) -> None:
+        self._line({"policy": policy, "state": state_json(state)})
+
+    def value(self, policy: str, objective: str, ts: datetime, value: float | None) -> None:
+        key = (policy, objective, ts)
+        if key in self._written and self._written[key] == value:
+            return
+        self._written[key] = value
+        self._line({"ts": ts.isoformat(), "policy": policy, "objective": objective, "value": value})
+
+    def flush(self) -> None:
+        self._out.flush()
+
+    def _line(self, data: dict[str, Any]) -> None:
+        self._out.write(json.dumps(data) + "\n")
+
+
 def write_recording(path: Path, history: History, recorded: datetime) -> None:
-    with path.open("w", encoding="utf-8") as out:
-        out.write(json.dumps({"format": FORMAT, "recorded": recorded.isoformat()}) + "\n")
+    with RecordingWriter(path, recorded) as out:
         for policy, state in sorted(history.states.items()):
-            out.write(json.dumps({"policy": policy, "state": state_json(state)}) + "\n")
+            out.state(policy, state)
         for (policy, objective), points in sorted(history.values.items()):
             for ts, value in sorted(points.items()):
-                line = {"ts": ts.isoformat(), "policy": policy, "objective": objective}
-                out.write(json.dumps({**line, "value": value}) + "\n")
+                out.value(policy, objective, ts, value)
 
 
 def read_recording(path: Path) -> History:
@@ -190,12 +222,15 @@ def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RecordingError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    for number, line in enumerate(text.splitlines(), start=1):
+    lines = text.splitlines()
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             data = json.loads(line)
         except ValueError:
+            if number == len(lines) and not text.endswith("\n"):
+                return  # a recording cut off mid-line: everything before it stands
             raise RecordingError(f"{path}:{number}: not JSON") from None
         if not isinstance(data, dict):
             raise RecordingError(f"{path}:{number}: expected an object")

@@ -20,7 +20,7 @@ from azure.core.exceptions import AzureError
 
 from controller.azure import retry
 from controller.azure.clients import AzureClients
-from controller.backtest.history import History
+from controller.backtest.history import History, RecordingWriter
 from controller.clock import Clock
 from controller.plugins import default_registry
 from controller.policy.probe_signals import PrometheusSignal
@@ -102,14 +102,18 @@ async def record(
     policies: Sequence[Policy],
     duration: timedelta,
     interval: timedelta,
+    out: RecordingWriter | None = None,
 ) -> History:
-    """Observe every objective each ``interval`` for ``duration``, keeping every sample."""
+    """Observe every objective each ``interval`` for ``duration``, keeping every sample,
+    and writing each pass's to ``out`` as it goes when given."""
     history = History()
     registry = default_registry(clients, clock)
     for policy in policies:
         with _reading(f"{policy.name}'s target {policy.target.resource_id}"):
             read = registry.read_state(policy.target.type)
             history.states[policy.name] = await read(policy.target)
+        if out is not None:
+            out.state(policy.name, history.states[policy.name])
     end = clock.now() + duration
     while True:
         now = clock.now()
@@ -121,6 +125,10 @@ async def record(
                 for name, observation in seen.items():
                     for sample in observation.samples:
                         history.add(policy.name, name, sample.ts, sample.value)
+                        if out is not None:
+                            out.value(policy.name, name, sample.ts, sample.value)
+        if out is not None:
+            out.flush()
         if now + interval > end:
             return history
         await clock.sleep(interval.total_seconds())
