@@ -158,7 +158,9 @@ def _restart(index: int, state: ResourceState, why: str) -> Proposal | NoProposa
 def _rollback(
     index: int, step: RollbackRevision, state: ResourceState, why: str, now: datetime | None
 ) -> Proposal | NoProposal:
-    """All traffic back to the revision that served before the newest one took traffic."""
+    """All traffic back to the revision that served before the newest one took traffic:
+    an older one still taking a share if there is one (a split deploy), else the newest
+    older one — active, and not reported unhealthy."""
     if not state.multiple_revisions:
         return NoProposal("rollbackRevision: the app is in single-revision mode")
     serving = [r for r in state.revisions if r.traffic > 0]
@@ -177,7 +179,8 @@ def _rollback(
     ]
     if not older:
         return NoProposal(f"rollbackRevision: no active, healthy revision older than {newest.name}")
-    previous = max(older, key=_created)
+    # one still taking a share of traffic has served for sure; else the newest of the rest
+    previous = max(older, key=lambda r: (r.traffic > 0, _created(r)))
     before = {"traffic": {r.name: r.traffic for r in serving}}
     after = {"traffic": {previous.name: 100}}
     params = {"revision": previous.name, "from": newest.name}

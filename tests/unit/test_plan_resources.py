@@ -233,3 +233,22 @@ def test_rollback_skips_a_revision_the_platform_reports_unhealthy() -> None:
     breach = (Verdict("cpu", VerdictState.BREACH, 95.0, 70.0, "x"),)
     proposal = plan(policy, breach, state, now=NOW)
     assert isinstance(proposal, Proposal) and proposal.params["revision"] == "api--r0"
+
+
+def test_rollback_prefers_an_older_revision_still_taking_traffic() -> None:
+    """A split deploy: r0 still takes 20 %, r1 is a canary that never took any. r0 has
+    served for sure; r1, though newer, may never have."""
+    policy = make_policy(remediation=[{"rollbackRevision": {"within": "1h"}}])
+    state = ResourceState(
+        "app",
+        multiple_revisions=True,
+        revisions=(
+            RevisionInfo("api--r0", NOW - timedelta(days=9), True, 20),
+            RevisionInfo("api--r1", NOW - timedelta(days=3), True, 0),
+            RevisionInfo("api--r2", NOW - timedelta(minutes=20), True, 80),
+        ),
+    )
+    breach = (Verdict("cpu", VerdictState.BREACH, 95.0, 70.0, "x"),)
+    proposal = plan(policy, breach, state, now=NOW)
+    assert isinstance(proposal, Proposal) and proposal.params["revision"] == "api--r0"
+    assert proposal.after == {"traffic": {"api--r0": 100}}
