@@ -214,7 +214,7 @@ class Resting:
         last: datetime | None = None
         recheck: datetime | None = first  # when the hold's reason must be worked out again
         held: NoProposal | None = None
-        projected: tuple[float | None, ...] | None = None  # worst values of the last projection
+        projected: tuple[str | None, ...] | None = None  # worst values of the last projection
         now = first
         while now <= end:
             values = []
@@ -231,7 +231,8 @@ class Resting:
                     return last
             if held is None:  # a step back is due: the pass projects from the worst values
                 worst = tuple(feed.worst(now) for feed in feeds)
-                if worst != projected:
+                key = tuple(None if w is None else w.hex() for w in worst)  # -0.0 is not 0.0
+                if key != projected:
                     verdicts = tuple(
                         Verdict(r.objective.name, _OK, v, r.objective.threshold, "", w)
                         for r, v, w in zip(self.readings, values, worst, strict=True)
@@ -243,7 +244,7 @@ class Resting:
                         or back.reason != memory.last_reason
                     ):
                         return last
-                    projected = worst
+                    projected = key
             trace.add_ok(now, values)
             last = now
             now += every
