@@ -38,9 +38,6 @@ class History:
 
     values: dict[tuple[str, str], dict[datetime, float | None]] = field(default_factory=dict)
     states: dict[str, ResourceState] = field(default_factory=dict)
-    _sorted: dict[tuple[str, str], tuple[list[datetime], list[float | None]]] = field(
-        default_factory=dict, repr=False, compare=False
-    )
     _valued: dict[tuple[str, str], tuple[list[datetime], list[float]]] = field(
         default_factory=dict, repr=False, compare=False
     )
@@ -50,7 +47,6 @@ class History:
         if value is not None and not math.isfinite(value):
             value = None
         self.values.setdefault((policy, objective), {})[ts] = value
-        self._sorted.pop((policy, objective), None)
         self._valued.pop((policy, objective), None)
 
     def series(self, policy: str, objective: str) -> list[tuple[datetime, float | None]]:
@@ -58,15 +54,11 @@ class History:
 
     def window(
         self, policy: str, objective: str, oldest: datetime, newest: datetime
-    ) -> list[tuple[datetime, float | None]]:
-        """The points with ``oldest <= ts <= newest`` — by bisection, as a replay asks for a
-        few dozen points of a week's series on every pass."""
-        key = (policy, objective)
-        index = self._sorted.get(key)
-        if index is None:
-            points = self.series(policy, objective)
-            index = self._sorted[key] = ([t for t, _ in points], [v for _, v in points])
-        times, values = index
+    ) -> list[tuple[datetime, float]]:
+        """The points with a value and ``oldest <= ts <= newest`` — by bisection, as a
+        replay asks for a few dozen points of a week's series on every pass. (A gap has
+        nothing for the evaluator to judge, so it is left out, as it would be unknown.)"""
+        times, values = self.valued(policy, objective)
         lo, hi = bisect.bisect_left(times, oldest), bisect.bisect_right(times, newest)
         return list(zip(times[lo:hi], values[lo:hi], strict=True))
 
