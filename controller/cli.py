@@ -318,6 +318,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--recording", type=Path, help="replay this recording, not the backends")
     p.add_argument("--compare", type=Path, nargs="+", default=[], help="a second policy set")
     p.add_argument(
+        "--audit-out",
+        type=Path,
+        help="write the replay's audit log here (a new file), for `audit show` and `report`",
+    )
+    p.add_argument(
         "--policies-out",
         type=Path,
         help="with --scenario: keep the scenario's policies here, to edit into a variant",
@@ -639,6 +644,8 @@ def _listen(text: str) -> tuple[str, int] | None:
 
 
 def _backtest(args: argparse.Namespace) -> int:
+    if args.audit_out is not None and args.audit_out.exists():
+        raise BadOption(f"--audit-out: {args.audit_out} exists; an audit log is never written over")
     if args.scenario:
         return _run_returning(lambda: _backtest_scenario(args))
     if args.policies_out is not None:
@@ -660,6 +667,7 @@ def _backtest(args: argparse.Namespace) -> int:
             compare=args.compare,
             effects=not args.no_effects,
             prices=prices,
+            audit_out=args.audit_out,
         )
     )
     return _backtest_out(args, results, prices)
@@ -783,6 +791,7 @@ async def _backtest_scenario_in(
             compare=args.compare,
             effects=not args.no_effects,
             prices=prices,
+            audit_out=args.audit_out,
             label=None if args.policies_out else f"{scenario.name}'s policies",
         )
     return _backtest_out(args, results, prices)

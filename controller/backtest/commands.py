@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from controller.audit.log import AuditLog, MemoryAudit, Record
 from controller.azure.clients import AzureClients
 from controller.azure.credentials import make_credential
 from controller.backtest.engine import replay
@@ -48,9 +49,12 @@ async def backtest(
     effects: bool = True,
     prices: Prices | None = None,
     label: str | None = None,
+    audit_out: Path | None = None,
 ) -> list[Backtest]:
     """Replay the settings' policies (and, with ``compare``, a second set) on one history;
-    each set is labelled with its paths, the settings' own with ``label`` when given."""
+    each set is labelled with its paths, the settings' own with ``label`` when given. The
+    first set's audit log is written to ``audit_out`` when given (a new file: the caller
+    checks)."""
     sets: list[tuple[str, list[Policy]]] = [
         (label or ", ".join(str(p) for p in settings.policies), _policies(settings.policies))
     ]
@@ -58,7 +62,8 @@ async def backtest(
         sets.append((", ".join(str(p) for p in compare), _policies(compare)))
     everything = [p for _, policies in sets for p in policies]
     history = await history_for(settings, everything, start, end, recording)
-    return [
+    audits = [MemoryAudit() for _ in sets]
+    results = [
         await replay(
             policies,
             history,
@@ -70,9 +75,23 @@ async def backtest(
             prices=prices,
             budgets=settings.budgets,
             fail_static=settings.fail_static,
+            audit=audit,
         )
-        for label, policies in sets
+        for (label, policies), audit in zip(sets, audits, strict=True)
     ]
+    if audit_out is not None:
+        write_audit(audit_out, audits[0])
+    return results
+
+
+def write_audit(path: Path, audit: MemoryAudit) -> None:
+    """A replay's audit lines as an audit log file (chained, with its head), for
+    ``remediator audit show`` and ``remediator report --audit``."""
+    chain = ("seq", "prev", "hash")
+    with AuditLog(path) as log_file:
+        for record in audit.records:
+            fields = {k: v for k, v in record.items() if k not in chain}
+            log_file.append(Record.model_validate(fields))
 
 
 async def record_to(settings: Settings, out: Path, duration: timedelta) -> History:

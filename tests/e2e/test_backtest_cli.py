@@ -114,3 +114,20 @@ def test_a_bad_time_or_duration_is_a_usage_error(capsys: object) -> None:
     assert main(["record", "--out", "/dev/null", "--duration", "5x"]) == 2
     err = capsys.readouterr().err  # type: ignore[attr-defined]
     assert "'yesterday' is not a time" in err and "--duration:" in err
+
+
+def test_the_replays_audit_log_reads_like_the_controllers(tmp_path: Path, capsys: object) -> None:
+    """--audit-out keeps what the replay decided as an audit log: its chain verifies,
+    `report --audit` finds the same actions and denials, and it is never written over."""
+    from controller.cli import main
+
+    log = tmp_path / "replay-audit.jsonl"
+    assert main(["backtest", "--scenario", "cpu-spike", "--audit-out", str(log)]) == 0
+    replayed = json.loads(capsys.readouterr().out)["backtests"][0]  # type: ignore[attr-defined]
+    assert main(["audit", "verify", str(log)]) == 0
+    assert main(["report", "--audit", str(log), "--report", str(tmp_path / "r.html")]) == 0
+    reported = json.loads(capsys.readouterr().out.splitlines()[-1])["backtests"][0]  # type: ignore[attr-defined]
+    [(name, summary)] = replayed["targets"].items()
+    assert reported["targets"][name]["actions"] == summary["actions"] == {"scaleOut": 1}
+    assert reported["targets"][name]["denied"] == summary["denied"]
+    assert main(["backtest", "--scenario", "cpu-spike", "--audit-out", str(log)]) == 2
