@@ -39,22 +39,15 @@ from controller.runtime import open_runtime
 from controller.telemetry import configure_logging
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # the test fixtures' scenario builder
-from tests.scenarios import fleet_scenario
+from tests.scenarios import fleet_scenario, fleet_target
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
-SUB = "00000000-0000-0000-0000-000000000001"
 TARGETS = 100
 MINUTES = 10
 
 
 def fleet_policy(i: int, region: str | None) -> Policy:
-    target: dict[str, Any] = {
-        "type": "containerApp",
-        "resourceId": f"/subscriptions/{SUB}/resourceGroups/rg-agentstudio-prod/providers/"
-        f"Microsoft.App/containerApps/app-{i}",
-    }
-    if region:
-        target["region"] = region
+    target = fleet_target(i, region)
     return Policy.model_validate(
         {
             "apiVersion": "remediator/v1",

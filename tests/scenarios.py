@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from controller.emulator import Scenario, load_scenario
 
@@ -66,6 +67,18 @@ FLEET_APP = """\
     containers: [{{name: api, image: x:1, cpu: 0.5, memory: 1Gi}}]
     workload: {{cpuDemandCores: {demand}, baseMemoryMiB: 300}}
 """
+
+
+def fleet_target(i: int, region: str | None) -> dict[str, Any]:
+    """The policy target of ``app-i`` in :func:`fleet_scenario`; batched when ``region``."""
+    target: dict[str, Any] = {
+        "type": "containerApp",
+        "resourceId": "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/"
+        f"rg-agentstudio-prod/providers/Microsoft.App/containerApps/app-{i}",
+    }
+    if region:
+        target["region"] = region
+    return target
 
 
 def fleet_scenario(

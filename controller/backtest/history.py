@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -70,16 +70,6 @@ class History:
             points = [(t, v) for t, v in self.series(policy, objective) if v is not None]
             index = self._valued[key] = ([t for t, _ in points], [v for _, v in points])
         return index
-
-    def latest(
-        self, policy: str, objective: str, oldest: datetime, newest: datetime
-    ) -> tuple[datetime, float] | None:
-        """The newest point with a value and ``oldest <= ts <= newest``, if any."""
-        times, values = self.valued(policy, objective)
-        at = bisect.bisect_right(times, newest) - 1
-        if at < 0 or times[at] < oldest:
-            return None
-        return times[at], values[at]
 
     def span(self) -> tuple[datetime, datetime] | None:
         stamps = [ts for points in self.values.values() for ts in points]
@@ -227,12 +217,3 @@ def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         if not isinstance(data, dict):
             raise RecordingError(f"{path}:{number}: expected an object")
         yield number, data
-
-
-def merge(histories: Iterable[History]) -> History:
-    merged = History()
-    for history in histories:
-        for key, points in history.values.items():
-            merged.values.setdefault(key, {}).update(points)
-        merged.states.update(history.states)
-    return merged

@@ -106,7 +106,6 @@ class Counts:
 
     full: int = 0
     quiet: int = 0
-    failed: int = 0
 
 
 async def run_schedule(
@@ -150,7 +149,6 @@ async def run_schedule(
                 result = await reconciler.reconcile()
             except Exception as exc:  # as the loop: the target backs off, the rest go on
                 failures[i] += 1
-                counts.failed += 1
                 resting[i] = None
                 log.warning("replayed pass failed", policy=reconciler.policy.name, error=repr(exc))
                 retry = due + backoff(failures[i], every, BACKOFF_MAX)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,11 +16,10 @@ from controller.emulator.config_writer import policies_for
 from controller.policy.schema import Policy
 from controller.signals.azure_monitor import AzureMonitorSource
 from tests.conftest import START, emulator_settings
-from tests.scenarios import fleet_scenario
+from tests.scenarios import fleet_scenario, fleet_target
 
 pytestmark = pytest.mark.anyio
 APPS = 60
-SUB = "00000000-0000-0000-0000-000000000001"
 
 
 def app_policy_in_region(i: int) -> Policy:
@@ -29,13 +27,7 @@ def app_policy_in_region(i: int) -> Policy:
 
 
 def app_policy(i: int, region: str | None) -> Policy:
-    target: dict[str, Any] = {
-        "type": "containerApp",
-        "resourceId": f"/subscriptions/{SUB}/resourceGroups/rg-agentstudio-prod/providers/"
-        f"Microsoft.App/containerApps/app-{i}",
-    }
-    if region:
-        target["region"] = region
+    target = fleet_target(i, region)
     objective = {"comparison": "<", "for": "3m"}
     return Policy.model_validate(
         {
