@@ -21,6 +21,7 @@ import anyio
 import structlog
 
 from controller.audit.log import AuditSink, Kind, Record
+from controller.audit.replay import baseline_of
 from controller.azure import retry
 from controller.clock import Clock
 from controller.core import breaker as breakers
@@ -112,7 +113,7 @@ class Reconciler:
         audit: AuditSink,
         metrics: Metrics,
         memory: TargetMemory | None = None,
-        open_intent: dict[str, Any] | None = None,
+        open_intents: Sequence[dict[str, Any]] = (),
         paused: PauseCheck | None = None,
         decision_ttl: timedelta = timedelta(minutes=1),
         fleet: Fleet | None = None,
@@ -123,7 +124,9 @@ class Reconciler:
     ) -> None:
         self.policy = policy
         self.memory = memory or TargetMemory()
-        self.open_intent = open_intent  # an action a crash interrupted, to settle first
+        # actions a crash (or an audit write that failed after the action) left without a
+        # result, oldest first: each is settled, by reading the resource, before anything else
+        self.open_intents: list[dict[str, Any]] = list(open_intents)
         self._registry = registry
         self._clock = clock
         self._mode = mode
@@ -172,13 +175,22 @@ class Reconciler:
         return await self._registry.read_state(self.policy.target.type)(self.policy.target)
 
     async def settle(self) -> None:
-        """Close an interrupted action by reading the resource: never by running it again."""
-        intent = self.open_intent
-        if intent is None:
+        """Close every interrupted action by reading the resource: never by running it again.
+
+        A settled action succeeded only if the resource shows exactly what its intent meant
+        to write; otherwise it failed, and feeds the action's breaker like any failure.
+        """
+        if not self.open_intents:
             return
         state = await self.read_state()
+        while self.open_intents:
+            self._settle_one(self.open_intents[0], state)
+            self.open_intents.pop(0)
+
+    def _settle_one(self, intent: dict[str, Any], state: ResourceState) -> None:
         action = str(intent["action"])
-        result = landed(action, intent.get("after") or {}, state)
+        intended = intent.get("after") or intent.get("params") or {}  # older logs: params
+        result = landed(action, intended, state, intent.get("before") or None)
         outcome = OutcomeKind.SUCCEEDED if result else OutcomeKind.FAILED
         why = {
             True: "the resource shows the change",
@@ -186,6 +198,24 @@ class Reconciler:
             None: "the resource cannot show whether it ran; counted as failed",
         }[result]
         now = self._clock.now()
+        step = intent.get("step")
+        opened = False
+        verify_at = None
+        if outcome is OutcomeKind.SUCCEEDED and isinstance(step, int) and step >= 0:
+            # landed: judged after it settles, like any action (it feeds the breaker too)
+            verify_at = now + self.policy.settle
+            baseline = baseline_of(intent)
+            watched = self.policy.escalate_only
+            self.memory.pending = PendingVerification(
+                action,
+                step,
+                now,
+                verify_at,
+                {k: v for k, v in baseline.items() if k not in watched},
+            )
+        if outcome is OutcomeKind.FAILED:
+            self._metrics.efficacy.labels(action, Efficacy.FAILED).inc()
+            opened = self._feed_breaker(action, Efficacy.FAILED, now)
         fields = {k: v for k, v in intent.items() if k not in ("seq", "prev", "hash")}
         fields.update(
             ts=now,
@@ -194,12 +224,17 @@ class Reconciler:
             after=state.summary(),
             reason=f"settled after an interruption: {why}",
             intent=intent["seq"],
-            verify_at=None,
+            verify_at=verify_at,
+            breaker=breaker_json(self.memory.breakers[action])
+            if action in self.memory.breakers
+            else None,
         )
         self._audit.append(Record.model_validate(fields))
-        self.memory.note_action(now, action, outcome, intent.get("step"))
-        self.open_intent = None
+        self.memory.note_action(now, action, outcome, step)
+        self._metrics.actions.labels(action, outcome).inc()
         log.warning("settled an interrupted action", action=action, outcome=outcome.value)
+        if opened:
+            self._escalate(now, str(intent.get("reconcile_id", "")), (), action)
 
     async def _pass(self, reconcile_id: str) -> PassResult:
         policy, memory = self.policy, self.memory
@@ -615,7 +650,12 @@ class Reconciler:
             guard=decision.guard if decision else None,
             outcome=outcome.kind.value if outcome else None,
             before=dict(outcome.before if outcome else (proposal.before if proposal else {})),
-            after=dict(outcome.after if outcome else {}),
+            # an intent records what it means to write: settling after a crash compares it
+            after=dict(
+                outcome.after
+                if outcome
+                else (proposal.after if proposal is not None and kind == "intent" else {})
+            ),
             step=proposal.step_index if proposal else None,
             intent=result.intent if kind == "result" else None,
             verify_at=verify_at,

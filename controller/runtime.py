@@ -194,7 +194,7 @@ async def open_runtime(
                 audit,
                 metrics,
                 memory=memory,
-                open_intent=replayed.open_intents.pop(item.policy.name, None),
+                open_intents=replayed.open_intents.pop(item.policy.name, ()),
                 paused=kill_switch.reason,
                 decision_ttl=2 * (item.policy.interval or settings.interval),
                 fleet=fleet,

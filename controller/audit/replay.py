@@ -31,7 +31,9 @@ class Replayed:
     """Memory per policy name, and the intents still waiting for a result."""
 
     memories: dict[str, TargetMemory] = field(default_factory=dict)
-    open_intents: dict[str, dict[str, Any]] = field(default_factory=dict)  # by policy
+    # by policy: every intent with no result yet, oldest first (a full disk can leave more
+    # than one: each is settled, none forgotten)
+    open_intents: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def memory(self, policy: str) -> TargetMemory:
         return self.memories.setdefault(policy, TargetMemory())
@@ -61,10 +63,10 @@ def apply(out: Replayed, memory: TargetMemory, record: dict[str, Any]) -> None:
     if isinstance(record.get("breaker"), dict) and action:
         memory.breakers[str(action)] = breaker_from_json(record["breaker"])
     if kind == "intent":
-        out.open_intents[str(record["policy"])] = record
+        out.open_intents.setdefault(str(record["policy"]), []).append(record)
         return
     if kind == "result":
-        out.open_intents.pop(str(record["policy"]), None)
+        _close_intent(out, str(record["policy"]), record.get("intent"))
     if kind in ("result", "decision") and record.get("outcome") in _COUNTED and action:
         step = record.get("step")
         memory.note_action(_time(record["ts"]), str(action), OutcomeKind(record["outcome"]), step)
@@ -92,6 +94,19 @@ def apply(out: Replayed, memory: TargetMemory, record: dict[str, Any]) -> None:
         memory.note_judgement(memory.pending, Efficacy(record["efficacy"]))
     if kind in ("decision", "verdict", "result"):
         memory.last_reason = record.get("reason")
+
+
+def _close_intent(out: Replayed, policy: str, seq: Any) -> None:
+    """A result closes the intent it names (an older result without ``intent``: the last)."""
+    still_open = out.open_intents.get(policy)
+    if not still_open:
+        return
+    if isinstance(seq, int):
+        still_open[:] = [i for i in still_open if i.get("seq") != seq]
+    else:
+        still_open.pop()
+    if not still_open:
+        del out.open_intents[policy]
 
 
 def baseline_of(record: dict[str, Any]) -> dict[str, float]:

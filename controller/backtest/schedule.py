@@ -177,7 +177,7 @@ class Resting:
     ) -> Resting | None:
         """The target at rest after ``result``, or None when it is not."""
         if (
-            reconciler.open_intent is not None
+            reconciler.open_intents
             or reconciler.memory.pending is not None
             or result.decision is not None
             or result.outcome is not None

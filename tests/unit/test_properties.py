@@ -169,7 +169,7 @@ class ControllerMachine(RuleBasedStateMachine):
             self.audit,
             Metrics(),
             memory=memory,
-            open_intent=intent,
+            open_intents=intent or (),
             paused=paused,
             standby=lambda: None if self.leader else "standby",
         )
