@@ -388,6 +388,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--lro-retry-after", type=int, default=0, help="seconds asked between those polls"
     )
+    p.add_argument(
+        "--wobble",
+        type=float,
+        default=0.005,
+        help="each minute's metrics vary by up to this fraction (0: exactly the model)",
+    )
     p.set_defaults(handler=_emulator)
 
     p = _command(
@@ -621,6 +627,7 @@ def _emulator(args: argparse.Namespace) -> int:
         args.write_config,
         args.lro_polls,
         args.lro_retry_after,
+        args.wobble,
     )
 
 

@@ -44,12 +44,17 @@ async def serve_emulator(
     write_config: Path | None,
     lro_polls: int = 1,
     lro_retry_after: int = 0,
+    wobble: float = 0.005,
 ) -> int:
     """Serve the emulator until interrupted; optionally write settings that point at it."""
     scenario = load_scenario(scenario_name)
     clock = ScaledClock.starting_now(scenario.start, speed or scenario.speed)
     emulator = Emulator(
-        scenario, now=clock.now, lro_polls=lro_polls, lro_retry_after=lro_retry_after
+        scenario,
+        now=clock.now,
+        lro_polls=lro_polls,
+        lro_retry_after=lro_retry_after,
+        wobble=wobble,
     )
     async with emulator.serve(host=host, port=port) as base_url:
         print(f"emulator: scenario {scenario.name!r} on {base_url} at {clock.speed:g}x", flush=True)

@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import structlog
 
-from controller.audit.log import AuditSink, Kind, Record
+from controller.audit.log import AuditSink, AuditUnavailable, Kind, Record
 from controller.audit.replay import baseline_of
 from controller.azure import retry
 from controller.clock import Clock
@@ -28,7 +28,7 @@ from controller.core import breaker as breakers
 from controller.core import guards, step_back
 from controller.core.evaluate import evaluate
 from controller.core.plan import NoProposal, nothing_to_do, plan
-from controller.core.settle import landed
+from controller.core.settle import evidence, landed, view
 from controller.core.verify import judge
 from controller.durations import format_duration
 from controller.fleet import Fleet
@@ -127,6 +127,8 @@ class Reconciler:
         # actions a crash (or an audit write that failed after the action) left without a
         # result, oldest first: each is settled, by reading the resource, before anything else
         self.open_intents: list[dict[str, Any]] = list(open_intents)
+        self._noted: set[int] = set()  # open intents whose action memory already counts
+        self._last_intent: dict[str, Any] = {}  # the last intent written, as stored
         self._registry = registry
         self._clock = clock
         self._mode = mode
@@ -184,13 +186,19 @@ class Reconciler:
             return
         state = await self.read_state()
         while self.open_intents:
-            self._settle_one(self.open_intents[0], state)
+            intent = self.open_intents[0]
+            later = self.open_intents[1] if len(self.open_intents) > 1 else None
+            self._settle_one(intent, state, later)
             self.open_intents.pop(0)
 
-    def _settle_one(self, intent: dict[str, Any], state: ResourceState) -> None:
+    def _settle_one(
+        self, intent: dict[str, Any], state: ResourceState, later: dict[str, Any] | None
+    ) -> None:
         action = str(intent["action"])
         intended = intent.get("after") or intent.get("params") or {}  # older logs: params
-        result = landed(action, intended, state, intent.get("before") or None)
+        shown = evidence(action, intended, later.get("before") if later else None)
+        shown = shown or view(action, intended, state)
+        result = landed(action, intended, shown, intent.get("before") or None)
         outcome = OutcomeKind.SUCCEEDED if result else OutcomeKind.FAILED
         why = {
             True: "the resource shows the change",
@@ -217,6 +225,7 @@ class Reconciler:
             self._metrics.efficacy.labels(action, Efficacy.FAILED).inc()
             opened = self._feed_breaker(action, Efficacy.FAILED, now)
         fields = {k: v for k, v in intent.items() if k not in ("seq", "prev", "hash")}
+        noted = intent["seq"] in self._noted
         fields.update(
             ts=now,
             kind="result",
@@ -230,8 +239,10 @@ class Reconciler:
             else None,
         )
         self._audit.append(Record.model_validate(fields))
-        self.memory.note_action(now, action, outcome, step)
-        self._metrics.actions.labels(action, outcome).inc()
+        self._noted.discard(intent["seq"])
+        if not noted:
+            self.memory.note_action(now, action, outcome, step)
+            self._metrics.actions.labels(action, outcome).inc()
         log.warning("settled an interrupted action", action=action, outcome=outcome.value)
         if opened:
             self._escalate(now, str(intent.get("reconcile_id", "")), (), action)
@@ -265,7 +276,7 @@ class Reconciler:
         if efficacy is not None:
             result = PassResult(**{**result.__dict__, "efficacy": efficacy})
         if result.intent is not None:
-            self._record(result, now, reconcile_id, "result")
+            self._record_result(result, now, reconcile_id)
         elif result.decision is not None:
             self._record(result, now, reconcile_id, "decision")
         elif changed or result.reason != memory.last_reason:
@@ -630,6 +641,18 @@ class Reconciler:
         detail = f"no answer within {limit:g}s; the next pass reads what landed"
         return Outcome(OutcomeKind.FAILED, proposal.before, proposal.before, detail)
 
+    def _record_result(self, result: PassResult, now: datetime, reconcile_id: str) -> None:
+        """Write an action's result; when that fails, the intent stays open in this process
+        too, so the next pass settles it from the resource before anything else runs."""
+        intent = self._last_intent
+        try:
+            self._record(result, now, reconcile_id, "result")
+        except AuditUnavailable:
+            if result.intent is not None and intent.get("seq") == result.intent:
+                self.open_intents.append(intent)
+                self._noted.add(result.intent)
+            raise
+
     def _record(self, result: PassResult, now: datetime, reconcile_id: str, kind: Kind) -> int:
         decision, outcome = result.decision, result.outcome
         proposal = decision.proposal if decision else None
@@ -698,6 +721,8 @@ class Reconciler:
             }
         )
         seq = self._audit.append(record)
+        if kind == "intent":  # kept to settle it, should its result fail to be written
+            self._last_intent = {**record.model_dump(mode="json"), "seq": seq}
         log.info(
             kind,
             verdict=record.verdict,

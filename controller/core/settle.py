@@ -1,10 +1,14 @@
 """Settling an interrupted action: did the change land? Decided from the resource alone.
 
-The intent line records what the action meant to write (its ``after``). The resource
-shows the change only when it holds exactly those values; a resource that still holds
-the values read before (``before``) shows it did not land; anything else — someone
-else changed it meanwhile — cannot tell, and is counted as failed. A success is never
-assumed: a settled result says "succeeded" only when the resource proves it.
+The intent line records what the action meant to write (its ``after``) and what it read
+before (``before``). The resource shows the change only when it holds exactly the
+intended values; one that still holds the values read before shows it did not land;
+anything else — someone else changed it meanwhile — cannot tell, and is counted as
+failed. A success is never assumed.
+
+When several intents are open, an older one is judged by what the next one read before
+it acted (its ``before``), when that covers the same values: it is the resource as it
+was right after the older one, where the resource as it is now may show only the last.
 """
 
 from __future__ import annotations
@@ -14,88 +18,104 @@ from typing import Any
 
 from controller.model import ResourceState
 
-_Picture = Callable[[Mapping[str, Any], ResourceState], tuple[Any, Any] | None]
+View = dict[str, Any]
+_Viewer = Callable[[Mapping[str, Any], ResourceState], View | None]
 
 
-def _replicas(wanted: Mapping[str, Any], state: ResourceState) -> tuple[Any, Any] | None:
-    if "minReplicas" not in wanted:
-        return None
-    return int(wanted["minReplicas"]), state.min_replicas
+def _replicas(intended: Mapping[str, Any], state: ResourceState) -> View | None:
+    return {"minReplicas": state.min_replicas}
 
 
-def _size(wanted: Mapping[str, Any], state: ResourceState) -> tuple[Any, Any] | None:
-    name = wanted.get("container")
-    if name is None or "cpu" not in wanted:
-        return None
+def _size(intended: Mapping[str, Any], state: ResourceState) -> View | None:
+    name = intended.get("container")
     container = next((c for c in state.containers if c.name == name), None)
     if container is None:
-        return (name, wanted["cpu"]), None
-    memory = wanted.get("memory")
-    intended = (round(float(wanted["cpu"]), 4), memory)
-    return intended, (round(container.cpu, 4), container.memory if memory is not None else None)
-
-
-def _traffic(wanted: Mapping[str, Any], state: ResourceState) -> tuple[Any, Any] | None:
-    traffic = wanted.get("traffic")
-    if not isinstance(traffic, Mapping):
         return None
-    shown = {r.name: r.traffic for r in state.revisions if r.traffic}
-    return {str(k): int(v) for k, v in traffic.items() if int(v)}, shown
+    return {"container": container.name, "cpu": container.cpu, "memory": container.memory}
 
 
-def _throughput(wanted: Mapping[str, Any], state: ResourceState) -> tuple[Any, Any] | None:
+def _traffic(intended: Mapping[str, Any], state: ResourceState) -> View | None:
+    return {"traffic": {r.name: r.traffic for r in state.revisions if r.traffic}}
+
+
+def _throughput(intended: Mapping[str, Any], state: ResourceState) -> View | None:
     offer = state.throughput
     if offer is None:
         return None
-    if "throughput" in wanted:
-        return int(wanted["throughput"]), offer.manual
-    if "maxThroughput" in wanted:
-        return int(wanted["maxThroughput"]), offer.autoscale_max
-    return None
+    if offer.manual is not None:
+        return {"throughput": offer.manual}
+    return {"maxThroughput": offer.autoscale_max}
 
 
-def _cache(wanted: Mapping[str, Any], state: ResourceState) -> tuple[Any, Any] | None:
-    if state.cache is None or "capacity" not in wanted:
-        return None
-    intended = (str(wanted.get("sku")), str(wanted.get("family")), int(wanted["capacity"]))
+def _cache(intended: Mapping[str, Any], state: ResourceState) -> View | None:
     sku = state.cache
-    return intended, (sku.name, sku.family, sku.capacity)
+    if sku is None:
+        return None
+    return {"sku": sku.name, "family": sku.family, "capacity": sku.capacity}
 
 
-# What each action changes, as (intended, shown) pairs; actions absent here (restarts,
-# reboots) leave no mark on the resource's configuration.
-_PICTURES: dict[str, _Picture] = {
-    "scaleOut": _replicas,
-    "scaleIn": _replicas,
-    "scaleUp": _size,
-    "scaleDown": _size,
-    "rollbackRevision": _traffic,
-    "raiseThroughput": _throughput,
-    "lowerThroughput": _throughput,
-    "scaleCache": _cache,
+# The values each action changes (the keys of its intent's ``after`` that matter), and
+# how the resource shows them; actions absent here (restarts, reboots) leave no mark on
+# the resource's configuration.
+_ACTIONS: dict[str, tuple[tuple[str, ...], _Viewer]] = {
+    "scaleOut": (("minReplicas",), _replicas),
+    "scaleIn": (("minReplicas",), _replicas),
+    "scaleUp": (("container", "cpu", "memory"), _size),
+    "scaleDown": (("container", "cpu", "memory"), _size),
+    "rollbackRevision": (("traffic",), _traffic),
+    "raiseThroughput": (("throughput", "maxThroughput"), _throughput),
+    "lowerThroughput": (("throughput", "maxThroughput"), _throughput),
+    "scaleCache": (("sku", "family", "capacity"), _cache),
 }
+
+
+def view(action: str, intended: Mapping[str, Any], state: ResourceState) -> View | None:
+    """What ``state`` holds of the values ``action`` changes; None if it cannot show them."""
+    known = _ACTIONS.get(action)
+    return None if known is None else known[1](intended, state)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return abs(float(a) - float(b)) < 1e-9
+    return bool(a == b)
+
+
+def _holds(values: Mapping[str, Any], shown: View) -> bool | None:
+    """Whether ``values`` are what ``shown`` holds (None: they do not cover it)."""
+    if not all(key in values for key in shown):
+        return None
+    return all(_same(values[key], shown[key]) for key in shown)
 
 
 def landed(
     action: str,
     intended: Mapping[str, Any],
-    state: ResourceState,
+    shown: View | None,
     before: Mapping[str, Any] | None = None,
 ) -> bool | None:
-    """True if ``state`` shows exactly the intended values, False if it still shows
-    ``before`` (or, with no ``before`` given, anything else), None if it cannot tell."""
-    picture = _PICTURES.get(action)
-    if picture is None or not intended:
+    """True if ``shown`` (a :func:`view`) holds exactly the intended values, False if it
+    still holds ``before``, None if it cannot tell (no view, or a third value)."""
+    if shown is None or action not in _ACTIONS or not intended:
         return None
-    pair = picture(intended, state)
-    if pair is None:
-        return None
-    wanted, shown = pair
-    if wanted == shown:
+    if _holds(intended, shown):
         return True
-    if before is None:
+    if before is not None and _holds(before, shown):
         return False
-    earlier = picture(before, state)
-    if earlier is not None and earlier[0] == shown:
-        return False
-    return None  # neither what we meant nor what we read: someone else changed it
+    return None
+
+
+def evidence(
+    action: str, intended: Mapping[str, Any], later_before: Mapping[str, Any] | None
+) -> View | None:
+    """The values a later intent read before acting, when they cover what ``action``
+    changes: the resource as it was after this action."""
+    known = _ACTIONS.get(action)
+    if known is None or not later_before:
+        return None
+    keys = [key for key in known[0] if key in intended]
+    if not keys or not all(key in later_before for key in keys):
+        return None
+    return {key: later_before[key] for key in keys}

@@ -117,6 +117,7 @@ class Emulator:
         async def record(
             request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
         ) -> web.StreamResponse:
+            world.land_due()  # whoever asks next sees what Azure has applied by now
             if not request.path.startswith(("/_emulator", IDENTITY_PATH)):
                 raw = await request.read()
                 body: Any = None

@@ -21,6 +21,7 @@ FAULT_KINDS = frozenset(
         "metrics-missing",  # timeseries is []
         "arm-throttle",  # Microsoft.App routes answer 429 with Retry-After: 1
         "arm-error",  # Microsoft.App routes answer 500
+        "arm-slow",  # ARM answers wait delay_seconds (wall) after the request took effect
         "arm-busy",  # writes answer 409 RetryableErrorDueToAnotherOperation
         "arm-write-pressure",  # writes report few left: x-ms-ratelimit-remaining-…-writes
         "lro-fail",  # the next long-running operation ends Failed and is not applied

@@ -47,7 +47,8 @@ async def get_app(world: World, request: web.Request, p: dict[str, str]) -> web.
 
 
 async def patch_app(world: World, request: web.Request, p: dict[str, str]) -> web.StreamResponse:
-    """Accept a merge patch: 202 + Azure-AsyncOperation; the change lands when polled done."""
+    """Accept a merge patch: 202 + Azure-AsyncOperation; the change lands when its operation
+    ends (polled or not, see ``World.land_due``)."""
     res = _app(world, p)
     if res is None:
         return _not_found(f"Microsoft.App/containerApps/{p['app']}")

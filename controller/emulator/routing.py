@@ -75,6 +75,16 @@ async def _fault_gate(world: World, family: str, method: str = "GET") -> web.Res
     return None
 
 
+async def _slow_answer(world: World, family: str) -> None:
+    """``arm-slow``: the request has taken effect; its answer is held back, so a client
+    can be stopped between sending a write and hearing that it was accepted."""
+    slow = world.faults.active("arm-slow", world.now()) if family == "arm" else None
+    if slow is not None:
+        seconds = float(slow.params.get("delay_seconds", 1.0))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(world.closing.wait(), timeout=seconds)
+
+
 def dispatcher(world: World, routes: list[Route]) -> Handler:
     """Build the handler for every Azure path."""
 
@@ -97,7 +107,9 @@ def dispatcher(world: World, routes: list[Route]) -> Handler:
             faulted = await _fault_gate(w, r.family, request.method)
             if faulted is not None:
                 return faulted
-            return await r.handler(w, request, match.groupdict())
+            response = await r.handler(w, request, match.groupdict())
+            await _slow_answer(w, r.family)
+            return response
         if allowed:
             return error(405, "MethodNotAllowed", f"{request.method} is not supported on {path}.")
         return error(404, "NotFound", f"No emulated Azure API at {path}.")

@@ -479,7 +479,7 @@ def _timeline(check: _Checker, raw: Any, kinds: dict[str, str]) -> TimelineEvent
 
 def _fault(check: _Checker, raw: Any) -> FaultSpec:
     node = check.mapping(raw, "fault", None)
-    check.keys(node, "fault", {"at", "kind"}, {"for", "hang_seconds"})
+    check.keys(node, "fault", {"at", "kind"}, {"for", "hang_seconds", "delay_seconds"})
     kind = check.string(node, "kind", "fault")
     if kind not in FAULT_KINDS:
         raise check.fail(
@@ -487,8 +487,9 @@ def _fault(check: _Checker, raw: Any) -> FaultSpec:
         )
     duration = check.duration(node, "for", "fault") if node.get("for") is not None else None
     params: dict[str, Any] = {}
-    if "hang_seconds" in node:
-        params["hang_seconds"] = check.number(node, "hang_seconds", "fault")
+    for key in ("hang_seconds", "delay_seconds"):
+        if key in node:
+            params[key] = check.number(node, key, "fault")
     return FaultSpec(check.duration(node, "at", "fault"), duration, kind, params)
 
 

@@ -33,13 +33,15 @@ from .workload import AppConfig, AppModel, Container, Demand
 
 @dataclass
 class Operation:
-    """An accepted PATCH whose change is applied when its status is polled to completion."""
+    """An accepted PATCH. As in Azure, the change proceeds after the 202 whether or not
+    anyone polls: it lands at ``due`` (or sooner, once polled ``lro_polls`` times)."""
 
     id: str
     resource: AppResource
     patch: dict[str, Any]
     location: str
     created: datetime
+    due: datetime
     fail: bool = False
     polls: int = 0
     status: str = "InProgress"
@@ -56,6 +58,7 @@ class World:
     wobble: float = 0.005
     resources: dict[str, AppResource] = field(default_factory=dict)
     operations: dict[str, Operation] = field(default_factory=dict)
+    in_flight: list[Operation] = field(default_factory=list)  # accepted, not yet ended
     faults: FaultSet = field(default_factory=FaultSet)
     requests: list[dict[str, Any]] = field(default_factory=list)
     writes: int = 0
@@ -156,23 +159,42 @@ class World:
             patch=patch,
             location=res.spec.location.replace(" ", "").lower(),
             created=now,
+            due=now + self.lro_duration,
             fail=fail,
         )
         self.operations[op.id] = op
+        self.in_flight.append(op)
         self.writes += 1
         return op
+
+    @property
+    def lro_duration(self) -> timedelta:
+        """How long an operation runs unpolled: the polls it takes, at the interval asked
+        between them (at least a second each)."""
+        return timedelta(seconds=max(self.lro_polls, 1) * max(self.lro_retry_after, 1))
+
+    def land_due(self) -> None:
+        """End every operation whose time has come, polled or not: a client that crashed
+        after the 202 does not stop Azure from applying the change."""
+        now = self.now()
+        for op in [op for op in self.in_flight if op.due <= now]:
+            self._end(op, op.due)
 
     def poll(self, op: Operation) -> Operation:
         """Advance an operation by one status poll, applying it when it completes."""
         op.polls += 1
-        if op.status != "InProgress" or op.polls <= self.lro_polls:
-            return op
-        now = self.now()
+        if op.status == "InProgress" and op.polls > self.lro_polls:
+            self._end(op, self.now())
+        return op
+
+    def _end(self, op: Operation, now: datetime) -> None:
+        """Apply (or fail) ``op`` as of ``now``."""
+        self.in_flight.remove(op)
         op.ended = now
         if op.fail:
             op.status = "Failed"
             op.error = {"code": "InternalError", "message": "The operation failed (injected)."}
-            return op
+            return
         try:
             merged = merge_patch(app_json(op.resource), op.patch)
             config, tags = config_from_json(merged)
@@ -180,7 +202,7 @@ class World:
         except PatchError as exc:  # another operation got there first; ARM fails the op
             op.status = "Failed"
             op.error = {"code": exc.code, "message": exc.message}
-            return op
+            return
         res = op.resource
         moved = traffic is not None and traffic != res.traffic.current
         if config != res.model.current or tags != res.tags or moved:
@@ -190,7 +212,6 @@ class World:
                 res.traffic.set(now, traffic)
             res.changed(now, "Application")
         op.status = "Succeeded"
-        return op
 
     def operator_change(self, res: AppResource, params: dict[str, Any]) -> None:
         """Someone else changes the app (the ``concurrent-write`` fault): a new ETag."""
@@ -221,6 +242,7 @@ class World:
     # -- introspection ---------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
+        self.land_due()
         now = self.now()
         last_minute = floor_minute(now) - MINUTE
         resources: dict[str, Any] = {}

@@ -114,6 +114,39 @@ def test_patch_is_a_merge_patch_applied_when_the_operation_completes(
     run(body)
 
 
+def test_an_accepted_patch_lands_without_being_polled(
+    make_emulator: Make, clock: ManualClock
+) -> None:
+    """Azure applies a change after its 202 whether or not the client polls: a controller
+    that crashed right after sending it finds the change landed (at the operation's end,
+    with systemData and ETag from then), and a late poll reports it Succeeded."""
+    emu = make_emulator(lro_polls=3, lro_retry_after=10)  # ends 30 s after it was accepted
+
+    async def body() -> None:
+        async with served(emu) as s:
+            async with s.get(API_APP, params=ACA) as r:
+                etag = r.headers["ETag"]
+            async with s.patch(API_APP, params=ACA, json=SCALE_2) as r:
+                assert r.status == 202
+                op_url = r.headers["Azure-AsyncOperation"]
+            clock.advance(seconds=29)
+            async with s.get(API_APP, params=ACA) as r:  # still running: not there yet
+                assert (await r.json())["properties"]["template"]["scale"]["minReplicas"] == 1
+                assert r.headers["ETag"] == etag
+            clock.advance(minutes=10)  # nobody polled meanwhile
+            async with s.get(API_APP, params=ACA) as r:
+                app = await r.json()
+                assert r.headers["ETag"] != etag
+            assert app["properties"]["template"]["scale"]["minReplicas"] == 2
+            assert app["systemData"]["lastModifiedAt"] == "2026-01-01T00:00:30Z"
+            [status] = await _finish(s, op_url)
+            assert status["status"] == "Succeeded"
+            assert status["endTime"] == "2026-01-01T00:00:30Z"
+        assert emu.state()["resources"][API_APP]["minReplicas"] == 2
+
+    run(body)
+
+
 def test_patch_replaces_the_container_list_whole(make_emulator: Make) -> None:
     emu = make_emulator()
     patch = {
