@@ -3,10 +3,12 @@
 The batch API (``MetricsClient.query_resources``) takes up to 50 resources of one
 subscription, region and namespace per call. Targets reconcile on their own
 (jittered) schedules, so rather than hold a request back to gather others, the first
-target of a group to ask fetches the whole group — every registered target that
-shares its subscription, region, namespace and query — and the answer is shared for
-``share_for`` (a fraction of a grain, well inside the data's own resolution). A target
-with no declared region cannot be batched and is read alone through
+target of a group to ask in a grain's bucket fetches the whole group — every registered
+target that shares its subscription, region, namespace and query — and the answer
+serves the group until the bucket ends: one read per group and grain, ⌈N/50⌉ calls,
+however the passes are spread (the data has no finer resolution than its grain). A
+failed read is shared only for ``share_for``, so a blip is retried within the bucket.
+A target with no declared region cannot be batched and is read alone through
 ``MonitorManagementClient.metrics.list``.
 
 Anything short of a clean answer becomes an :class:`Observation` whose quality says
@@ -76,7 +78,7 @@ class AzureMonitorSource:
         self,
         clients: AzureClients,
         clock: Clock,
-        share_for: timedelta = timedelta(seconds=20),
+        share_for: timedelta = timedelta(seconds=20),  # how long a failed read is shared
         history_chunk: timedelta = HISTORY_CHUNK,
     ) -> None:
         self._clients = clients
@@ -243,7 +245,7 @@ class AzureMonitorSource:
         self, shape: QueryShape, resource_id: str, now: datetime
     ) -> tuple[Series, str | None]:
         fetch = self._fetches.get(shape)
-        if fetch is None or now - fetch.at >= self._share_for or resource_id not in fetch.ids:
+        if fetch is None or resource_id not in fetch.ids or not self._serves(fetch, shape, now):
             fetch = _Fetch(at=now, ids=frozenset(self._members.get(shape, {resource_id})))
             self._fetches[shape] = fetch
             await self._run_batch(shape, fetch, now)
@@ -252,6 +254,15 @@ class AzureMonitorSource:
         if fetch.error is not None:
             return {}, fetch.error
         return fetch.results.get(resource_id.lower(), {}), None
+
+    def _serves(self, fetch: _Fetch, shape: QueryShape, now: datetime) -> bool:
+        """Whether ``fetch`` still answers a pass at ``now``: one read per grain's bucket,
+        a failed one for ``share_for`` (a fetch still running serves whoever asks)."""
+        if not fetch.done.is_set():
+            return True
+        if fetch.error is not None:
+            return now - fetch.at < self._share_for
+        return bucket(now, shape.grain) == bucket(fetch.at, shape.grain)
 
     async def _run_batch(self, shape: QueryShape, fetch: _Fetch, now: datetime) -> None:
         try:

@@ -74,17 +74,39 @@ async def test_sixty_targets_in_one_region_take_two_batch_calls(
     assert values["app-0"].samples[-1].value == pytest.approx(10.0)
 
 
-async def test_the_shared_answer_expires(
+async def test_one_read_per_group_and_grain_however_the_passes_are_spread(
     fleet: tuple[Emulator, AzureMonitorSource], clock: VirtualClock
 ) -> None:
-    """A later round fetches afresh instead of reusing an old answer."""
+    """Sixty targets whose passes are spread over the minute (the loop's jitter) share
+    one read of two calls; the next minute's bucket is read afresh, once."""
+    emu, source = fleet
+    policies = [app_policy(i) for i in range(60)]
+    for p in policies:
+        source.register(p.target, p.objectives)
+    await clock.advance(300)  # 00:05:00, the start of a bucket
+    for p in policies:  # one pass a second: 00:05:00 … 00:05:59
+        await source.observe(p.target, p.objectives, clock.now())
+        await clock.advance(59 / 59 if p is not policies[-1] else 0)
+    assert metric_calls(emu) == ([50, 10], 0)
+    await clock.advance(1)  # 00:06:00: a new bucket
+    await source.observe(policies[0].target, policies[0].objectives, clock.now())
+    assert metric_calls(emu) == ([50, 10, 50, 10], 0)
+
+
+async def test_a_failed_read_is_retried_within_the_bucket(
+    fleet: tuple[Emulator, AzureMonitorSource], clock: VirtualClock
+) -> None:
+    """A failure is shared only briefly: a pass 30 s later, in the same bucket, reads again
+    and gets the data."""
     emu, source = fleet
     policy = app_policy(1)
     await clock.advance(300)
-    await source.observe(policy.target, policy.objectives, clock.now())
-    await clock.advance(30)
-    await source.observe(policy.target, policy.objectives, clock.now())
-    assert metric_calls(emu) == ([1, 1], 0)
+    emu.set_fault("metrics-error", duration_s=20)
+    first = await driven(source, policy, clock)
+    assert first["cpu"].quality is Quality.ERROR
+    await clock.advance(25)  # still 00:05, the failure no longer shared
+    second = await source.observe(policy.target, policy.objectives, clock.now())
+    assert second["cpu"].quality is Quality.GOOD
 
 
 async def test_a_target_without_region_is_read_alone(
