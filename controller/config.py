@@ -155,7 +155,7 @@ class Settings(BaseModel):
     audit_path: Path = Path("remediator-audit.jsonl")
     # seal the audit log with HMAC-SHA256: the key itself (REMEDIATOR_AUDIT_KEY, never
     # logged) or a file holding it (a Key Vault secret mounted as a file)
-    audit_key: str | None = Field(default=None, repr=False)
+    audit_key: str | None = Field(default=None, repr=False, min_length=16)
     audit_key_file: Path | None = None
     audit_anchor: Path | None = None  # copy each line's (seq, hash) here: other storage
     pause: bool = False  # REMEDIATOR_PAUSE=true: no action anywhere

@@ -41,6 +41,7 @@ class WriterLock:
         self.log = log
         self.path = lock_path(log)
         self._fd: int | None = None
+        self.unsupported: str | None = None  # why this file system could not be locked
 
     @property
     def held(self) -> bool:
@@ -53,16 +54,22 @@ class WriterLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # BlockingIOError: held; others (ENOLCK on some shares): refuse too
+        except BlockingIOError:
             holder = os.read(fd, 200).decode("utf-8", errors="replace").split()
             os.close(fd)
             raise AuditLocked(self.log, self.path, " on ".join(holder[:2]) or None) from None
+        except OSError as exc:  # ENOLCK, EOPNOTSUPP: a file system that cannot lock
+            self.unsupported = (
+                f"{self.path}: this file system cannot lock ({exc.strerror}): "
+                "one writer per audit log is the operator's job here"
+            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
         self._fd = fd
 
     def release(self) -> None:
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            if self.unsupported is None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

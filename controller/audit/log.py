@@ -205,6 +205,8 @@ class AuditLog:
         if check.unguarded is not None and not accept_unguarded:
             raise AuditCorrupt(self.path, check)
         self.notes = list(check.notes)
+        if self._lock.unsupported is not None:
+            self.notes.append(self._lock.unsupported)
 
     def _settle_head_and_anchor(self, check: Verification) -> None:
         """Give a new log its head at once (a log with lines and no head is suspect), and

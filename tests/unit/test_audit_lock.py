@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 from pathlib import Path
 
@@ -47,3 +49,19 @@ def test_readers_need_no_lock(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         capsys.readouterr()
         assert main(["audit", "repair", str(path)]) == 1
         assert f"{path}.lock" in capsys.readouterr().err
+
+
+def test_a_file_system_that_cannot_lock_is_named_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where flock fails outright (ENOLCK on some network shares) the log still opens,
+    and says that one writer per file is now the operator's job."""
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path) as audit:
+        assert any("cannot lock" in note and "operator's job" in note for note in audit.notes)
+        assert audit.append(record(0)) == 1
