@@ -183,7 +183,7 @@ class AuditLog:
             self.records = check.records
             self._seq, self._prev = check.lines, check.last_hash
             self._file = self.path.open("a", encoding="utf-8")
-            self._settle_head_and_anchor(check)
+            self._settle_head_and_anchor()
         except BaseException:
             self.close()
             raise
@@ -208,7 +208,7 @@ class AuditLog:
         if self._lock.unsupported is not None:
             self.notes.append(self._lock.unsupported)
 
-    def _settle_head_and_anchor(self, check: Verification) -> None:
+    def _settle_head_and_anchor(self) -> None:
         """Give a new log its head at once (a log with lines and no head is suspect), and
         start or catch up the anchor."""
         if not head_path(self.path).exists():

@@ -99,7 +99,7 @@ def _line(
         for part in (
             f"chain broken at line {bad}: {problem}" if bad is not None else problem,
             where,
-            f"carried on from line {kept}",
+            f"carried on from line {kept}" if bad is not None else f"accepted at {kept} lines",
         )
         if part
     )
