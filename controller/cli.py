@@ -26,7 +26,18 @@ import anyio
 import yaml
 
 from controller import approvals, demo, kill_switch, permissions, render
-from controller.audit.log import AuditCorrupt, MemoryAudit, check_file, read_records
+from controller.audit.anchor import AnchorUnreadable
+from controller.audit.chain import Verification
+from controller.audit.keys import key_from_environment
+from controller.audit.lock import AuditLocked
+from controller.audit.log import (
+    AuditCorrupt,
+    AuditKeyError,
+    MemoryAudit,
+    check_file,
+    read_records,
+)
+from controller.audit.repair import repair
 from controller.audit.show import RecordFilter, Tail, follow, parse_kinds, parse_since
 from controller.backtest import commands as backtest_commands
 from controller.backtest.from_audit import from_audit
@@ -95,9 +106,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except AuditCorrupt as exc:
         print(
-            f"{exc}; run `remediator audit verify {exc.path}` and move the file aside",
+            f"{exc}; run `remediator audit verify {exc.path}`, then `remediator audit repair "
+            f"{exc.path}`: it keeps the good lines (and the memory in them) and sets the rest "
+            "aside",
             file=sys.stderr,
         )
+        return EXIT_FAILED
+    except (AuditLocked, AuditKeyError, AnchorUnreadable) as exc:
+        print(f"remediator {args.command}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except HistoryUnavailable as exc:  # a backtest's backends did not answer
         print(f"remediator {args.command}: {exc}", file=sys.stderr)
@@ -243,10 +259,26 @@ def _parser() -> argparse.ArgumentParser:
         "check the hash chain; name the first bad line",
         """
           remediator audit verify remediator-audit.jsonl
+          REMEDIATOR_AUDIT_KEY=... remediator audit verify remediator-audit.jsonl
+          remediator audit verify remediator-audit.jsonl --anchor /mnt/anchor/audit.anchor
         """,
     )
     v.add_argument("file", type=Path)
+    _key_and_anchor(v)
     v.set_defaults(handler=_audit_verify)
+    v = _command(
+        audit_sub,
+        "repair",
+        "keep a broken log's good lines, set the rest aside, record the repair, carry on",
+        """
+          remediator audit repair remediator-audit.jsonl
+          remediator audit repair remediator-audit.jsonl --by "alice (INC-1234)"
+        """,
+    )
+    v.add_argument("file", type=Path)
+    _key_and_anchor(v)
+    v.add_argument("--by", help="who repairs, for the record (default: user@host)")
+    v.set_defaults(handler=_audit_repair)
     v = _command(
         audit_sub,
         "show",
@@ -556,17 +588,88 @@ def _resume(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _key_and_anchor(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--key-file",
+        type=Path,
+        help="the audit key, for a keyed log (default: REMEDIATOR_AUDIT_KEY, "
+        "REMEDIATOR_AUDIT_KEY_FILE)",
+    )
+    p.add_argument(
+        "--anchor",
+        type=Path,
+        default=Path(os.environ["REMEDIATOR_AUDIT_ANCHOR"])
+        if os.environ.get("REMEDIATOR_AUDIT_ANCHOR")
+        else None,
+        help="the log's anchor, to hold it to (default: REMEDIATOR_AUDIT_ANCHOR)",
+    )
+
+
 def _audit_verify(args: argparse.Namespace) -> int:
+    key = key_from_environment(args.key_file)
+    if args.anchor is not None and not args.anchor.is_file():
+        print(f"{args.anchor}: no anchor here", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
-        check = check_file(args.file)
+        check = check_file(args.file, key=key, anchor=args.anchor)
     except (OSError, UnicodeDecodeError) as exc:
         print(f"{args.file}: cannot read: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    notes = _verify_notes(check, key)
     if not check.ok:
-        print(f"{args.file}:{check.first_bad}: {check.problem}", file=sys.stderr)
+        print(f"{args.file}:{check.first_bad}: {check.problem}", *notes, sep="\n", file=sys.stderr)
         return EXIT_FAILED
-    note = " (the last line is torn: a write was interrupted)" if check.torn else ""
-    print(f"ok: {check.lines} lines, chain intact{note}")
+    if check.unguarded is not None:
+        print(
+            f"{args.file}: WARNING: {check.unguarded}; the chain is intact over "
+            f"{check.lines} lines, but a controller will not start on it until "
+            f"`remediator audit repair {args.file}` accepts it",
+            *notes,
+            sep="\n",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    torn = " (the last line is torn: a write was interrupted)" if check.torn else ""
+    print(f"ok: {check.lines} lines, chain intact{torn}", *notes, sep="\n")
+    return EXIT_OK
+
+
+def _verify_notes(check: Verification, key: bytes | None) -> list[str]:
+    """What the check could and could not prove, and each repair on record."""
+    notes = [f"note: {note}" for note in check.notes]
+    if check.keyed_from is None:
+        notes.append("note: unkeyed (SHA-256): whoever edits a line can re-hash the chain")
+    elif key is None:
+        notes.append(
+            f"note: keyed (hmac-sha256) from line {check.keyed_from}, and no key given: "
+            "the chain's shape only is checked, not who sealed it"
+        )
+    else:
+        notes.append(f"note: keyed (hmac-sha256) from line {check.keyed_from}, MACs checked")
+    for record in check.records:
+        if record.get("kind") == "repair":
+            notes.append(
+                f"repair: line {record['seq']} ({record.get('ts')}): {record.get('reason')}"
+            )
+    return notes
+
+
+def _audit_repair(args: argparse.Namespace) -> int:
+    if not args.file.is_file():
+        print(f"{args.file}: no audit log here", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    done = repair(
+        args.file, key=key_from_environment(args.key_file), anchor=args.anchor, by=args.by
+    )
+    if done is None:
+        print(f"{args.file}: nothing to repair: the chain is intact")
+        return EXIT_OK
+    moved = f"; lines {done.kept + 1}..{done.kept + done.moved_lines} moved to {done.moved_to}"
+    print(
+        f"repaired: kept lines 1..{done.kept}"
+        + (moved if done.moved_to else "")
+        + f"; repair recorded as line {done.seq}"
+    )
     return EXIT_OK
 
 
@@ -734,7 +837,11 @@ def _report(args: argparse.Namespace) -> int:
         settings = _settings(args)
         loaded = [item.policy for item in load_policies(settings.policies)]
         policies = {p.name: p for p in loaded}
-        stamps = [datetime.fromisoformat(str(r["ts"]).replace("Z", "+00:00")) for r in records]
+        stamps = [  # a policy's records: a repair line's time is not the history's
+            datetime.fromisoformat(str(r["ts"]).replace("Z", "+00:00"))
+            for r in records
+            if r.get("policy")
+        ]
         if stamps:
             history = anyio.run(
                 lambda: backtest_commands.history_for(

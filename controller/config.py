@@ -153,6 +153,11 @@ class Settings(BaseModel):
     jitter: float = Field(default=0.1, ge=0, le=0.5)  # share of the interval
     policies: list[Path] = Field(default_factory=lambda: [Path("policies")])
     audit_path: Path = Path("remediator-audit.jsonl")
+    # seal the audit log with HMAC-SHA256: the key itself (REMEDIATOR_AUDIT_KEY, never
+    # logged) or a file holding it (a Key Vault secret mounted as a file)
+    audit_key: str | None = Field(default=None, repr=False, min_length=16)
+    audit_key_file: Path | None = None
+    audit_anchor: Path | None = None  # copy each line's (seq, hash) here: other storage
     pause: bool = False  # REMEDIATOR_PAUSE=true: no action anywhere
     pause_file: Path | None = None  # default: remediator.pause beside the audit log
     cloud: Literal["public", "china", "usgov", "custom"] = "public"
@@ -333,7 +338,7 @@ def _relative_to(folder: Path, data: dict[str, Any]) -> dict[str, Any]:
         policies = [policies]
     if isinstance(policies, list):
         data["policies"] = [str(folder / p) if isinstance(p, str) else p for p in policies]
-    for key in ("auditPath", "pauseFile"):
+    for key in ("auditPath", "pauseFile", "auditKeyFile", "auditAnchor"):
         if isinstance(data.get(key), str):
             data[key] = str(folder / data[key])
     return data

@@ -233,7 +233,7 @@ def summarize(
             continue
         if first_decision is None:
             first_decision = {k: record[k] for k in ("action", "params", "decision", "outcome")}
-        if record["outcome"] == "succeeded":
+        if record.get("outcome") == "succeeded":
             ran[record["action"]] += 1
         elif record["outcome"] == "would-run":
             would[record["action"]] += 1

@@ -16,6 +16,7 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.storage.blob.aio import ContainerClient
 
 from controller import approvals
+from controller.audit.keys import load_key
 from controller.audit.log import AuditLog, AuditSink
 from controller.audit.replay import Replayed, replay
 from controller.azure.clients import AzureClients
@@ -156,7 +157,16 @@ async def open_runtime(
         )
         replayed = Replayed()
         if audit is None:
-            log_file = stack.enter_context(AuditLog(settings.audit_path, metrics.audit_write))
+            log_file = stack.enter_context(
+                AuditLog(
+                    settings.audit_path,
+                    metrics.audit_write,
+                    key=load_key(settings.audit_key, settings.audit_key_file),
+                    anchor=settings.audit_anchor,
+                )
+            )
+            for note in log_file.notes:
+                log.warning("audit log", note=note)
             replayed = replay(log_file.records)
             audit = log_file
         registry = registry_factory(clients, clock)
