@@ -39,6 +39,7 @@ from controller.runtime import open_runtime
 from controller.telemetry import configure_logging
 
 sys.path.insert(0, str(Path(__file__).parents[1]))  # the test fixtures' scenario builder
+from benchmarks.sections import replace_sections
 from tests.scenarios import fleet_scenario, fleet_target
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -223,63 +224,55 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp, azurite(Path(tmp)) as storage:
             failover = anyio.run(failover_seconds, storage)
 
-    lines = [
-        "# Benchmarks",
-        "",
+    sections: dict[str, list[str]] = {}
+    table = [
         "Produced by `python benchmarks/bench_controller.py --failover --write docs/benchmarks.md` "
         f"on {datetime.now(UTC):%Y-%m-%d} ({os.cpu_count()} cores). Counts and ratios are "
         "exact; wall times are from this one noisy machine and only indicative.",
         "",
-        f"## Metrics reads for {TARGETS} Container Apps over {MINUTES} minutes",
-        "",
         "Every app in one region, a 30 s interval with 10 % jitter, against the emulator on "
-        "virtual time.",
+        "virtual time. A group of targets is read once per grain's bucket (one minute here), "
+        f"⌈{TARGETS}/50⌉ = {-(-TARGETS // 50)} calls a read, however the passes are spread.",
         "",
         "| read path | reconcile passes | metrics HTTP calls | calls per pass |",
         "|---|---|---|---|",
     ]
     for name, run in (("batch (`region` set)", batched), ("one resource at a time", single)):
-        lines.append(
+        table.append(
             f"| {name} | {run['passes']:.0f} | {run['metric_calls']:.0f} | "
             f"{run['metric_calls'] / run['passes']:.3f} |"
         )
     ratio = single["metric_calls"] / batched["metric_calls"]
-    lines += [
+    table += [
         "",
         f"Batching makes **{ratio:.1f}× fewer** metrics calls. "
         f"Loop throughput on virtual time: {batched['passes'] / batched['wall_s']:.0f} passes "
         f"per wall second batched, {single['passes'] / single['wall_s']:.0f} unbatched "
         "(each pass a real HTTP exchange with the emulator on loopback).",
-        "",
-        "## Stop latency",
-        "",
+    ]
+    sections[f"Metrics reads for {TARGETS} Container Apps over {MINUTES} minutes"] = table
+    sections["Stop latency"] = [
         f"SIGTERM to process exit of `remediator run`, {len(latencies)} runs: median "
         f"{statistics.median(latencies) * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms.",
     ]
     if demo is not None:
         wall, summary = demo
-        lines += [
-            "",
-            "## Demo",
-            "",
+        sections["Demo"] = [
             f"`remediator demo` (cpu-spike, 25 scenario minutes at 60×): {wall:.1f} s wall; "
             f"actions {summary['actions']}, writes {summary['writes']}, final CPU "
             f"{summary['final']['agentstudio-api']['cpuPercent']} %.",
         ]
     if failover is not None:
-        lines += [
-            "",
-            "## Leader failover",
-            "",
+        sections["Leader failover"] = [
             "Two electors on one blob in Azurite, client-go's timing (15 s lease, 10 s renew "
             f"deadline, 2 s retry): a leader that stops cleanly is replaced in "
             f"{failover[0]:.1f} s; one that dies (no release) in {failover[1]:.1f} s — within "
             "the lease time plus one retry period.",
         ]
-    text = "\n".join(lines) + "\n"
-    print(text)
+    for heading, lines in sections.items():
+        print(f"## {heading}\n\n" + "\n".join(lines) + "\n")
     if args.write:
-        args.write.write_text(text)
+        replace_sections(args.write, sections)
 
 
 if __name__ == "__main__":
