@@ -21,6 +21,7 @@ from azure.mgmt.cosmosdb.aio import CosmosDBManagementClient
 from azure.mgmt.monitor.aio import MonitorManagementClient
 from azure.mgmt.redis.aio import RedisManagementClient
 from azure.mgmt.resource.resources.aio import ResourceManagementClient
+from azure.mgmt.resourcegraph.aio import ResourceGraphClient
 from azure.monitor.query.aio import LogsQueryClient
 from azure.monitor.querymetrics.aio import MetricsClient
 
@@ -138,6 +139,7 @@ class AzureClients:
     _cosmos: dict[str, CosmosDBManagementClient] = field(default_factory=dict)
     _redis: dict[str, RedisManagementClient] = field(default_factory=dict)
     _logs: LogsQueryClient | None = None
+    _graph: ResourceGraphClient | None = None
     rate_limits: RateLimits = field(default_factory=RateLimits)
     call_metrics: Metrics | None = None  # when set, every call is counted
 
@@ -181,6 +183,19 @@ class AzureClients:
             )
             cache[sub] = await self._stack.enter_async_context(client)
         return cache[sub]
+
+    async def resource_graph(self) -> ResourceGraphClient:
+        """Azure Resource Graph: which resources a selector covers (one client, any scope)."""
+        if self._graph is None:
+            ep = self.settings.endpoints()
+            client = ResourceGraphClient(
+                self.credential,
+                base_url=ep.arm,
+                credential_scopes=[ep.arm_audience + "/.default"],
+                **_options(self.settings, ep.arm, metrics=self.call_metrics),
+            )
+            self._graph = await self._stack.enter_async_context(client)
+        return self._graph
 
     async def logs(self) -> LogsQueryClient:
         """Log Analytics / Application Insights queries (one endpoint for all workspaces)."""

@@ -54,13 +54,28 @@ def _retryable_write(exc: BaseException) -> bool:
 
 
 def _retry_after(exc: BaseException) -> float | None:
+    """The wait the service asked for: ``Retry-After`` seconds, or Resource Graph's
+    ``x-ms-user-quota-resets-after`` (``hh:mm:ss``) on a throttled query."""
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None) or {}
     raw = headers.get("Retry-After") or headers.get("retry-after")
     try:
-        return float(raw) if raw is not None else None
+        if raw is not None:
+            return float(raw)
     except ValueError:
         return None
+    return hh_mm_ss(headers.get("x-ms-user-quota-resets-after"))
+
+
+def hh_mm_ss(text: str | None) -> float | None:
+    """Seconds in Resource Graph's ``hh:mm:ss`` (None when absent or malformed)."""
+    if not text:
+        return None
+    try:
+        hours, minutes, seconds = (float(part) for part in str(text).split(":"))
+    except ValueError:
+        return None
+    return hours * 3600 + minutes * 60 + seconds
 
 
 def _wait(state: RetryCallState) -> float:

@@ -1,0 +1,180 @@
+"""Which resources a selector policy covers now, asked of Azure Resource Graph.
+
+One query per selector (see :func:`controller.policy.selector.graph_query`), read a page
+of up to 1,000 rows at a time with ``$skipToken``, paced by Resource Graph's own quota
+headers (``x-ms-user-quota-remaining`` / ``x-ms-user-quota-resets-after``): when the quota
+is spent, the next page waits for it to reset, on the controller's clock.
+
+An answer is *believed* only when it is whole and plausible. A failed query, an empty
+answer where the last one found resources, or more resources than the selector's
+``maxTargets`` keeps the last good set running: an empty answer must never look like
+"the estate is gone", nor a typo like "act on everything".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+import structlog
+from azure.core.exceptions import AzureError
+from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
+
+from controller.azure import retry
+from controller.azure.clients import AzureClients
+from controller.clock import Clock
+from controller.policy.selector import Selector, graph_query
+
+log = structlog.get_logger("remediator.discovery")
+
+PAGE = 1000  # Resource Graph's largest page
+
+
+@dataclass(frozen=True)
+class Found:
+    """A resource Resource Graph reports for a selector."""
+
+    resource_id: str
+    name: str
+    location: str
+    resource_group: str
+    subscription: str
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def region(self) -> str:
+        """Azure Monitor's region name for the batch metrics API (``East US`` → ``eastus``)."""
+        return self.location.replace(" ", "").lower()
+
+
+@dataclass
+class Discovered:
+    """What one selector's last query gave, and what the controller runs on."""
+
+    believed: tuple[Found, ...] = ()  # the last good set: what the targets are
+    at: datetime | None = None  # when it was found
+    problem: str | None = None  # why the last query was not believed, until one is
+    pages: int = 0  # pages read by the last query
+    seconds: float = 0.0  # how long the last query took (wall)
+
+
+class DiscoveryRefused(Exception):
+    """An answer that is not believed; the last good set stays."""
+
+
+@dataclass
+class Quota:
+    """Resource Graph's quota as its last answer reported it."""
+
+    remaining: int | None = None
+    resets_after: timedelta = timedelta(0)
+
+
+class Discovery:
+    """Runs selectors' queries and keeps, per policy, the last set it believed."""
+
+    def __init__(self, clients: AzureClients, clock: Clock, page: int = PAGE) -> None:
+        self._clients = clients
+        self._clock = clock
+        self._page = page
+        self.quota = Quota()
+        self.sets: dict[str, Discovered] = {}  # by policy name
+
+    async def refresh(self, policy: str, resource_type: str, selector: Selector) -> Discovered:
+        """Query again; believe the answer or keep the last good set (with ``problem``)."""
+        known = self.sets.setdefault(policy, Discovered())
+        started = time.perf_counter()
+        try:
+            found, pages = await self.query(resource_type, selector)
+            self._judge(found, known, selector)
+        except (AzureError, OSError, ValueError, KeyError, TypeError) as exc:
+            known.problem = f"discovery failed: {retry.describe(exc)}; keeping the last good set"
+            log.warning("discovery failed", policy=policy, error=known.problem)
+            return known
+        except DiscoveryRefused as refused:
+            known.problem = f"{refused}; keeping the last good set ({len(known.believed)})"
+            log.warning("discovery not believed", policy=policy, reason=known.problem)
+            return known
+        finally:
+            known.seconds = time.perf_counter() - started
+        known.believed, known.at, known.problem, known.pages = (
+            tuple(found),
+            self._clock.now(),
+            None,
+            pages,
+        )
+        return known
+
+    @staticmethod
+    def _judge(found: list[Found], known: Discovered, selector: Selector) -> None:
+        if not found and known.believed:
+            raise DiscoveryRefused(
+                f"Resource Graph found nothing where it found {len(known.believed)} before"
+            )
+        if len(found) > selector.max_targets:
+            raise DiscoveryRefused(
+                f"Resource Graph found {len(found)} resources, more than maxTargets "
+                f"({selector.max_targets}): a selector that broad is taken as a mistake"
+            )
+
+    async def query(self, resource_type: str, selector: Selector) -> tuple[list[Found], int]:
+        """Every row of the selector's query, page by page; and the number of pages."""
+        client = await self._clients.resource_graph()
+        text = graph_query(resource_type, selector)
+        found: list[Found] = []
+        token: str | None = None
+        pages = 0
+        while True:
+            await self._pace()
+            request = QueryRequest(
+                subscriptions=list(selector.subscriptions),
+                query=text,
+                options=QueryRequestOptions(
+                    top=self._page, skip_token=token, result_format="objectArray"
+                ),
+            )
+
+            async def page(request: QueryRequest = request) -> tuple[Any, Mapping[str, str]]:
+                # ``cls`` changes what resources() returns; the SDK's stubs cannot say so
+                answer = await client.resources(request, cls=_with_headers)
+                return cast(tuple[Any, Mapping[str, str]], answer)
+
+            body, headers = await retry.call(self._clock, page)
+            pages += 1
+            self._note_quota(headers)
+            found.extend(_row(row) for row in body.data or [])
+            token = body.skip_token
+            if not token:
+                return found, pages
+
+    async def _pace(self) -> None:
+        """Wait out a spent quota before asking again."""
+        if self.quota.remaining is not None and self.quota.remaining <= 0:
+            await self._clock.sleep(self.quota.resets_after.total_seconds())
+            self.quota.remaining = None
+
+    def _note_quota(self, headers: Mapping[str, str]) -> None:
+        remaining = headers.get("x-ms-user-quota-remaining")
+        if remaining is not None and str(remaining).isdigit():
+            self.quota.remaining = int(remaining)
+        resets = retry.hh_mm_ss(headers.get("x-ms-user-quota-resets-after"))
+        self.quota.resets_after = timedelta(seconds=resets or 0.0)
+
+
+def _with_headers(response: Any, body: Any, _: Any) -> tuple[Any, Mapping[str, str]]:
+    return body, response.http_response.headers
+
+
+def _row(row: Mapping[str, Any]) -> Found:
+    tags = row.get("tags") or {}
+    return Found(
+        resource_id=str(row["id"]),
+        name=str(row["name"]),
+        location=str(row.get("location") or ""),
+        resource_group=str(row.get("resourceGroup") or ""),
+        subscription=str(row.get("subscriptionId") or ""),
+        tags={str(k): str(v) for k, v in tags.items()} if isinstance(tags, Mapping) else {},
+    )
