@@ -41,7 +41,7 @@ def url_problem(url: str, *, cleartext: str | None = CLEARTEXT_RISK) -> str | No
     host = urlsplit(url).hostname or ""
     address = _address(host)
     if address is not None and (address.is_link_local or address in METADATA_SERVICES):
-        return f"{host} is link-local, where the instance metadata service answers: never called"
+        return f"{host} may be the instance metadata service (link-local): never called"
     if cleartext is not None and url.startswith("http://") and not is_loopback(url):
         return f"plain http is allowed only on loopback {cleartext}"
     return None
