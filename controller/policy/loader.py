@@ -3,6 +3,9 @@
 PyYAML's node tree keeps each key's line, and pydantic reports each error's location
 as a key path; joining the two names the line of the offending key. All files are
 read and checked before any policy is returned, so a bad file never half-applies.
+Size, nesting and alias expansion are bounded (:mod:`controller.policy.safe_yaml`)
+before a file is composed, and a value that makes a check raise is that document's
+problem, never a crash.
 """
 
 from __future__ import annotations
