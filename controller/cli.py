@@ -69,6 +69,8 @@ class BadOption(ValueError):
     """A command-line value that cannot be used (exit 2)."""
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("console", "json")
 DEMO_LISTEN = "127.0.0.1:9464"  # the demo's endpoints when it lingers and --listen is not given
 
 EXIT_CODES = """\
@@ -87,10 +89,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # the demo prints its own story; a replay's decisions are in its report, not the log
     quiet = args.command in ("demo", "backtest", "report")
-    configure_logging(
-        os.environ.get("REMEDIATOR_LOG_LEVEL", "warning" if quiet else "info"),
-        json=os.environ.get("REMEDIATOR_LOG_FORMAT", "console") == "json",
-    )
+    level = os.environ.get("REMEDIATOR_LOG_LEVEL", "warning" if quiet else "info")
+    log_format = os.environ.get("REMEDIATOR_LOG_FORMAT", "console")
+    for var, value, known in (
+        ("REMEDIATOR_LOG_LEVEL", level.lower(), LOG_LEVELS),
+        ("REMEDIATOR_LOG_FORMAT", log_format, LOG_FORMATS),
+    ):
+        if value not in known:
+            print(
+                f"{var}: {value!r} is not one of {', '.join(known)} (from the environment)",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_INPUT
+    configure_logging(level, json=log_format == "json")
     try:
         code: int = args.handler(args)
     except (

@@ -10,7 +10,6 @@ name the origin of each value (file line or variable), which that library does n
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -20,7 +19,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -34,9 +32,12 @@ from pydantic import (
 from pydantic.alias_generators import to_camel, to_snake
 
 from controller.model import Mode
-from controller.policy.base import PositiveDuration
+from controller.policy.base import Interval, PositiveDuration
+from controller.policy.safe_yaml import YamlRefused, check_shape, read_capped
+from controller.policy.urls import CLEARTEXT_RISK, url_problem
 
 ENV_PREFIX = "REMEDIATOR_"
+TOKEN_IN_CLEAR = "or with the emulator credential (a real token must not travel in clear)"
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,9 @@ class SettingsError(Exception):
 class ClockSettings(BaseModel):
     """Scenario time, for a controller pointed at an emulator running faster than life."""
 
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, allow_inf_nan=False
+    )
     anchor_wall: float
     anchor_scenario: datetime
     speed: float = Field(gt=0, le=10_000)
@@ -100,7 +103,9 @@ class ClockSettings(BaseModel):
 class BudgetSettings(BaseModel):
     """Budgets shared by every target: blast radius, whatever the policies say."""
 
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, allow_inf_nan=False
+    )
     subscription_burst: int = Field(default=10, ge=1, le=10_000)
     subscription_per_hour: float = Field(default=10, gt=0, le=10_000)
     global_per_hour: int = Field(default=30, ge=1, le=100_000)
@@ -109,7 +114,9 @@ class BudgetSettings(BaseModel):
 class FailStaticSettings(BaseModel):
     """When many targets break at once, the cause is rarely theirs: hold still."""
 
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, allow_inf_nan=False
+    )
     breach_share: float = Field(default=0.45, gt=0, le=1)  # Cluster Autoscaler's 45 %
     error_share: float = Field(default=0.45, gt=0, le=1)  # signal backend failing
     min_targets: int = Field(default=3, ge=1)  # and more than this many at once
@@ -119,7 +126,9 @@ class FailStaticSettings(BaseModel):
 class LeaderElectionSettings(BaseModel):
     """One actor among replicas: a lease on a blob (client-go's timing by default)."""
 
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, allow_inf_nan=False
+    )
     enabled: bool = False
     account_url: str | None = None  # https://ACCOUNT.blob.core.windows.net (managed identity)
     connection_string: str | None = Field(default=None, repr=False)  # holds a key: never logged
@@ -134,6 +143,9 @@ class LeaderElectionSettings(BaseModel):
     def _where(self) -> LeaderElectionSettings:
         if self.enabled and not (self.account_url or self.connection_string):
             raise ValueError("leaderElection: needs accountUrl or connectionString")
+        problem = self.account_url and url_problem(self.account_url, cleartext=TOKEN_IN_CLEAR)
+        if problem:
+            raise ValueError(f"accountUrl: {problem}, got {self.account_url}")
         lease, renew = self.lease_duration, self.renew_deadline
         if not lease > renew > self.retry_period * 1.2:
             raise ValueError(
@@ -146,10 +158,14 @@ class Settings(BaseModel):
     """What the controller needs to run; defaults are safe (dry-run, loopback)."""
 
     model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        allow_inf_nan=False,
     )
     mode: Mode = Mode.DRY_RUN
-    interval: PositiveDuration = timedelta(seconds=30)
+    interval: Interval = timedelta(seconds=30)
     jitter: float = Field(default=0.1, ge=0, le=0.5)  # share of the interval
     policies: list[Path] = Field(default_factory=lambda: [Path("policies")])
     audit_path: Path = Path("remediator-audit.jsonl")
@@ -184,7 +200,9 @@ class Settings(BaseModel):
     @classmethod
     def _path_list(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return [part for part in value.split(os.pathsep) if part]
+            value = [part for part in value.split(os.pathsep) if part.strip()]
+        if isinstance(value, list) and not value:
+            raise ValueError("is empty: name at least one policy file or folder")
         return value
 
     @field_validator(
@@ -213,17 +231,17 @@ class Settings(BaseModel):
                 "cloud: 'custom' needs armEndpoint and metricsEndpoint; "
                 "it never falls back to public Azure"
             )
-        for key, url in (
-            ("armEndpoint", self.arm_endpoint),
-            ("metricsEndpoint", self.metrics_endpoint),
-            ("logsEndpoint", self.logs_endpoint),
+        token = None if self.credential == "emulator" else TOKEN_IN_CLEAR
+        for key, url, cleartext, shown in (
+            ("armEndpoint", self.arm_endpoint, token, True),
+            ("metricsEndpoint", self.metrics_endpoint, token, True),
+            ("logsEndpoint", self.logs_endpoint, token, True),
+            ("prometheusUrl", self.prometheus_url, CLEARTEXT_RISK, True),
+            ("escalationWebhook", self.escalation_webhook, CLEARTEXT_RISK, False),  # a secret
         ):
-            cleartext = url and url.startswith("http://") and not _loopback(url)
-            if cleartext and self.credential != "emulator":
-                raise ValueError(
-                    f"{key}: plain http is allowed only on loopback or with the "
-                    f"emulator credential (a real token must not travel in clear), got {url}"
-                )
+            problem = url and url_problem(url, cleartext=cleartext)
+            if problem:
+                raise ValueError(f"{key}: {problem}" + (f", got {url}" if shown else ""))
         return self
 
     def endpoints(self) -> CloudEndpoints:
@@ -255,16 +273,6 @@ class Settings(BaseModel):
         return host.strip("[]"), int(port)
 
 
-def _loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def load_settings(
     path: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
@@ -286,7 +294,10 @@ def load_settings(
             if suffix in _RESERVED_ENV or suffix.startswith(_SERVICE_LINK_PREFIXES):
                 continue
             raise SettingsError(f"{var}: unknown setting (from the environment)")
-        values[key] = json.loads(raw) if raw.lstrip().startswith("{") else raw
+        try:
+            values[key] = json.loads(raw) if raw.lstrip().startswith("{") else raw
+        except (ValueError, RecursionError) as exc:  # broken, or nested past any meaning
+            raise SettingsError(f"{var}: invalid JSON: {exc}") from None
         origins[key] = f"environment variable {var}"
     for key, value in (overrides or {}).items():
         values[to_camel(key)] = value
@@ -315,11 +326,14 @@ _SERVICE_LINK_PREFIXES = ("PORT", "SERVICE_")
 
 def _read_file(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_capped(path)
+        check_shape(text)  # size, depth and aliases bounded, as for policies
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
-    except OSError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise SettingsError(f"{path}: cannot read settings: {exc}") from None
+    except YamlRefused as exc:
+        raise SettingsError(f"{path}:{exc.line}: {exc.message}") from None
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 0
         raise SettingsError(f"{path}:{line}: YAML syntax error: {exc.problem}") from None

@@ -29,7 +29,7 @@ QUEUE = 100  # escalations waiting; beyond that the oldest news is the audit lin
 
 
 class WebhookRejected(Exception):
-    """The webhook answered with an error status."""
+    """The webhook answered with an error status, or a redirect (never followed)."""
 
 
 class Escalator:
@@ -79,8 +79,11 @@ class Escalator:
         try:
             async for attempt in retrying:
                 with attempt:
-                    async with session.post(self._url, json=payload) as response:
-                        if response.status >= 400:
+                    # a redirect could send the payload (and the URL's secret) anywhere
+                    async with session.post(
+                        self._url, json=payload, allow_redirects=False
+                    ) as response:
+                        if response.status >= 300:
                             raise WebhookRejected(f"HTTP {response.status}")
             self.delivered += 1
         except (aiohttp.ClientError, TimeoutError, WebhookRejected) as exc:

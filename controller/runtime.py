@@ -77,25 +77,27 @@ class Runtime:
             passes=self.passes.by_policy,
         )
 
-    def reload(self) -> bool:
+    async def reload(self) -> bool:
         """Load the policies again; apply the set only if all of it is good.
 
         An invalid set is rejected whole — the running set carries on, and the error goes
-        to the log, the metrics and ``/readyz``. Unchanged policies keep their reconciler
-        (and its schedule); a changed one keeps its memory (cooldowns, budgets, breakers).
+        to the log, the metrics and ``/readyz``; so is a set whose loading raised anything
+        at all (a reload never ends the controller). The files are read and parsed in a
+        worker thread: a large or slow file never stalls the loop or ``/healthz``.
+        Unchanged policies keep their reconciler (and its schedule); a changed one keeps
+        its memory (cooldowns, budgets, breakers).
         """
         try:
-            loaded = load_policies(self.settings.policies)
+            loaded = await anyio.to_thread.run_sync(load_policies, self.settings.policies)
             missing = [m for item in loaded for m in self.registry.missing(item.policy)]
             if missing:
                 raise UnknownPlugin("; ".join(missing))
         except (PolicyError, UnknownPlugin) as exc:
-            problem = str(exc)
-            self.metrics.policy_reloads.labels("rejected").inc()
-            self.readiness.policy_error = (
-                f"policy reload rejected; still running the last good set: {problem}"
-            )
-            log.error("policy reload rejected", error=problem)
+            self._rejected(str(exc))
+            return False
+        except Exception as exc:  # a bug a file found: reject the set, keep running
+            self._rejected(f"loading the policies failed: {type(exc).__name__}: {exc}"[:2000])
+            log.exception("policy reload raised")
             return False
         assert self.rebuild is not None
         running = {r.policy.name: r for r in self.loop.reconcilers}
@@ -115,6 +117,13 @@ class Runtime:
         self.readiness.policy_error = None
         log.info("policies reloaded", policies=len(loaded))
         return True
+
+    def _rejected(self, problem: str) -> None:
+        self.metrics.policy_reloads.labels("rejected").inc()
+        self.readiness.policy_error = (
+            f"policy reload rejected; still running the last good set: {problem}"
+        )
+        log.error("policy reload rejected", error=problem)
 
 
 def clock_for(settings: Settings) -> Clock:
@@ -315,12 +324,12 @@ async def watch_policies(runtime: Runtime, every: float = 10.0) -> None:
             now = fingerprint(runtime.settings.policies)
             if now != seen:
                 seen = now
-                runtime.reload()
+                await runtime.reload()
 
     async def on_hangup() -> None:
         with anyio.open_signal_receiver(signal.SIGHUP) as hangups:
             async for _ in hangups:
-                runtime.reload()
+                await runtime.reload()
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(on_change)

@@ -20,11 +20,29 @@ def _positive(delta: timedelta) -> timedelta:
 
 
 PositiveDuration = Annotated[timedelta, BeforeValidator(parse_duration), AfterValidator(_positive)]
+MIN_INTERVAL = timedelta(seconds=1)
+
+
+def _at_least_a_second(delta: timedelta) -> timedelta:
+    if delta < MIN_INTERVAL:
+        seconds = delta.total_seconds()
+        raise ValueError(
+            f"must be at least 1s (each pass reads over the network), got {seconds:g}s"
+        )
+    return delta
+
+
+# how often a target is reconciled: finer than a second would hammer the APIs it reads
+Interval = Annotated[PositiveDuration, AfterValidator(_at_least_a_second)]
 
 
 class Strict(BaseModel):
     """Unknown keys are errors; YAML spells fields in camelCase."""
 
     model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        allow_inf_nan=False,  # a threshold of NaN never breaches, one of inf always does
     )

@@ -20,20 +20,19 @@ from controller.policy.schema import Policy
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID = "urn:remediator:policy:v1"
-# parse_duration's grammar: one or more NUMBER UNIT parts (spaces ignored), or a bare number
+# parse_duration's grammar: one or more NUMBER UNIT parts (spaces ignored); a bare number
+# is refused (seconds or minutes would be a guess)
 DURATION_PATTERN = r"^\s*(\d+(\.\d+)?\s*(ms|s|m|h|d)\s*)+$"
 
 
 class _PolicySchema(GenerateJsonSchema):
-    """Durations as policies spell them: ``30s``, ``5m``, ``1h30m`` or seconds."""
+    """Durations as policies spell them: ``30s``, ``5m``, ``1h30m``, always with a unit."""
 
     def timedelta_schema(self, schema: core_schema.TimedeltaSchema) -> JsonSchemaValue:
         return {
-            "anyOf": [
-                {"type": "string", "pattern": DURATION_PATTERN},
-                {"type": "number", "minimum": 0},
-            ],
-            "description": "a duration such as 30s, 5m, 1h30m or 1d; a bare number is seconds",
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "description": "a duration such as 30s, 5m, 1h30m or 1d (a unit is required)",
         }
 
     def encode_default(self, dft: Any) -> Any:

@@ -3,6 +3,9 @@
 PyYAML's node tree keeps each key's line, and pydantic reports each error's location
 as a key path; joining the two names the line of the offending key. All files are
 read and checked before any policy is returned, so a bad file never half-applies.
+Size, nesting and alias expansion are bounded (:mod:`controller.policy.safe_yaml`)
+before a file is composed, and a value that makes a check raise is that document's
+problem, never a crash.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from controller.policy.safe_yaml import YamlRefused, check_shape, read_capped
 from controller.policy.schema import Policy
 
 PathKey = tuple[str | int, ...]
@@ -82,11 +86,13 @@ def load_policies(paths: Iterable[str | Path]) -> list[LoadedPolicy]:
 def _load_file(file: Path) -> tuple[list[LoadedPolicy], list[Problem]]:
     name = str(file)
     try:
-        text = file.read_text(encoding="utf-8")
+        text = read_capped(file)
+        check_shape(text)  # size, depth and aliases bounded before anything is built
+        documents = [d for d in yaml.compose_all(text, Loader=yaml.SafeLoader) if d is not None]
     except (OSError, UnicodeDecodeError) as exc:
         return [], [Problem(name, 0, f"cannot read: {exc}")]
-    try:
-        documents = [d for d in yaml.compose_all(text, Loader=yaml.SafeLoader) if d is not None]
+    except YamlRefused as exc:
+        return [], [Problem(name, exc.line, exc.message)]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
@@ -94,23 +100,38 @@ def _load_file(file: Path) -> tuple[list[LoadedPolicy], list[Problem]]:
     problems: list[Problem] = []
     loaded: list[LoadedPolicy] = []
     for node in documents:
-        lines: dict[PathKey, int] = {}
-        problems.extend(_index_lines(node, (), lines, name))
         try:
-            data = yaml.safe_load(yaml.serialize(node))
-        except yaml.YAMLError as exc:
-            problems.append(Problem(name, node.start_mark.line + 1, f"invalid YAML: {exc}"))
-            continue
-        if not isinstance(data, dict):
-            problems.append(Problem(name, node.start_mark.line + 1, "a policy must be a mapping"))
-            continue
-        try:
-            policy = Policy.model_validate(data)
-        except ValidationError as exc:
-            problems.extend(_located(exc, lines, name, node.start_mark.line + 1))
-            continue
-        loaded.append(LoadedPolicy(policy, name, node.start_mark.line + 1))
+            loaded_one, found = _load_document(node, name)
+        except (ArithmeticError, RecursionError, TypeError, ValueError) as exc:
+            # whatever a value did to a check, it is this document's problem, not a crash
+            line = node.start_mark.line + 1
+            found = [Problem(name, line, f"cannot be checked: {type(exc).__name__}: {exc}")]
+            loaded_one = None
+        problems.extend(found)
+        if loaded_one is not None:
+            loaded.append(loaded_one)
     return loaded, problems
+
+
+def _load_document(node: yaml.Node, name: str) -> tuple[LoadedPolicy | None, list[Problem]]:
+    """One YAML document as a validated policy, or its problems."""
+    problems: list[Problem] = []
+    lines: dict[PathKey, int] = {}
+    problems.extend(_index_lines(node, (), lines, name))
+    try:
+        data = yaml.safe_load(yaml.serialize(node))
+    except yaml.YAMLError as exc:
+        problems.append(Problem(name, node.start_mark.line + 1, f"invalid YAML: {exc}"))
+        return None, problems
+    if not isinstance(data, dict):
+        problems.append(Problem(name, node.start_mark.line + 1, "a policy must be a mapping"))
+        return None, problems
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(_located(exc, lines, name, node.start_mark.line + 1))
+        return None, problems
+    return LoadedPolicy(policy, name, node.start_mark.line + 1), problems
 
 
 def _index_lines(

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from controller.durations import format_duration
 from controller.policy.base import PositiveDuration, Strict
+from controller.policy.urls import url_problem
 
 MIN_GRAIN = timedelta(seconds=10)  # finer buckets than this only measure the loop's jitter
 
@@ -28,6 +29,23 @@ def _http_url(value: str) -> str:
     return value
 
 
+def _probe_url(value: str) -> str:
+    """A probe sends nothing and only times the answer: plain http may be what the
+    workload serves; the metadata service is never probed."""
+    problem = url_problem(_http_url(value), cleartext=None)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _server_url(value: str) -> str:
+    """The numbers read here decide actions: they come over TLS unless on loopback."""
+    problem = url_problem(_http_url(value))
+    if problem:
+        raise ValueError(f"{problem}, got {value}")
+    return value
+
+
 def _coarse_enough(grain: timedelta) -> timedelta:
     if grain < MIN_GRAIN:
         raise ValueError(
@@ -36,7 +54,8 @@ def _coarse_enough(grain: timedelta) -> timedelta:
     return grain
 
 
-HttpUrlText = Annotated[str, AfterValidator(_http_url)]
+ProbeUrl = Annotated[str, AfterValidator(_probe_url)]
+ServerUrl = Annotated[str, AfterValidator(_server_url)]
 Grain = Annotated[PositiveDuration, AfterValidator(_coarse_enough)]
 
 
@@ -54,7 +73,7 @@ class PrometheusSignal(Strict):
 
     type: Literal["prometheus"]
     query: str = Field(min_length=1)
-    server: HttpUrlText | None = None  # base URL; None: the controller's configured default
+    server: ServerUrl | None = None  # base URL; None: the controller's configured default
     grain: Grain = timedelta(minutes=1)
     timeout: PositiveDuration = timedelta(seconds=10)
 
@@ -82,7 +101,7 @@ class HttpProbeSignal(Strict):
     """
 
     type: Literal["httpProbe"]
-    url: HttpUrlText
+    url: ProbeUrl
     expect_status: list[int] = Field(default_factory=lambda: [200], min_length=1)
     timeout: PositiveDuration = timedelta(seconds=5)
     measure: ProbeMeasure = "consecutiveFailures"

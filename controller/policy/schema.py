@@ -41,7 +41,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from controller.durations import format_duration
-from controller.policy.base import Duration, PositiveDuration, Strict
+from controller.policy.base import Duration, Interval, PositiveDuration, Strict
 from controller.policy.probe_signals import HttpProbeSignal, PrometheusSignal
 from controller.sizes import CONTAINER_APP_CPU_STEPS
 
@@ -290,6 +290,11 @@ class Objective(Strict):
             raise ValueError(
                 f"for: must be at least one grain ({format_duration(self.signal.grain)}), "
                 f"got {format_duration(self.for_)}"
+            )
+        if self.stale_after is not None and self.stale_after < self.signal.grain:
+            raise ValueError(
+                f"staleAfter: must be at least one grain ({format_duration(self.signal.grain)}): "
+                f"no sample can be newer than that, got {format_duration(self.stale_after)}"
             )
         if self.clear is not None:
             below = self.comparison in ("<", "<=")
@@ -574,7 +579,7 @@ class Policy(Strict):
     kind: Literal["Policy"]
     metadata: Metadata
     target: Target
-    interval: PositiveDuration | None = None
+    interval: Interval | None = None
     objectives: list[Objective] = Field(min_length=1)
     remediation: list[Step] = Field(default_factory=list)
     guards: Guards = Field(default_factory=Guards)
@@ -634,6 +639,9 @@ class Policy(Strict):
             )
         if not cosmos and rule.baseline.throughput is not None:
             raise ValueError("stepBack.baseline.throughput: only Cosmos DB targets have throughput")
+        problem = _baseline_beyond_bounds(rule.baseline, self.guards.bounds, self.remediation)
+        if problem:
+            raise ValueError(f"stepBack.baseline.{problem}")
 
     @property
     def name(self) -> str:
@@ -648,6 +656,24 @@ class Policy(Strict):
     def step_back_actions(self) -> tuple[str, ...]:
         """The actions stepping back may take (none without ``stepBack``)."""
         return STEP_BACK_ACTIONS[self.target.type] if self.step_back is not None else ()
+
+
+def _baseline_beyond_bounds(baseline: Baseline, bounds: Bounds, ladder: list[Step]) -> str | None:
+    """A baseline the bounds (or the ladder's own ceiling) forbid reaching, in ``key: why``
+    form: stepping back to it would mean stepping past what the policy allows."""
+    ceilings: list[tuple[str, float | None, float | None, str]] = [
+        ("minReplicas", baseline.min_replicas, bounds.max_replicas, "guards.bounds.maxReplicas"),
+        ("cpu", baseline.cpu, bounds.max_cpu, "guards.bounds.maxCpu"),
+        ("throughput", baseline.throughput, bounds.max_throughput, "guards.bounds.maxThroughput"),
+    ]
+    for index, step in enumerate(ladder):
+        if isinstance(step.params, RaiseThroughput):
+            where = f"remediation.{index}.raiseThroughput.maxThroughput"
+            ceilings.append(("throughput", baseline.throughput, step.params.max_throughput, where))
+    for key, value, limit, where in ceilings:
+        if value is not None and limit is not None and value > limit:
+            return f"{key}: {value:g} is above {where} ({limit:g})"
+    return None
 
 
 def _beyond_bounds(bounds: Bounds, p: StepParams) -> str | None:

@@ -101,6 +101,46 @@ def test_bad_setting_exits_2(
             "armEndpoint: plain http is allowed only on loopback or with the emulator credential",
         ),
         ({"REMEDIATOR_BACKOFF_MAX": "0s"}, "backoffMax: must be longer than zero"),
+        # every outbound URL: no cleartext off loopback, never the metadata service
+        (
+            {"REMEDIATOR_ESCALATION_WEBHOOK": "http://hooks.example.com/T0/B0/secret"},
+            "escalationWebhook: plain http is allowed only on loopback",
+        ),
+        (
+            {"REMEDIATOR_ESCALATION_WEBHOOK": "https://169.254.169.254/latest/meta-data"},
+            "escalationWebhook: 169.254.169.254 may be the instance metadata service",
+        ),
+        (
+            {"REMEDIATOR_ESCALATION_WEBHOOK": "https://[fd00:ec2::254]/hook"},
+            "escalationWebhook: fd00:ec2::254 may be the instance metadata service",
+        ),
+        (
+            {"REMEDIATOR_PROMETHEUS_URL": "http://prometheus.monitoring:9090"},
+            "prometheusUrl: plain http is allowed only on loopback",
+        ),
+        (
+            {"REMEDIATOR_PROMETHEUS_URL": "https://169.254.169.254"},
+            "prometheusUrl: 169.254.169.254 may be the instance metadata service",
+        ),
+        (
+            {
+                "REMEDIATOR_ARM_ENDPOINT": "http://169.254.169.254",
+                "REMEDIATOR_CREDENTIAL": "emulator",
+            },
+            "armEndpoint: 169.254.169.254 may be the instance metadata service",
+        ),
+        (
+            {"REMEDIATOR_METRICS_ENDPOINT": "https://[::ffff:169.254.169.254]"},
+            "metricsEndpoint: ::ffff:169.254.169.254 may be the instance metadata service",
+        ),
+        (
+            {"REMEDIATOR_LEADER_ELECTION": '{"accountUrl": "http://acct.blob.example.net"}'},
+            "leaderElection: accountUrl: plain http is allowed only on loopback",
+        ),
+        (
+            {"REMEDIATOR_LEADER_ELECTION": '{"accountUrl": "https://169.254.169.254"}'},
+            "leaderElection: accountUrl: 169.254.169.254 may be the instance metadata service",
+        ),
     ],
 )
 def test_unsafe_settings_are_refused(environ: dict[str, str], expected: str) -> None:
@@ -114,6 +154,11 @@ def test_unsafe_settings_are_refused(environ: dict[str, str], expected: str) -> 
 def test_plain_http_is_fine_on_loopback_or_for_the_emulator() -> None:
     """The emulator's settings load: loopback, or the emulator's own credential anywhere."""
     assert load_settings(None, environ={"REMEDIATOR_ARM_ENDPOINT": "http://127.0.0.1:8480"})
+    local = {
+        "REMEDIATOR_ESCALATION_WEBHOOK": "http://localhost:8080/hook",
+        "REMEDIATOR_PROMETHEUS_URL": "http://[::1]:9090",
+    }
+    assert load_settings(None, environ=local)
     env = {"REMEDIATOR_ARM_ENDPOINT": "http://10.1.2.3:80", "REMEDIATOR_CREDENTIAL": "emulator"}
     assert load_settings(None, environ=env)
 

@@ -48,6 +48,9 @@ def test_prometheus_signal_defaults_and_camel_case() -> None:
         ({"query": None}, "valid string"),
         ({"server": "prom:9090"}, "http:// or https://"),
         ({"server": "ftp://prom"}, "http:// or https://"),
+        ({"server": "http://prom.internal:9090"}, "plain http is allowed only on loopback"),
+        ({"server": "https://169.254.169.254"}, "may be the instance metadata service"),
+        ({"server": "http://[fd00:ec2::254]"}, "may be the instance metadata service"),
         ({"grain": "5s"}, "at least 10s"),
         ({"grain": "0s"}, "longer than zero"),
         ({"timeout": "2m"}, "must not be longer than the grain"),
@@ -85,6 +88,8 @@ def test_http_probe_signal_defaults_and_camel_case() -> None:
     [
         ({"url": "api/healthz"}, "http:// or https://"),
         ({"url": "http:///healthz"}, "with a host"),
+        ({"url": "http://169.254.169.254/latest/meta-data"}, "instance metadata service"),
+        ({"url": "https://[fe80::1]/healthz"}, "instance metadata service"),
         ({"expectStatus": []}, "at least 1 item"),
         ({"expectStatus": [200, 700]}, r"status codes \(100-599\), got \[700\]"),
         ({"measure": "uptime"}, "consecutiveFailures"),
