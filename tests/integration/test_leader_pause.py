@@ -26,12 +26,12 @@ LEASE, RETRY = 15.0, 0.5  # the replicas' timing (tests/replica.py): Azurite's s
 
 
 class Replica:
-    """``python -m tests.replica`` as a process; ``role`` follows what it prints."""
+    """``python -m tests.replica`` as a process; ``role`` is the last role it reported."""
 
     def __init__(self, connection_string: str, identity: str) -> None:
         self.identity = identity
         self.role: str | None = None
-        self.changes: list[tuple[float, str]] = []
+        self.reports: list[tuple[float, str]] = []
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.replica", connection_string, "paused", identity],
             stdout=subprocess.PIPE,
@@ -44,9 +44,10 @@ class Replica:
 
     def _follow(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.role = line.strip()
-            self.changes.append((time.monotonic(), self.role))  # a line every 50 ms
+        for line in self.proc.stdout:  # a role every 50 ms, between its log lines
+            if line.strip() in ("leader", "standby"):
+                self.role = line.strip()
+                self.reports.append((time.monotonic(), self.role))
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGCONT)
@@ -88,19 +89,19 @@ def test_after_a_pause_one_replica_leads_within_lease_and_retry(
     a, b = replicas
     a.proc.send_signal(signal.SIGSTOP)
     time.sleep(pause)
-    stopped_lines = len(a.changes)
+    said_before = len(a.reports)
     a.proc.send_signal(signal.SIGCONT)
     resumed = time.monotonic()
-    until(lambda: len(a.changes) > stopped_lines, 5)  # it runs again, and says what it is
+    until(lambda: len(a.reports) > said_before, 5)  # it runs again, and says what it is
     led = until(lambda: (a.role == "leader") != (b.role == "leader"), LEASE + RETRY)
     assert led - resumed <= LEASE + RETRY
     time.sleep(4 * RETRY)  # and it stays that way
     assert (a.role == "leader") != (b.role == "leader")
-    awake = [t for t, _ in a.changes[stopped_lines:]]
+    awake = [t for t, _ in a.reports[said_before:]]
     both = [t for t in awake if role_at(a, t) == "leader" and role_at(b, t) == "leader"]
     assert not both, "two leaders at once"
 
 
 def role_at(replica: Replica, at: float) -> str | None:
-    seen = [role for t, role in replica.changes if t <= at]
+    seen = [role for t, role in replica.reports if t <= at]
     return seen[-1] if seen else None
