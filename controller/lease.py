@@ -12,8 +12,9 @@ each write to Azure (:meth:`LeaderElector.write_check`), on this process's monot
 clock. A process paused (SIGSTOP, a frozen VM) between the two did not renew either, so
 the second check refuses a write it can no longer prove it may make. A renewal counts
 from when it was sent: a pause while it was in flight is not mistaken for a fresh lease.
-Each lease call is bounded by the retry period and the storage SDK does not retry on its
-own, so a dead connection after a pause costs one retry period, not the SDK's backoff.
+Each lease call is bounded (the retry period, at least 2 s) and the storage SDK does not
+retry on its own, so a dead connection after a pause costs a retry, not the SDK's 15 s
+backoff.
 
 Leases live in the storage service's time, so this module waits in wall time whatever
 clock the controller runs on.
@@ -95,7 +96,7 @@ class LeaderElector:
         if self.is_leader:
             return None
         if self._renewed_at is None:
-            return f"not sent: {self.identity} does not hold the lease"
+            return f"not sent: leadership could not be proven ({self.identity} holds no lease)"
         age = self._monotonic() - self._renewed_at
         return (
             f"not sent: leadership could not be proven ({self.identity} last renewed its "
@@ -174,6 +175,7 @@ class LeaderElector:
     async def _release(self) -> None:
         if self._lease is None:
             return
-        with contextlib.suppress(AzureError):  # else it expires on its own
+        # bounded: a stop must not wait on storage; unreleased, the lease expires on its own
+        with contextlib.suppress(AzureError), anyio.move_on_after(self._call_timeout):
             await self._lease.release()
         self._lease, self._renewed_at = None, None
