@@ -118,6 +118,7 @@ class Reconciler:
         decision_ttl: timedelta = timedelta(minutes=1),
         fleet: Fleet | None = None,
         standby: Callable[[], str | None] | None = None,
+        write_check: Callable[[], str | None] | None = None,
         escalate: Callable[[dict[str, Any]], None] | None = None,
         answers: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
         action_deadline: float = ACTION_DEADLINE,
@@ -138,6 +139,7 @@ class Reconciler:
         self._ttl = decision_ttl  # two intervals: older decisions are dropped, not run
         self._fleet = fleet
         self._standby = standby  # why this replica may not act (not the leader), if so
+        self._write_check = write_check  # why a write may not be sent now, asked right before
         self._notify = escalate  # queues a webhook POST; never blocks
         self._answers = answers  # operators' answers to approval requests, by request id
         self._action_deadline = action_deadline
@@ -516,7 +518,12 @@ class Reconciler:
             # AuditUnavailable propagates and nothing runs.
             planned = PassResult(policy.name, verdicts, decision, None, decision.reason)
             intent = self._record(planned, now, reconcile_id, "intent")
-            outcome = await self._act(proposal)
+            acted = await self._act(proposal)
+            if isinstance(acted, str):  # leadership not proven at the write: nothing sent
+                memory.breakers[proposal.action] = breaker  # no trial was taken
+                refused = Decision(DecisionKind.DENY, acted, proposal, "leader")
+                return PassResult(policy.name, verdicts, refused, None, acted, intent)
+            outcome = acted
         memory.note_action(now, proposal.action, outcome.kind, proposal.step_index)
         self._metrics.actions.labels(proposal.action, outcome.kind).inc()
         if outcome.kind is OutcomeKind.SUCCEEDED and proposal.step_index >= 0:
@@ -621,8 +628,9 @@ class Reconciler:
             f"waiting for approval {request.id} of {request.action}",
         )
 
-    async def _act(self, proposal: Proposal) -> Outcome:
-        """Run the action to its end even if the controller is asked to stop meanwhile.
+    async def _act(self, proposal: Proposal) -> Outcome | str:
+        """Run the action to its end even if the controller is asked to stop meanwhile;
+        or, when leadership cannot be proven right before the write, why nothing was sent.
 
         A shutdown must not leave a write half-known: the action is shielded from
         cancellation (bounded by the action deadline) so its result is recorded.
@@ -630,6 +638,12 @@ class Reconciler:
         apply = self._registry.apply(self.policy.target.type, proposal.action)
         limit = self._action_deadline
         with anyio.CancelScope(shield=True), anyio.move_on_after(limit) as deadline:
+            # the last moment before Azure is changed: a leader paused since its guard
+            # step may have lost the lease meanwhile, and must not write
+            refused = self._write_check() if self._write_check is not None else None
+            if refused is not None:
+                log.warning("action not sent", action=proposal.action, reason=refused)
+                return refused
             try:
                 return await apply(self.policy.target, proposal)
             except Exception as exc:  # the outcome is recorded; the loop keeps going

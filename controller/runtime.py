@@ -218,6 +218,7 @@ async def open_runtime(
                 decision_ttl=2 * (item.policy.interval or settings.interval),
                 fleet=fleet,
                 standby=elector.standby_reason if elector else None,
+                write_check=elector.write_check if elector else None,
                 escalate=escalator.escalate if escalator else None,
                 answers=lambda: approvals.answers(settings.approvals_path),
                 action_deadline=settings.action_deadline.total_seconds(),
@@ -273,13 +274,17 @@ async def elector_for(
     if not election.enabled:
         yield None
         return
+    # no SDK retries: the elector tries again every retry period, and the storage SDK's
+    # backoff (15 s and up) would outlast the renew deadline
     if election.connection_string:
         container = ContainerClient.from_connection_string(
-            election.connection_string, election.container
+            election.connection_string, election.container, retry_total=0
         )
     else:
         assert election.account_url is not None
-        container = ContainerClient(election.account_url, election.container, credential)
+        container = ContainerClient(
+            election.account_url, election.container, credential, retry_total=0
+        )
     timing = LeaseTiming(
         election.lease_duration.total_seconds(),
         election.renew_deadline.total_seconds(),

@@ -2,11 +2,14 @@
 
 One self-contained document: inline CSS, no script, no external asset (a sidecar's page
 must work where nothing else is reachable), and a meta refresh instead of JavaScript.
+:data:`CONTENT_SECURITY_POLICY` allows exactly that, should anything ever slip through.
 Every value is escaped: policy text, reasons and errors come from data.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from html import escape
@@ -44,6 +47,18 @@ th{font-size:12px;color:#5a6275;font-weight:600}
 .bad{color:#b3261e;font-weight:600}.muted{color:#80869a}
 .flag{display:inline-block;padding:0 6px;border-radius:3px;background:#b3261e;color:#fff}
 """
+
+# What the page may load: its one inline stylesheet (by hash: no other style applies) and
+# nothing else: no script, image, font, frame, form target or base URL; no framing.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        f"style-src 'sha256-{base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()}'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
 
 
 def render(status: Status) -> str:

@@ -6,12 +6,16 @@ import struct
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from controller.clock import VirtualClock
 from controller.emulator import Emulator
+from controller.server import serving
+from controller.status_page import CONTENT_SECURITY_POLICY, CSS
 from tests.chromium import (
     BLANK_PAGE,
     PNG,
+    console,
     dump_dom,
     keep,
     refusing_proxy,
@@ -38,6 +42,7 @@ async def test_chromium_renders_the_status_page_with_no_network(
     ):
         await screenshot(binary, base + "/", shot, proxy)
         dom = await dump_dom(binary, base + "/", tmp_path / "dom-profile", proxy)
+        messages = await console(binary, base + "/", tmp_path / "console-profile", proxy)
     png = keep(shot)
     assert png.startswith(PNG) and png[12:16] == b"IHDR"
     assert struct.unpack(">II", png[16:24]) == (1280, 1600)
@@ -52,3 +57,35 @@ async def test_chromium_renders_the_status_page_with_no_network(
     assert "succeeded" in target.split("<h3>Last action</h3>")[1].split("<h3>")[0]
     assert "Recent audit lines" in dom
     assert proxy.requests == []  # nothing beyond the page's own loopback server
+    # its Content-Security-Policy blocked nothing it needs: no violation, no error
+    assert messages == []
+
+
+async def test_the_console_check_sees_what_the_policy_blocks(
+    tmp_path: Path, clock: VirtualClock, emulator: tuple[Emulator, str]
+) -> None:
+    """The page's policy applied to a page with one more stylesheet than it allows: the
+    console check reports the violation (so an empty console above means none)."""
+    binary = require_chromium()
+
+    async def extra_style(_: web.Request) -> web.Response:
+        page = render_tampered()
+        return web.Response(
+            text=page,
+            content_type="text/html",
+            headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY},
+        )
+
+    app = web.Application()
+    app.router.add_get("/", extra_style)
+    async with refusing_proxy() as proxy, serving(app, "127.0.0.1", 0) as base:
+        messages = await console(binary, base + "/", tmp_path / "profile", proxy)
+    assert len(messages) == 1 and "Content Security Policy" in messages[0], messages
+
+
+def render_tampered() -> str:
+    """A page with the allowed stylesheet and one that is not."""
+    return (
+        f"<!doctype html><html><head><style>{CSS}</style><style>body{{color:red}}</style>"
+        "</head><body><p>x</p></body></html>"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -9,10 +10,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import pytest
+from anyio.abc import TaskStatus
+from azure.core.pipeline import PipelineResponse
 from azure.storage.blob.aio import BlobLeaseClient, ContainerClient
 
-from controller.audit.log import read_records
+from controller.audit.log import MemoryAudit, Record, read_records
 from controller.clock import VirtualClock
 from controller.emulator import Emulator
 from controller.lease import LeaderElector, LeaseTiming
@@ -74,20 +78,111 @@ async def test_exactly_one_leads_and_a_clean_stop_hands_over(container: Containe
         tg.cancel_scope.cancel()
 
 
+class Cuttable:
+    """A loopback TCP relay to Azurite that can be cut: storage that stops answering."""
+
+    def __init__(self, port: int) -> None:
+        self.port, self.cut = port, False
+
+    async def serve(self, task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED) -> None:
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        task_status.started(listener.extra(anyio.abc.SocketAttribute.local_port))
+        await listener.serve(self._relay)
+
+    async def _relay(self, client: anyio.abc.SocketStream) -> None:
+        async with client:
+            if self.cut:
+                return  # closed at once: the request gets no answer
+            async with await anyio.connect_tcp("127.0.0.1", self.port) as upstream:
+
+                async def pump(a: anyio.abc.SocketStream, b: anyio.abc.SocketStream) -> None:
+                    with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+                        while not self.cut:
+                            await b.send(await a.receive())
+                    tg.cancel_scope.cancel()
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(pump, client, upstream)
+                    tg.start_soon(pump, upstream, client)
+
+
+@pytest.fixture
+async def relayed(storage: str) -> AsyncIterator[tuple[ContainerClient, Cuttable]]:
+    """A container reached through a relay the test can cut, without the SDK's retries."""
+    port = int(storage.split("127.0.0.1:")[1].split("/")[0])
+    relay = Cuttable(port)
+    async with anyio.create_task_group() as tg:
+        relayed_port = await tg.start(relay.serve)
+        url = storage.replace(f"127.0.0.1:{port}", f"127.0.0.1:{relayed_port}")
+        name = f"lease{random.randrange(10**9)}"
+        async with ContainerClient.from_connection_string(url, name, retry_total=0) as client:
+            yield client, relay
+        tg.cancel_scope.cancel()
+
+
 async def test_a_leader_that_cannot_renew_stops_acting_by_the_deadline(
-    container: ContainerClient,
+    relayed: tuple[ContainerClient, Cuttable],
 ) -> None:
-    """Its lease broken, renewals fail: past the 10 s renew deadline it stops leading."""
+    """Storage stops answering: renewals fail, and past the 10 s renew deadline it stops
+    leading and refuses writes. It keeps its lease id, so once storage answers again the
+    next renewal makes it leader at once (the lease is still its own), rather than leaving
+    a held lease that nobody leads until it expires."""
+    container, relay = relayed
+    now = [1000.0]
+    elector = LeaderElector(container, "leader", "a", FAST, monotonic=lambda: now[0])
+    other = LeaderElector(container, "leader", "b", FAST)
+    assert await elector.acquire_once()
+    relay.cut = True
+    await elector._renew()  # no answer; still inside the deadline
+    now[0] += 9.0
+    assert elector.is_leader and elector.write_check() is None
+    now[0] += 1.5  # past the renew deadline, before the 15 s lease could run out
+    await elector._renew()  # no answer again
+    assert not elector.is_leader
+    assert elector.standby_reason() == "standby: a does not hold the lease"
+    assert elector.write_check() == (
+        "not sent: leadership could not be proven (a last renewed its lease 10s ago, "
+        "past the 10s renew deadline)"
+    )
+    relay.cut = False
+    await elector._renew()
+    assert elector.is_leader
+    assert not await other.acquire_once()
+
+
+async def test_a_broken_lease_stops_the_leader_at_once(container: ContainerClient) -> None:
+    """Storage says the lease is no longer this replica's (broken, or taken): it stops
+    leading at once, not at the renew deadline, since another may lead already."""
     now = [1000.0]
     elector = LeaderElector(container, "leader", "a", FAST, monotonic=lambda: now[0])
     assert await elector.acquire_once()
     await BlobLeaseClient(container.get_blob_client("leader")).break_lease(lease_break_period=0)
-    await elector._renew()  # fails; still inside the deadline
-    now[0] += 9.0
-    assert elector.is_leader
-    now[0] += 1.5  # past the renew deadline, before the 15 s lease could run out
-    assert not elector.is_leader
-    assert elector.standby_reason() == "standby: a does not hold the lease"
+    other = LeaderElector(container, "leader", "b", FAST)
+    assert await other.acquire_once()
+    await elector._renew()
+    assert not elector.is_leader and other.is_leader
+    assert elector.write_check() == "not sent: leadership could not be proven (a holds no lease)"
+
+
+async def test_a_renewal_counts_from_when_it_was_sent(storage: str) -> None:
+    """Paused 12 s with a renewal in flight: the lease ran from when storage renewed it, so
+    on waking the replica is past its renew deadline and does not act."""
+    now = [1000.0]
+
+    def paused_in_flight(response: PipelineResponse) -> None:  # type: ignore[type-arg]
+        """The answer to a renewal arrives 12 s (of this process's clock) after it left."""
+        if response.http_request.headers.get("x-ms-lease-action") == "renew":
+            now[0] += 12.0
+
+    name = f"lease{random.randrange(10**9)}"
+    async with ContainerClient.from_connection_string(
+        storage, name, raw_response_hook=paused_in_flight
+    ) as container:
+        elector = LeaderElector(container, "leader", "a", FAST, monotonic=lambda: now[0])
+        assert await elector.acquire_once()
+        await elector._renew()
+        assert not elector.is_leader
+        assert elector.write_check() is not None
 
 
 async def test_two_controllers_on_one_emulator_only_the_leader_acts(
@@ -195,3 +290,61 @@ async def test_a_new_leader_honours_the_cooldown_its_predecessor_started(
     assert results, "the new leader acts once the cooldown is over"
     first_own = min(r["ts"] for r in results)
     assert first_own >= (acted_at + timedelta(minutes=15) - timedelta(seconds=90)).isoformat()
+
+
+class PausedAfterIntent(MemoryAudit):
+    """An audit that stands for a process paused right after writing an intent: its
+    monotonic clock jumps ``pause`` seconds past the point the guard step checked."""
+
+    def __init__(self, monotonic: list[float], pause: float) -> None:
+        super().__init__()
+        self._monotonic, self._pause = monotonic, pause
+
+    def append(self, record: Record) -> int:
+        seq = super().append(record)
+        if record.kind == "intent":
+            self._monotonic[0] += self._pause
+        return seq
+
+
+async def test_a_leader_paused_between_its_guard_and_its_write_does_not_write(
+    storage: str, tmp_path: Path, clock: VirtualClock, emulator: tuple[Emulator, str]
+) -> None:
+    """The guard step saw a fresh lease; 11 s later (past the 10 s renew deadline, no renewal
+    meanwhile: the renew task was paused too) the write is refused right before it is sent.
+    The intent is closed as not run: no write, no failure for the breaker, no cooldown."""
+    emu, base_url = emulator
+    settings = emulator_settings(
+        base_url,
+        tmp_path,
+        mode="live",
+        leaderElection={"enabled": True, "connectionString": storage, "container": "paused"},
+    )
+    now = [1000.0]
+    audit = PausedAfterIntent(now, pause=11.0)
+    policy = make_policy(guards={"cooldown": "20m", "maxActionsPerHour": 10})
+    loaded = [LoadedPolicy(policy, "test", 1)]
+    async with (
+        open_runtime(settings, clock=clock, policies=loaded, audit=audit) as runtime,
+        anyio.create_task_group() as tg,
+    ):
+        assert runtime.elector is not None
+        runtime.elector._monotonic = lambda: now[0]  # the process's clock, paused at will
+        assert await runtime.elector.acquire_once()
+        tg.start_soon(runtime.loop.run)
+        await clock.drive(START + timedelta(minutes=10), sleepers=1)
+        tg.cancel_scope.cancel()
+        memory = runtime.loop.reconcilers[0].memory
+    assert emu.writes == 0
+    intents = [r for r in audit.records if r["kind"] == "intent"]
+    results = [r for r in audit.records if r["kind"] == "result"]
+    assert len(intents) == 1 and len(results) == 1
+    refused = results[0]
+    assert refused["intent"] == intents[0]["seq"]
+    assert refused["outcome"] is None and refused["guard"] == "leader"
+    assert refused["reason"].startswith("not sent: leadership could not be proven")
+    assert refused["breaker"]["consecutiveBad"] == 0
+    assert memory.history == []  # neither a success nor a failure: nothing ran
+    later = [r for r in audit.records if r["seq"] > refused["seq"]]
+    assert later and all(r.get("guard") in ("leader", None) for r in later)
+    assert not any(r["kind"] == "intent" for r in later)  # it stopped acting

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import random
 import re
@@ -266,3 +268,47 @@ def test_the_audit_tail_is_read_backwards_and_bounded(tmp_path: Path) -> None:
     bounded = read_tail(path, ["other"], recent=5, limit=10 * line)
     assert 8 <= len(bounded) <= 10
     assert read_tail(tmp_path / "missing.jsonl", ["api-cpu"]) == []
+
+
+SECURITY = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+async def test_every_answer_carries_the_security_headers(
+    tmp_path: Path, clock: VirtualClock, emulator: tuple[Emulator, str]
+) -> None:
+    """The page may load nothing but its own stylesheet, be framed by no one, sniffed into
+    no other type, and leak no Referer: on every route, errors included."""
+    async with (
+        controller_after_spike(tmp_path, clock, emulator[1]) as base,
+        aiohttp.ClientSession() as session,
+    ):
+        answers = {}
+        for method, path in [("GET", p) for p in ("/", "/metrics", "/healthz", "/readyz")] + [
+            ("GET", "/nowhere"),
+            ("POST", "/"),
+        ]:
+            async with session.request(method, base + path) as response:
+                answers[method, path] = (response.status, dict(response.headers))
+                if (method, path) == ("GET", "/"):
+                    html = await response.text()
+    assert answers["GET", "/nowhere"][0] == 404 and answers["POST", "/"][0] == 405
+    for (method, path), (_, headers) in answers.items():
+        for name, value in SECURITY.items():
+            assert headers.get(name) == value, (method, path, name)
+        policy = dict(
+            d.split(" ", 1) for d in headers["Content-Security-Policy"].split("; ") if " " in d
+        )
+        assert policy["default-src"] == "'none'", (method, path)
+        assert policy["frame-ancestors"] == "'none'" and policy["base-uri"] == "'none'"
+        assert policy["form-action"] == "'none'"
+    # the page's one stylesheet is what the policy allows, by hash; no style attribute
+    # (a hash does not cover those) and nothing else to load
+    page_policy = answers["GET", "/"][1]["Content-Security-Policy"]
+    style = html.split("<style>")[1].split("</style>")[0]
+    digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+    assert f"style-src 'sha256-{digest}'" in page_policy
+    assert html.count("<style>") == 1 and " style=" not in html
