@@ -23,6 +23,7 @@ import structlog
 from controller.audit.log import AuditSink, AuditUnavailable, Kind, Record
 from controller.audit.replay import baseline_of
 from controller.azure import retry
+from controller.azure.clients import WriteRefused
 from controller.clock import Clock
 from controller.core import breaker as breakers
 from controller.core import guards, step_back
@@ -646,6 +647,9 @@ class Reconciler:
                 return refused
             try:
                 return await apply(self.policy.target, proposal)
+            except WriteRefused as stopped:  # the same check, as the write itself left
+                log.warning("action not sent", action=proposal.action, reason=str(stopped))
+                return str(stopped)
             except Exception as exc:  # the outcome is recorded; the loop keeps going
                 log.warning("action failed", action=proposal.action, error=repr(exc))
                 detail = repr(exc)[:500]

@@ -200,6 +200,9 @@ async def open_runtime(
             fleet.spend(subscription, ts)
         run_mode = mode or settings.mode
         elector = await stack.enter_async_context(elector_for(settings, clients.credential))
+        # asked again by the pipeline as each write leaves: a pause between the action's
+        # own read and its write is caught too
+        clients.write_gate = elector.write_check if elector else None
         # 1 when this replica may act: it holds the lease, or it is the only one
         metrics.leader.set_function(lambda: 0.0 if elector and not elector.is_leader else 1.0)
         escalator = Escalator(settings.escalation_webhook) if settings.escalation_webhook else None

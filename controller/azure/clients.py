@@ -8,6 +8,7 @@ server's pace, or at once against the emulator.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -44,6 +45,27 @@ class AllowHttpPolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
 
     def on_request(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
         request.context["enforce_https"] = False
+
+
+class WriteRefused(Exception):
+    """A write stopped in the pipeline, unsent: this replica could not prove, at that
+    moment, that it may act (its lease's renew deadline passed)."""
+
+
+class WriteGatePolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
+    """Asks, as each write is about to leave, whether it may: the last moment at which a
+    replica paused since its decision can still keep from writing."""
+
+    def __init__(self, clients: AzureClients) -> None:
+        self._clients = clients
+
+    def on_request(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
+        gate = self._clients.write_gate
+        if gate is None or request.http_request.method in ("GET", "HEAD"):
+            return
+        refused = gate()
+        if refused is not None:
+            raise WriteRefused(refused)
 
 
 @dataclass
@@ -105,6 +127,7 @@ def _options(
     endpoint: str,
     limits: RateLimits | None = None,
     metrics: Metrics | None = None,
+    gate: WriteGatePolicy | None = None,
 ) -> dict[str, Any]:
     timeout = settings.request_timeout.total_seconds()
     options: dict[str, Any] = {
@@ -119,9 +142,12 @@ def _options(
         per_retry.append(CallMetricsPolicy(metrics))
     if per_retry:
         options["per_retry_policies"] = per_retry
+    per_call: list[Any] = [] if gate is None else [gate]
     if endpoint.startswith("http://"):
-        options["per_call_policies"] = [AllowHttpPolicy()]
+        per_call.append(AllowHttpPolicy())
         options["polling_interval"] = 0
+    if per_call:
+        options["per_call_policies"] = per_call
     return options
 
 
@@ -142,6 +168,8 @@ class AzureClients:
     _graph: ResourceGraphClient | None = None
     rate_limits: RateLimits = field(default_factory=RateLimits)
     call_metrics: Metrics | None = None  # when set, every call is counted
+    # why a write to Azure may not leave now (None: it may); asked as each write is sent
+    write_gate: Callable[[], str | None] | None = None
 
     async def __aenter__(self) -> AzureClients:
         await self._stack.__aenter__()
@@ -179,7 +207,13 @@ class AzureClients:
                 sub,
                 base_url=ep.arm,
                 credential_scopes=[ep.arm_audience + "/.default"],
-                **_options(self.settings, ep.arm, self.rate_limits, self.call_metrics),
+                **_options(
+                    self.settings,
+                    ep.arm,
+                    self.rate_limits,
+                    self.call_metrics,
+                    WriteGatePolicy(self),
+                ),
             )
             cache[sub] = await self._stack.enter_async_context(client)
         return cache[sub]

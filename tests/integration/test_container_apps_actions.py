@@ -12,7 +12,7 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 
 from controller.actions.container_apps import ContainerAppsActuator
-from controller.azure.clients import AzureClients
+from controller.azure.clients import AzureClients, WriteRefused
 from controller.azure.credentials import make_credential
 from controller.clock import VirtualClock
 from controller.emulator import Emulator
@@ -247,3 +247,28 @@ async def test_a_rollback_stands_down_when_traffic_moved_since_the_plan(
             assert done.kind is OutcomeKind.SUCCEEDED
     assert emu.writes == 1
     assert emu.state()["resources"][target.resource_id]["traffic"] == {"agentstudio-api--r1": 100}
+
+
+async def test_a_write_is_stopped_as_it_leaves_when_leadership_is_gone(
+    emulator: tuple[Emulator, str], clock: VirtualClock, tmp_path: Path
+) -> None:
+    """The write gate is asked in the SDK's pipeline as each write leaves, after the
+    action's own read: a replica paused between that read and its PATCH sends nothing."""
+    emu, base_url = emulator
+    settings = emulator_settings(base_url, tmp_path)
+    reads_then_lost: list[str | None] = []
+
+    def gate() -> str | None:
+        reads_then_lost.append("asked")
+        return "standby: the lease's renew deadline passed"
+
+    async with AzureClients(settings, make_credential("emulator")) as clients:
+        clients.write_gate = gate
+        actuator = ContainerAppsActuator(clients, clock)
+        with pytest.raises(WriteRefused, match="renew deadline"):
+            await actuator.scale_out(
+                TARGET, proposal("scaleOut", {"minReplicas": 3, "maxReplicas": 10})
+            )
+    assert [r["method"] for r in emu.requests] == ["GET"]  # read, then stopped unsent
+    assert reads_then_lost == ["asked"]  # reads pass the gate unasked
+    assert writes_of(emu) == [] and emu.writes == 0
