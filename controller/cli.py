@@ -27,6 +27,7 @@ import yaml
 
 from controller import approvals, demo, kill_switch, permissions, render
 from controller.audit.log import AuditCorrupt, MemoryAudit, check_file, read_records
+from controller.audit.series import check_series
 from controller.audit.show import RecordFilter, Tail, follow, parse_kinds, parse_since
 from controller.backtest import commands as backtest_commands
 from controller.backtest.from_audit import from_audit
@@ -243,9 +244,16 @@ def _parser() -> argparse.ArgumentParser:
         "check the hash chain; name the first bad line",
         """
           remediator audit verify remediator-audit.jsonl
+          remediator audit verify remediator-audit.jsonl.3
+          remediator audit verify --series remediator-audit.jsonl
         """,
     )
-    v.add_argument("file", type=Path)
+    v.add_argument("file", type=Path, help="the audit log, or one of its rotated files")
+    v.add_argument(
+        "--series",
+        action="store_true",
+        help="every rotated file (FILE.1, FILE.2 …) and then FILE, and each link between them",
+    )
     v.set_defaults(handler=_audit_verify)
     v = _command(
         audit_sub,
@@ -341,7 +349,13 @@ def _parser() -> argparse.ArgumentParser:
           remediator report --audit remediator-audit.jsonl --config settings.yaml --report week.html
         """,
     )
-    p.add_argument("--audit", type=Path, required=True, help="the audit log (dry-run or live)")
+    p.add_argument(
+        "--audit",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="the audit log (dry-run or live); rotated files too, oldest first",
+    )
     p.add_argument("--config", help="settings file: charts from the signal history too")
     p.add_argument("--report", type=Path, required=True, help="write the HTML report here")
     p.set_defaults(handler=_report)
@@ -551,6 +565,8 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
+    if args.series:
+        return _audit_verify_series(args.file)
     try:
         check = check_file(args.file)
     except (OSError, UnicodeDecodeError) as exc:
@@ -560,7 +576,26 @@ def _audit_verify(args: argparse.Namespace) -> int:
         print(f"{args.file}:{check.first_bad}: {check.problem}", file=sys.stderr)
         return EXIT_FAILED
     note = " (the last line is torn: a write was interrupted)" if check.torn else ""
+    if check.first_seq > 1:
+        note += f" (seq {check.first_seq}..{check.last_seq}, from a snapshot)"
     print(f"ok: {check.lines} lines, chain intact{note}")
+    return EXIT_OK
+
+
+def _audit_verify_series(path: Path) -> int:
+    try:
+        check = check_series(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"{path}: cannot read: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not check.ok:
+        print(f"{check.bad_file}:{check.bad_line}: {check.problem}", file=sys.stderr)
+        return EXIT_FAILED
+    if check.files == 0:
+        print(f"{path}: no audit log here", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    note = f" (from seq {check.first_seq}: older files removed)" if check.first_seq > 1 else ""
+    print(f"ok: {check.lines} lines in {check.files} files, chain intact{note}")
     return EXIT_OK
 
 
@@ -720,7 +755,7 @@ def _moment(text: str) -> datetime:
 
 
 def _report(args: argparse.Namespace) -> int:
-    records = list(read_records(args.audit))
+    records = [record for path in args.audit for record in read_records(path)]
     history = None
     policies: dict[str, Any] = {}
     if args.config:
@@ -734,7 +769,7 @@ def _report(args: argparse.Namespace) -> int:
                     settings, loaded, min(stamps), max(stamps), None
                 )
             )
-    result = from_audit(records, str(args.audit), policies, history)
+    result = from_audit(records, " ".join(map(str, args.audit)), policies, history)
     args.report.write_text(render_report([result], "Remediator audit report"), encoding="utf-8")
     print(json.dumps(backtest_commands.summary([result])))
     return EXIT_OK

@@ -21,7 +21,7 @@ import anyio
 import structlog
 
 from controller.audit.log import AuditSink, Kind, Record
-from controller.audit.replay import baseline_of
+from controller.audit.replay import FAIL_STATIC_CLEARED, NEEDS_HUMAN, baseline_of
 from controller.azure import retry
 from controller.clock import Clock
 from controller.core import breaker as breakers
@@ -253,6 +253,7 @@ class Reconciler:
         changed = memory.note_verdicts({v.objective: v.state for v in verdicts}, now)
         if self._fleet is not None:
             failing = any(o.quality is Quality.ERROR for o in observations.values())
+            holding = self._fleet.engaged
             alarm = self._fleet.note(
                 policy.target.resource_id, worst(tuple(verdicts)), failing, now
             )
@@ -260,6 +261,10 @@ class Reconciler:
                 self._metrics.escalations.labels(policy.name, "fail-static").inc()
                 self._line(now, reconcile_id, "escalation", tuple(verdicts), reason=alarm)
                 self._send("fail-static", alarm, now)
+            elif holding is not None and self._fleet.engaged is None:
+                # written, so a restart knows the episode ended (its escalation was sent once)
+                cleared = f"{FAIL_STATIC_CLEARED} ({holding}): targets act again"
+                self._line(now, reconcile_id, "resolved", tuple(verdicts), reason=cleared)
         efficacy = self._judge(tuple(verdicts), now, reconcile_id)
         result = await self._decide(tuple(verdicts), now, reconcile_id)
         if efficacy is not None:
@@ -375,7 +380,7 @@ class Reconciler:
         """Once per breach: a breach the policy only watches, or one its ladder could not
         fix (quota, image pulls, firewall rules …), is marked for a person."""
         breaches = ", ".join(v.objective for v in result.verdicts if v.state is VerdictState.BREACH)
-        reason = f"needs a human: {breaches} in breach; {result.reason}"
+        reason = f"{NEEDS_HUMAN}: {breaches} in breach; {result.reason}"
         self._metrics.escalations.labels(self.policy.name, "needs-human").inc()
         self._line(now, reconcile_id, "escalation", result.verdicts, reason=reason)
         self._send("needs-human", reason, now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import signal
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,7 +17,9 @@ from azure.storage.blob.aio import ContainerClient
 
 from controller import approvals
 from controller.audit.log import AuditLog, AuditSink
-from controller.audit.replay import Replayed, replay
+from controller.audit.replay import Replayed
+from controller.audit.rotation import Rotation
+from controller.audit.snapshot import Retention
 from controller.azure.clients import AzureClients
 from controller.azure.credentials import make_credential
 from controller.clock import Clock, ScaledClock, SystemClock
@@ -108,12 +110,41 @@ class Runtime:
             self.metrics.forget(gone)
         if self.fleet is not None:
             self.fleet.resize(len(fresh))
+        if isinstance(self.audit, AuditLog):  # a new budget window may need more history
+            self.audit.rotation = rotation_for(self.settings, [item.policy for item in loaded])
         self.policies = loaded
         self.metrics.policies_loaded.set(len(loaded))
         self.metrics.policy_reloads.labels("applied").inc()
         self.readiness.policy_error = None
         log.info("policies reloaded", policies=len(loaded))
         return True
+
+
+def rotation_for(settings: Settings, policies: Sequence[Policy]) -> Rotation:
+    """The audit rotation the settings ask for; snapshots keep every action the longest
+    budget window of these policies still counts."""
+    windows = [b.per for p in policies for b in p.guards.action_budgets]
+    rule, budgets = settings.audit_rotation, settings.budgets
+    retention = Retention(
+        max([rule.keep_actions, *windows]),
+        budgets.subscription_burst,
+        budgets.subscription_per_hour,
+    )
+    return Rotation(rule.max_bytes, rule.max_age, retention)
+
+
+def rebuild_fleet(fleet: Fleet, replayed: Replayed, owners: Mapping[str, str]) -> None:
+    """What the fleet remembers comes from the log too: budgets (every remembered action
+    spent again, in time order) and fail static (its escalation is sent once)."""
+    spent = sorted(
+        (record.ts, owners[name])
+        for name, memory in replayed.memories.items()
+        if name in owners
+        for record in memory.history
+    )
+    for ts, subscription in spent:
+        fleet.spend(subscription, ts)
+    fleet.engaged = replayed.fail_static
 
 
 def clock_for(settings: Settings) -> Clock:
@@ -156,8 +187,9 @@ async def open_runtime(
         )
         replayed = Replayed()
         if audit is None:
-            log_file = stack.enter_context(AuditLog(settings.audit_path, metrics.audit_write))
-            replayed = replay(log_file.records)
+            rotation = rotation_for(settings, [item.policy for item in loaded])
+            log_file = AuditLog(settings.audit_path, metrics.audit_write, rotation)
+            replayed = stack.enter_context(log_file).memory()
             audit = log_file
         registry = registry_factory(clients, clock)
         missing = [m for item in loaded for m in registry.missing(item.policy)]
@@ -171,14 +203,7 @@ async def open_runtime(
             arm_pressure=clients.rate_limits.low_on_writes,
         )
         owners = {item.policy.name: item.policy.target.subscription for item in loaded}
-        spent = sorted(
-            (record.ts, owners[name])
-            for name, memory in replayed.memories.items()
-            if name in owners
-            for record in memory.history
-        )
-        for ts, subscription in spent:  # budgets outlive restarts, like everything else
-            fleet.spend(subscription, ts)
+        rebuild_fleet(fleet, replayed, owners)
         run_mode = mode or settings.mode
         elector = await stack.enter_async_context(elector_for(settings, clients.credential))
         # 1 when this replica may act: it holds the lease, or it is the only one

@@ -8,17 +8,22 @@ reordering lines breaks ``seq`` or ``prev``. Verification names the first bad li
 A last line without its newline, or one that does not parse, is *torn*: a crash hit
 mid-write. It is not tampering — the writer sets it aside (never deletes it) and
 carries on from the last good line.
+
+A file that a rotation started begins with a ``snapshot`` line: the chain of that file
+starts at the snapshot's ``seq`` and ``prev`` (the previous file's last line), so each
+file verifies alone and a series verifies across its links.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 GENESIS = "0" * 64
+SNAPSHOT = "snapshot"  # the kind of a rotated-in file's first line
 
 
 def canonical(fields: Mapping[str, Any]) -> bytes:
@@ -43,6 +48,8 @@ class Verification:
     """What a walk along the chain found."""
 
     lines: int = 0  # good lines
+    first_seq: int = 1  # the first line's seq (a snapshot's, after a rotation)
+    first_prev: str = GENESIS  # the first line's prev: the previous file's last hash
     last_hash: str = GENESIS
     first_bad: int | None = None  # 1-based line number
     problem: str | None = None
@@ -53,13 +60,30 @@ class Verification:
     def ok(self) -> bool:
         return self.first_bad is None
 
+    @property
+    def last_seq(self) -> int:
+        return self.first_seq + self.lines - 1
 
-def verify(raw_lines: Iterable[str], *, keep: bool = True) -> Verification:
-    """Walk the chain; stop at the first bad line. ``raw_lines`` keep their newlines."""
+
+def verify(
+    raw_lines: Iterable[str],
+    *,
+    keep: bool = True,
+    each: Callable[[dict[str, Any]], None] | None = None,
+) -> Verification:
+    """Walk the chain; stop at the first bad line. ``raw_lines`` keep their newlines.
+
+    Streams: one line of look-ahead (to tell a torn last line), each good line handed
+    to ``each`` and kept only when ``keep``.
+    """
     result = Verification()
-    pending: list[str] = list(raw_lines)
-    for index, raw in enumerate(pending, start=1):
-        is_last = index == len(pending)
+    lines = iter(raw_lines)
+    following = next(lines, None)
+    index = 0
+    while following is not None:
+        raw, following = following, next(lines, None)
+        index += 1
+        is_last = following is None
         if not raw.strip():
             if is_last:
                 break
@@ -76,7 +100,10 @@ def verify(raw_lines: Iterable[str], *, keep: bool = True) -> Verification:
             break
         if not isinstance(fields, dict):
             return _bad(result, index, "not a JSON object")
-        expected_seq = result.lines + 1
+        if index == 1 and fields.get("kind") == SNAPSHOT and isinstance(fields.get("seq"), int):
+            result.first_seq, result.first_prev = fields["seq"], str(fields.get("prev"))
+            result.last_hash = result.first_prev
+        expected_seq = result.first_seq + result.lines
         if fields.get("seq") != expected_seq:
             got = fields.get("seq")
             return _bad(result, index, f"seq is {got}, expected {expected_seq}")
@@ -88,6 +115,8 @@ def verify(raw_lines: Iterable[str], *, keep: bool = True) -> Verification:
         result.last_hash = fields["hash"]
         if keep:
             result.records.append(fields)
+        if each is not None:
+            each(fields)
     return result
 
 

@@ -11,6 +11,8 @@ never remove or rename these.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import os
 import time
@@ -20,11 +22,18 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal, Protocol
 
+import structlog
 from pydantic import BaseModel, ConfigDict, field_serializer
 
-from controller.audit.chain import GENESIS, Verification, seal, verify
+from controller.audit.chain import GENESIS, SNAPSHOT, Verification, seal, verify
+from controller.audit.replay import Replayed, fold, snapshot_line
+from controller.audit.rotation import Rotation, finish_interrupted, rotate
 
-Kind = Literal["decision", "intent", "result", "verdict", "verification", "escalation", "approval"]
+log = structlog.get_logger("remediator.audit")
+
+Kind = Literal[
+    "decision", "intent", "result", "verdict", "verification", "escalation", "approval", "resolved"
+]
 
 
 class Record(BaseModel):
@@ -35,7 +44,8 @@ class Record(BaseModel):
     ``intent`` naming the intent's ``seq``; ``verdict`` — an objective changed state or
     the reason for doing nothing changed; ``verification`` — an action judged after it
     settled (``efficacy``); ``escalation`` — something a human must look at;
-    ``approval`` — an operator's answer to a ``pending-approval`` decision.
+    ``approval`` — an operator's answer to a ``pending-approval`` decision;
+    ``resolved`` — what an escalation held has cleared (fail static released).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -109,19 +119,29 @@ class MemoryAudit:
 
 
 class AuditLog:
-    """The file sink. Opening it verifies the chain and sets aside a torn last line."""
+    """The file sink. Opening it verifies the chain (streaming: it keeps the replayed
+    memory, not the lines) and sets aside a torn last line. With ``rotation`` the file
+    is rotated as it grows (see :mod:`controller.audit.rotation`)."""
 
     def __init__(
-        self, path: str | Path, on_write: Callable[[float | None], None] | None = None
+        self,
+        path: str | Path,
+        on_write: Callable[[float | None], None] | None = None,
+        rotation: Rotation | None = None,
     ) -> None:
         self.path = Path(path)
         self.on_write = on_write  # told each write's duration (None: it failed), for metrics
-        self.records: list[dict[str, Any]] = []  # what was there at open, verified
+        self.rotation = rotation
+        self.state = Replayed()  # every line replayed: what a snapshot holds
+        self.lines = 0  # good lines found at open
         self.torn_to: Path | None = None  # where a torn last line was set aside
         self._file: IO[str] | None = None
         self._seq = 0
         self._prev = GENESIS
         self._failure: str | None = None  # the last write's error, until a write succeeds
+        self._size = 0  # bytes in the active file
+        self._started: datetime | None = None  # the active file's first line's time
+        self._tail = 0  # lines after the active file's snapshot
 
     def __enter__(self) -> AuditLog:
         self.open()
@@ -143,26 +163,40 @@ class AuditLog:
     def open(self) -> None:
         """Verify what is there (raising AuditCorrupt), then open for appending."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        raw = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
-        check = check_file_text(self.path, raw)
+        finish_interrupted(self.path)
+        self.state = Replayed()
+        check = check_file(self.path, each=self._fold) if self.path.exists() else Verification()
         if not check.ok:
+            self.state = Replayed()
             raise AuditCorrupt(self.path, check)
         if check.torn is not None:
-            self._set_aside(raw, check.torn)
-        self.records = check.records
-        self._seq, self._prev = check.lines, check.last_hash
+            self._set_aside(check.torn)
+        self.lines = check.lines
+        self._seq, self._prev = check.last_seq, check.last_hash
         self._file = self.path.open("a", encoding="utf-8")
+        self._size = self._file.tell()
 
-    def _set_aside(self, raw: str, torn: str) -> None:
+    def _fold(self, fields: dict[str, Any]) -> None:
+        """One verified line into the memory, and what rotation watches."""
+        fold(self.state, fields)
+        if self._started is None or fields.get("kind") == SNAPSHOT:
+            self._started, self._tail = _time(fields.get("ts")), 0
+        else:
+            self._tail += 1
+
+    def memory(self) -> Replayed:
+        """The memory the log holds (a copy: the log goes on folding its own)."""
+        return copy.deepcopy(self.state)
+
+    def _set_aside(self, torn: str) -> None:
         """Move a torn last line to ``<log>.torn`` and cut it from the log; lose nothing."""
         self.torn_to = self.path.with_name(self.path.name + ".torn")
         with self.torn_to.open("a", encoding="utf-8") as aside:
             aside.write(torn if torn.endswith("\n") else torn + "\n")
             aside.flush()
             os.fsync(aside.fileno())
-        good = raw[: len(raw) - len(torn)]
-        with self.path.open("r+", encoding="utf-8") as file:
-            file.truncate(len(good.encode("utf-8")))
+        with self.path.open("r+b") as file:
+            file.truncate(file.seek(0, 2) - len(torn.encode("utf-8")))
             file.flush()
             os.fsync(file.fileno())
 
@@ -175,9 +209,10 @@ class AuditLog:
         if self._file is None:
             raise AuditUnavailable(f"{self.path}: the audit log is not open")
         sealed = seal(record.model_dump(mode="json"), self._seq + 1, self._prev)
+        text = json.dumps(sealed, ensure_ascii=False) + "\n"
         started = time.perf_counter()
         try:
-            self._file.write(json.dumps(sealed, ensure_ascii=False) + "\n")
+            self._file.write(text)
             self._file.flush()
             os.fsync(self._file.fileno())
         except (OSError, ValueError) as exc:
@@ -185,6 +220,8 @@ class AuditLog:
             self._tell(None)
             raise AuditUnavailable(self._failure) from exc
         self._seq, self._prev = sealed["seq"], sealed["hash"]
+        self._fold(sealed)  # on disk: it is memory now, whatever follows
+        self._size += len(text.encode("utf-8"))
         try:
             self._write_head()
         except AuditUnavailable:
@@ -192,7 +229,34 @@ class AuditLog:
             raise
         self._failure = None
         self._tell(time.perf_counter() - started)
+        self._maybe_rotate(sealed)
         return self._seq
+
+    def _maybe_rotate(self, last: dict[str, Any]) -> None:
+        """Past the limit: close this file, start one with the snapshot. A failure leaves
+        the active file as it was (it is tried again after the next line)."""
+        rule = self.rotation
+        if rule is None or self._file is None:
+            return
+        ts = str(last["ts"])
+        if not rule.due(self._size, self._started, _time(ts), self._tail):
+            return
+        fields = snapshot_line(self.state, ts, self.path.name, rule.retention)
+        sealed = seal(fields, self._seq + 1, self._prev)
+        text = json.dumps(sealed, ensure_ascii=False) + "\n"
+        self._file.close()
+        try:
+            rotate(self.path, text)
+        except OSError as exc:
+            log.warning("audit rotation failed; the active file goes on", error=str(exc))
+            self._file = self.path.open("a", encoding="utf-8")
+            return
+        self._file = self.path.open("a", encoding="utf-8")
+        self._seq, self._prev = sealed["seq"], sealed["hash"]
+        self._started, self._tail, self._size = _time(ts), 0, len(text.encode("utf-8"))
+        # a head one line behind the snapshot still checks; the next line rewrites it
+        with contextlib.suppress(AuditUnavailable):
+            self._write_head()
 
     def _tell(self, seconds: float | None) -> None:
         if self.on_write is not None:
@@ -225,31 +289,54 @@ def head_path(path: Path) -> Path:
     return path.with_name(path.name + ".head")
 
 
-def check_file(path: str | Path) -> Verification:
-    """Verify an audit file and its head: any edit, deletion, insertion or reordering."""
+def check_file(
+    path: str | Path, each: Callable[[dict[str, Any]], None] | None = None
+) -> Verification:
+    """Verify an audit file and its head: any edit, deletion, insertion or reordering.
+
+    Streams the file: each good line goes to ``each``; none is kept.
+    """
     path = Path(path)
-    return check_file_text(path, path.read_text(encoding="utf-8"))
+    head = _read_head(head_path(path))
+    named: list[str] = []  # the hash of the line the head names, once seen
 
+    def visit(fields: dict[str, Any]) -> None:
+        if head is not None and fields.get("seq") == head[0]:
+            named.append(str(fields.get("hash")))
+        if each is not None:
+            each(fields)
 
-def check_file_text(path: Path, raw: str) -> Verification:
-    check = verify(raw.splitlines(keepends=True))
-    if not check.ok:
-        return check
-    head = head_path(path)
-    if not head.exists():
-        return check
-    try:
-        recorded = json.loads(head.read_text(encoding="utf-8"))
-        seq, digest = int(recorded["seq"]), str(recorded["hash"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return check  # a head torn by a crash says nothing; the chain itself is whole
-    if seq > check.lines:
-        check.first_bad = check.lines + 1
-        check.problem = f"lines {check.lines + 1}..{seq} were removed from the end"
-    elif seq >= 1 and check.records and check.records[seq - 1]["hash"] != digest:
-        check.first_bad = seq
-        check.problem = "the line the head records was replaced"
+    with path.open(encoding="utf-8", newline="\n") as file:
+        check = verify(file, keep=False, each=visit)
+    if check.ok and head is not None:
+        _check_head(check, head, named[0] if named else None)
     return check
+
+
+def _read_head(path: Path) -> tuple[int, str] | None:
+    if not path.exists():
+        return None
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        return int(recorded["seq"]), str(recorded["hash"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # a head torn by a crash says nothing; the chain itself is whole
+
+
+def _check_head(check: Verification, head: tuple[int, str], named: str | None) -> None:
+    seq, digest = head
+    if seq > check.last_seq:
+        check.first_bad = check.lines + 1
+        check.problem = (
+            f"lines {check.lines + 1}..{seq - check.first_seq + 1} were removed from the end"
+        )
+    elif seq >= check.first_seq and named != digest:
+        check.first_bad = seq - check.first_seq + 1
+        check.problem = "the line the head records was replaced"
+    elif 1 <= seq < check.first_seq and (seq != check.first_seq - 1 or digest != check.first_prev):
+        # a head one line behind the snapshot: a crash between rotating and writing the head
+        check.first_bad = 1
+        check.problem = "the head names a line this file does not follow"
 
 
 def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
@@ -258,3 +345,7 @@ def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
         for line in file:
             if line.strip():
                 yield json.loads(line)
+
+
+def _time(text: Any) -> datetime:
+    return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
