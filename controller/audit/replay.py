@@ -96,7 +96,7 @@ def apply(out: Replayed, memory: TargetMemory, record: dict[str, Any]) -> None:
     action = record.get("action")
     if isinstance(record.get("breaker"), dict) and action:
         memory.breakers[str(action)] = breaker_from_json(record["breaker"])
-    if kind == "escalation":
+    if kind in ("escalation", "resolved"):
         _escalated(out, memory, str(record.get("reason") or ""))
     if kind == "intent":
         out.open_intents.setdefault(str(record["policy"]), []).append(record)

@@ -34,6 +34,25 @@ from controller.model import ActionRecord, OutcomeKind, VerdictState
 FLEET_WINDOW = 2 * HOUR
 
 
+# a snapshot is no target's line, but it carries every field a record has, so readers
+# that index them (`audit show`, reports, jq) keep working
+_NO_TARGET: dict[str, Any] = {
+    "policy": None,
+    "target": None,
+    "verdict": None,
+    "verdicts": [],
+    "action": None,
+    "params": {},
+    "decision": None,
+    "guard": None,
+    "mode": None,
+    "outcome": None,
+    "before": {},
+    "after": {},
+    "reconcile_id": None,
+}
+
+
 @dataclass(frozen=True)
 class Retention:
     """How much action history a snapshot keeps: see :func:`prune`."""
@@ -57,6 +76,7 @@ def line(contents: Contents, ts: str, rotated_from: str, retention: Retention) -
     """The snapshot line's fields (not yet sealed), its history pruned as of ``ts``."""
     prune(contents, _time(ts), retention)
     return {
+        **_NO_TARGET,
         "ts": ts,
         "kind": SNAPSHOT,
         "reason": f"the memory at the end of {rotated_from}",
