@@ -18,11 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
 
+from controller.audit.chain import SNAPSHOT
 from controller.audit.log import Kind
 from controller.audit.rotation import rotated
 from controller.durations import parse_duration
 
-KINDS: tuple[str, ...] = get_args(Kind)
+KINDS: tuple[str, ...] = (*get_args(Kind), SNAPSHOT)  # a snapshot heads a rotated-in file
 
 
 @dataclass(frozen=True)

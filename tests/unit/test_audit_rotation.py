@@ -193,6 +193,8 @@ def test_show_and_report_read_rotated_files(
     assert main(["audit", "show", str(files[2]), "--output", "json"]) == 0
     shown = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert shown[0]["kind"] == "snapshot" and len(shown) == len(list(read_records(files[2])))
+    assert main(["audit", "show", str(rotated_log), "--kind", "snapshot"]) == 0
+    assert capsys.readouterr().out.count("snapshot") == 1
     report = tmp_path / "report.html"
     args = ["report", "--audit", *map(str, files[:3]), "--report", str(report)]
     assert main(args) == 0 and report.exists()
