@@ -33,7 +33,11 @@ class Fleet:
         fail_static: FailStaticSettings,
         targets: int = 0,
         arm_pressure: Callable[[], str | None] | None = None,
+        on_release: Callable[[str, str, VerdictState, datetime], None] | None = None,
     ) -> None:
+        # told (why it held, the target whose pass released it and its state, when) before
+        # fail static lets go: the audit line that ends the episode (raising keeps it held)
+        self._on_release = on_release
         self._arm_pressure = arm_pressure  # ARM's own word that writes are about to be throttled
         self._targets = targets  # how many there are: shares are of all, not of those seen
         self._budgets = budgets
@@ -92,6 +96,8 @@ class Fleet:
         if self.engaged is not None:
             self._healthy_passes += 1
             if self._healthy_passes >= rule.healthy_rounds * total:
+                if self._on_release is not None:
+                    self._on_release(self.engaged, target, worst, now)
                 self.engaged = None
         return None
 

@@ -21,7 +21,7 @@ import anyio
 import structlog
 
 from controller.audit.log import AuditSink, Kind, Record
-from controller.audit.replay import FAIL_STATIC_CLEARED, NEEDS_HUMAN, baseline_of
+from controller.audit.replay import NEEDS_HUMAN, baseline_of
 from controller.azure import retry
 from controller.clock import Clock
 from controller.core import breaker as breakers
@@ -253,7 +253,6 @@ class Reconciler:
         changed = memory.note_verdicts({v.objective: v.state for v in verdicts}, now)
         if self._fleet is not None:
             failing = any(o.quality is Quality.ERROR for o in observations.values())
-            holding = self._fleet.engaged
             alarm = self._fleet.note(
                 policy.target.resource_id, worst(tuple(verdicts)), failing, now
             )
@@ -261,10 +260,6 @@ class Reconciler:
                 self._metrics.escalations.labels(policy.name, "fail-static").inc()
                 self._line(now, reconcile_id, "escalation", tuple(verdicts), reason=alarm)
                 self._send("fail-static", alarm, now)
-            elif holding is not None and self._fleet.engaged is None:
-                # written, so a restart knows the episode ended (its escalation was sent once)
-                cleared = f"{FAIL_STATIC_CLEARED} ({holding}): targets act again"
-                self._line(now, reconcile_id, "resolved", tuple(verdicts), reason=cleared)
         efficacy = self._judge(tuple(verdicts), now, reconcile_id)
         result = await self._decide(tuple(verdicts), now, reconcile_id)
         if efficacy is not None:

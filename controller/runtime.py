@@ -7,6 +7,7 @@ import signal
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 import anyio
@@ -16,8 +17,8 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.storage.blob.aio import ContainerClient
 
 from controller import approvals
-from controller.audit.log import AuditLog, AuditSink
-from controller.audit.replay import Replayed
+from controller.audit.log import AuditLog, AuditSink, Record
+from controller.audit.replay import FAIL_STATIC_CLEARED, Replayed
 from controller.audit.rotation import Rotation
 from controller.audit.snapshot import Retention
 from controller.azure.clients import AzureClients
@@ -30,7 +31,7 @@ from controller.kill_switch import KillSwitch
 from controller.lease import LeaderElector, LeaseTiming
 from controller.loop import Loop
 from controller.memory import TargetMemory
-from controller.model import Mode
+from controller.model import Mode, VerdictState
 from controller.plugins import default_registry
 from controller.policy.loader import LoadedPolicy, PolicyError, load_policies, policy_files
 from controller.policy.schema import Policy
@@ -133,6 +134,32 @@ def rotation_for(settings: Settings, policies: Sequence[Policy]) -> Rotation:
     return Rotation(rule.max_bytes, rule.max_age, retention)
 
 
+def release_line(
+    why: str, policy: str, target: str, state: VerdictState, now: datetime, mode: Mode
+) -> Record:
+    """The audit line that ends a fail-static episode: a restart reads from it that the
+    episode (escalated once) is over. It carries no verdicts: it is the fleet's."""
+    return Record.model_validate(
+        {
+            "ts": now,
+            "kind": "resolved",
+            "policy": policy,
+            "target": target,
+            "verdict": state.value,
+            "verdicts": [],
+            "action": None,
+            "params": {},
+            "decision": None,
+            "reason": f"{FAIL_STATIC_CLEARED} ({why}): targets act again",
+            "mode": mode.value,
+            "outcome": None,
+            "before": {},
+            "after": {},
+            "reconcile_id": "fleet",
+        }
+    )
+
+
 def rebuild_fleet(fleet: Fleet, replayed: Replayed, owners: Mapping[str, str]) -> None:
     """What the fleet remembers comes from the log too: budgets (every remembered action
     spent again, in time order) and fail static (its escalation is sent once)."""
@@ -196,15 +223,22 @@ async def open_runtime(
         if missing:
             raise UnknownPlugin("; ".join(missing))
         kill_switch = KillSwitch(settings, clients, clock)
+        run_mode = mode or settings.mode
+        sink = audit
+
+        def released(why: str, target: str, state: VerdictState, now: datetime) -> None:
+            by_target = {r.policy.target.resource_id: r.policy.name for r in loop.reconcilers}
+            sink.append(release_line(why, by_target.get(target, ""), target, state, now, run_mode))
+
         fleet = Fleet(
             settings.budgets,
             settings.fail_static,
             len(loaded),
             arm_pressure=clients.rate_limits.low_on_writes,
+            on_release=released,
         )
         owners = {item.policy.name: item.policy.target.subscription for item in loaded}
         rebuild_fleet(fleet, replayed, owners)
-        run_mode = mode or settings.mode
         elector = await stack.enter_async_context(elector_for(settings, clients.credential))
         # 1 when this replica may act: it holds the lease, or it is the only one
         metrics.leader.set_function(lambda: 0.0 if elector and not elector.is_leader else 1.0)

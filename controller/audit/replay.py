@@ -69,6 +69,9 @@ def fold(out: Replayed, record: dict[str, Any]) -> None:
         out.memories, out.open_intents = held.memories, held.open_intents
         out.fail_static, out.targets = held.fail_static, held.targets
         return
+    if record.get("kind") == "resolved":  # the fleet's line: no target's verdicts
+        _escalated(out, None, str(record.get("reason") or ""))
+        return
     policy = record.get("policy")
     if isinstance(policy, str):
         out.targets[policy] = str(record.get("target", ""))
@@ -96,7 +99,7 @@ def apply(out: Replayed, memory: TargetMemory, record: dict[str, Any]) -> None:
     action = record.get("action")
     if isinstance(record.get("breaker"), dict) and action:
         memory.breakers[str(action)] = breaker_from_json(record["breaker"])
-    if kind in ("escalation", "resolved"):
+    if kind == "escalation":
         _escalated(out, memory, str(record.get("reason") or ""))
     if kind == "intent":
         out.open_intents.setdefault(str(record["policy"]), []).append(record)
@@ -132,9 +135,9 @@ def apply(out: Replayed, memory: TargetMemory, record: dict[str, Any]) -> None:
         memory.last_reason = record.get("reason")
 
 
-def _escalated(out: Replayed, memory: TargetMemory, reason: str) -> None:
+def _escalated(out: Replayed, memory: TargetMemory | None, reason: str) -> None:
     """What a once-per-breach escalation leaves behind, so a restart does not repeat it."""
-    if reason.startswith(NEEDS_HUMAN):
+    if reason.startswith(NEEDS_HUMAN) and memory is not None:
         memory.told_human = True
     elif reason.startswith(FAIL_STATIC):
         out.fail_static = reason.removeprefix(FAIL_STATIC).removesuffix(FAIL_STATIC_HOLDS)
