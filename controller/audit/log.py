@@ -230,7 +230,7 @@ class AuditLog:
         self._failure = None
         self._tell(time.perf_counter() - started)
         self._maybe_rotate(sealed)
-        return self._seq
+        return int(sealed["seq"])  # this line's, even when a snapshot followed it
 
     def _maybe_rotate(self, last: dict[str, Any]) -> None:
         """Past the limit: close this file, start one with the snapshot. A failure leaves

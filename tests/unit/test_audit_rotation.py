@@ -171,6 +171,18 @@ def test_the_log_rotates_and_the_chain_runs_on_across_files(rotated_log: Path) -
         assert check_file(after).ok
 
 
+def test_append_returns_the_seq_of_its_line_when_a_snapshot_follows(tmp_path: Path) -> None:
+    """A result names its intent by the seq append returned: a rotation right after the
+    intent must not hand back the snapshot's."""
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path, rotation=ROTATION) as audit:
+        writer = Writer(audit, START)
+        returned = [writer.line(i % POLICIES, "verdict", ("ok", "ok")) for i in range(30)]
+    by_seq = {r["seq"]: r for f in series(path) for r in read_records(f)}
+    assert len(rotated(path)) >= 5
+    assert [by_seq[seq]["reconcile_id"] for seq in returned] == [f"r{i}" for i in range(30)]
+
+
 def test_verify_checks_one_file_or_the_whole_series(
     rotated_log: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
