@@ -65,7 +65,7 @@ def replay(records: Iterable[dict[str, Any]]) -> Replayed:
 def fold(out: Replayed, record: dict[str, Any]) -> None:
     """One verified line into ``out``: a snapshot replaces everything before it."""
     if record.get("kind") == SNAPSHOT:
-        held = snapshot.contents(record)
+        held = snapshot.read(record)
         out.memories, out.open_intents = held.memories, held.open_intents
         out.fail_static, out.targets = held.fail_static, held.targets
         return

@@ -88,7 +88,7 @@ def line(contents: Contents, ts: str, rotated_from: str, retention: Retention) -
     }
 
 
-def contents(record: Mapping[str, Any]) -> Contents:
+def read(record: Mapping[str, Any]) -> Contents:
     """A snapshot line read back."""
     return Contents(
         {str(k): memory_from_json(v) for k, v in (record.get("memories") or {}).items()},
