@@ -38,6 +38,7 @@ from controller.audit.log import (
     read_records,
 )
 from controller.audit.repair import repair
+from controller.audit.series import check_series
 from controller.audit.show import RecordFilter, Tail, follow, parse_kinds, parse_since
 from controller.backtest import commands as backtest_commands
 from controller.backtest.from_audit import from_audit
@@ -272,9 +273,16 @@ def _parser() -> argparse.ArgumentParser:
           remediator audit verify remediator-audit.jsonl
           REMEDIATOR_AUDIT_KEY=... remediator audit verify remediator-audit.jsonl
           remediator audit verify remediator-audit.jsonl --anchor /mnt/anchor/audit.anchor
+          remediator audit verify remediator-audit.jsonl.3
+          remediator audit verify --series remediator-audit.jsonl
         """,
     )
-    v.add_argument("file", type=Path)
+    v.add_argument("file", type=Path, help="the audit log, or one of its rotated files")
+    v.add_argument(
+        "--series",
+        action="store_true",
+        help="every rotated file (FILE.1, FILE.2 …) and then FILE, and each link between them",
+    )
     _key_and_anchor(v)
     v.set_defaults(handler=_audit_verify)
     v = _command(
@@ -384,7 +392,13 @@ def _parser() -> argparse.ArgumentParser:
           remediator report --audit remediator-audit.jsonl --config settings.yaml --report week.html
         """,
     )
-    p.add_argument("--audit", type=Path, required=True, help="the audit log (dry-run or live)")
+    p.add_argument(
+        "--audit",
+        type=Path,
+        nargs="+",
+        required=True,
+        help="the audit log (dry-run or live); rotated files too, oldest first",
+    )
     p.add_argument("--config", help="settings file: charts from the signal history too")
     p.add_argument("--report", type=Path, required=True, help="write the HTML report here")
     p.set_defaults(handler=_report)
@@ -617,16 +631,24 @@ def _key_and_anchor(p: argparse.ArgumentParser) -> None:
 
 
 def _audit_verify(args: argparse.Namespace) -> int:
+    if args.series:
+        return _audit_verify_series(args.file)
     key = key_from_environment(args.key_file)
     if args.anchor is not None and not args.anchor.is_file():
         print(f"{args.anchor}: no anchor here", file=sys.stderr)
         return EXIT_BAD_INPUT
+    repairs: list[dict[str, Any]] = []
+
+    def note_repairs(record: dict[str, Any]) -> None:
+        if record.get("kind") == "repair":
+            repairs.append(record)
+
     try:
-        check = check_file(args.file, key=key, anchor=args.anchor)
+        check = check_file(args.file, key=key, anchor=args.anchor, each=note_repairs)
     except (OSError, UnicodeDecodeError) as exc:
         print(f"{args.file}: cannot read: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    notes = _verify_notes(check, key)
+    notes = _verify_notes(check, key, repairs)
     if not check.ok:
         print(f"{args.file}:{check.first_bad}: {check.problem}", *notes, sep="\n", file=sys.stderr)
         return EXIT_FAILED
@@ -641,11 +663,15 @@ def _audit_verify(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     torn = " (the last line is torn: a write was interrupted)" if check.torn else ""
+    if check.first_seq > 1:
+        torn += f" (seq {check.first_seq}..{check.last_seq}, from a snapshot)"
     print(f"ok: {check.lines} lines, chain intact{torn}", *notes, sep="\n")
     return EXIT_OK
 
 
-def _verify_notes(check: Verification, key: bytes | None) -> list[str]:
+def _verify_notes(
+    check: Verification, key: bytes | None, repairs: list[dict[str, Any]]
+) -> list[str]:
     """What the check could and could not prove, and each repair on record."""
     notes = [f"note: {note}" for note in check.notes]
     if check.keyed_from is None:
@@ -657,11 +683,8 @@ def _verify_notes(check: Verification, key: bytes | None) -> list[str]:
         )
     else:
         notes.append(f"note: keyed (hmac-sha256) from line {check.keyed_from}, MACs checked")
-    for record in check.records:
-        if record.get("kind") == "repair":
-            notes.append(
-                f"repair: line {record['seq']} ({record.get('ts')}): {record.get('reason')}"
-            )
+    for record in repairs:
+        notes.append(f"repair: line {record['seq']} ({record.get('ts')}): {record.get('reason')}")
     return notes
 
 
@@ -681,6 +704,23 @@ def _audit_repair(args: argparse.Namespace) -> int:
         + (moved if done.moved_to else "")
         + f"; repair recorded as line {done.seq}"
     )
+    return EXIT_OK
+
+
+def _audit_verify_series(path: Path) -> int:
+    try:
+        check = check_series(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"{path}: cannot read: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if not check.ok:
+        print(f"{check.bad_file}:{check.bad_line}: {check.problem}", file=sys.stderr)
+        return EXIT_FAILED
+    if check.files == 0:
+        print(f"{path}: no audit log here", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    note = f" (from seq {check.first_seq}: older files removed)" if check.first_seq > 1 else ""
+    print(f"ok: {check.lines} lines in {check.files} files, chain intact{note}")
     return EXIT_OK
 
 
@@ -841,7 +881,7 @@ def _moment(text: str) -> datetime:
 
 
 def _report(args: argparse.Namespace) -> int:
-    records = list(read_records(args.audit))
+    records = [record for path in args.audit for record in read_records(path)]
     history = None
     policies: dict[str, Any] = {}
     if args.config:
@@ -859,7 +899,7 @@ def _report(args: argparse.Namespace) -> int:
                     settings, loaded, min(stamps), max(stamps), None
                 )
             )
-    result = from_audit(records, str(args.audit), policies, history)
+    result = from_audit(records, " ".join(map(str, args.audit)), policies, history)
     args.report.write_text(render_report([result], "Remediator audit report"), encoding="utf-8")
     print(json.dumps(backtest_commands.summary([result])))
     return EXIT_OK

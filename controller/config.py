@@ -123,6 +123,17 @@ class FailStaticSettings(BaseModel):
     healthy_rounds: int = Field(default=2, ge=1)  # rounds below both shares to resume
 
 
+class AuditRotationSettings(BaseModel):
+    """When the audit log's file is closed and a new one begun with a snapshot of the
+    memory, so a start reads one bounded file whatever the history's length."""
+
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)  # 64 MiB
+    max_age: PositiveDuration = timedelta(days=1)
+    # actions a snapshot keeps (at least the longest window a policy's budget counts)
+    keep_actions: PositiveDuration = timedelta(days=7)
+
+
 class LeaderElectionSettings(BaseModel):
     """One actor among replicas: a lease on a blob (client-go's timing by default)."""
 
@@ -195,6 +206,7 @@ class Settings(BaseModel):
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     leader_election: LeaderElectionSettings = Field(default_factory=LeaderElectionSettings)
     fail_static: FailStaticSettings = Field(default_factory=FailStaticSettings)
+    audit_rotation: AuditRotationSettings = Field(default_factory=AuditRotationSettings)
 
     @field_validator("policies", mode="before")
     @classmethod

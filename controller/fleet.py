@@ -7,8 +7,9 @@
   ``errorShare`` of them, the cause is likely shared — a region, a dependency, the
   monitoring itself — and acting target by target would amplify it. No target acts;
   an escalation is written once; acting resumes after ``healthyRounds`` full rounds of
-  every target below both shares. Never acting on an empty target set follows: with no
-  targets there is nothing to act on.
+  every target below both shares (the end is written to the audit log, so a restart
+  knows whether an episode still holds and does not escalate it again). Never acting
+  on an empty target set follows: with no targets there is nothing to act on.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from controller.audit.replay import FAIL_STATIC, FAIL_STATIC_HOLDS
 from controller.config import BudgetSettings, FailStaticSettings
 from controller.core.budget import HOUR, Bucket, window_count
 from controller.model import VerdictState
@@ -31,7 +33,11 @@ class Fleet:
         fail_static: FailStaticSettings,
         targets: int = 0,
         arm_pressure: Callable[[], str | None] | None = None,
+        on_release: Callable[[str, str, VerdictState, datetime], None] | None = None,
     ) -> None:
+        # told (why it held, the target whose pass released it and its state, when) before
+        # fail static lets go: the audit line that ends the episode (raising keeps it held)
+        self._on_release = on_release
         self._arm_pressure = arm_pressure  # ARM's own word that writes are about to be throttled
         self._targets = targets  # how many there are: shares are of all, not of those seen
         self._budgets = budgets
@@ -86,10 +92,12 @@ class Fleet:
             self._healthy_passes = 0
             first = self.engaged is None
             self.engaged = why
-            return f"fail static: {why}; no target acts until this clears" if first else None
+            return f"{FAIL_STATIC}{why}{FAIL_STATIC_HOLDS}" if first else None
         if self.engaged is not None:
             self._healthy_passes += 1
             if self._healthy_passes >= rule.healthy_rounds * total:
+                if self._on_release is not None:
+                    self._on_release(self.engaged, target, worst, now)
                 self.engaged = None
         return None
 

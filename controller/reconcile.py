@@ -21,7 +21,7 @@ import anyio
 import structlog
 
 from controller.audit.log import AuditSink, AuditUnavailable, Kind, Record
-from controller.audit.replay import baseline_of
+from controller.audit.replay import NEEDS_HUMAN, baseline_of
 from controller.azure import retry
 from controller.azure.clients import WriteRefused
 from controller.clock import Clock
@@ -389,7 +389,7 @@ class Reconciler:
         """Once per breach: a breach the policy only watches, or one its ladder could not
         fix (quota, image pulls, firewall rules …), is marked for a person."""
         breaches = ", ".join(v.objective for v in result.verdicts if v.state is VerdictState.BREACH)
-        reason = f"needs a human: {breaches} in breach; {result.reason}"
+        reason = f"{NEEDS_HUMAN}: {breaches} in breach; {result.reason}"
         self._metrics.escalations.labels(self.policy.name, "needs-human").inc()
         self._line(now, reconcile_id, "escalation", result.verdicts, reason=reason)
         self._send("needs-human", reason, now)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 import signal
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 import anyio
@@ -17,8 +18,10 @@ from azure.storage.blob.aio import ContainerClient
 
 from controller import approvals
 from controller.audit.keys import load_key
-from controller.audit.log import AuditLog, AuditSink
-from controller.audit.replay import Replayed, replay
+from controller.audit.log import AuditLog, AuditSink, Record
+from controller.audit.replay import FAIL_STATIC_CLEARED, Replayed
+from controller.audit.rotation import Rotation
+from controller.audit.snapshot import Retention
 from controller.azure.clients import AzureClients
 from controller.azure.credentials import make_credential
 from controller.clock import Clock, ScaledClock, SystemClock
@@ -29,7 +32,7 @@ from controller.kill_switch import KillSwitch
 from controller.lease import LeaderElector, LeaseTiming
 from controller.loop import Loop
 from controller.memory import TargetMemory
-from controller.model import Mode
+from controller.model import Mode, VerdictState
 from controller.plugins import default_registry
 from controller.policy.loader import LoadedPolicy, PolicyError, load_policies, policy_files
 from controller.policy.schema import Policy
@@ -111,6 +114,8 @@ class Runtime:
             self.metrics.forget(gone)
         if self.fleet is not None:
             self.fleet.resize(len(fresh))
+        if isinstance(self.audit, AuditLog):  # a new budget window may need more history
+            self.audit.rotation = rotation_for(self.settings, [item.policy for item in loaded])
         self.policies = loaded
         self.metrics.policies_loaded.set(len(loaded))
         self.metrics.policy_reloads.labels("applied").inc()
@@ -124,6 +129,59 @@ class Runtime:
             f"policy reload rejected; still running the last good set: {problem}"
         )
         log.error("policy reload rejected", error=problem)
+
+
+def rotation_for(settings: Settings, policies: Sequence[Policy]) -> Rotation:
+    """The audit rotation the settings ask for; snapshots keep every action the longest
+    budget window of these policies still counts."""
+    windows = [b.per for p in policies for b in p.guards.action_budgets]
+    rule, budgets = settings.audit_rotation, settings.budgets
+    retention = Retention(
+        max([rule.keep_actions, *windows]),
+        budgets.subscription_burst,
+        budgets.subscription_per_hour,
+    )
+    return Rotation(rule.max_bytes, rule.max_age, retention)
+
+
+def release_line(
+    why: str, policy: str, target: str, state: VerdictState, now: datetime, mode: Mode
+) -> Record:
+    """The audit line that ends a fail-static episode: a restart reads from it that the
+    episode (escalated once) is over. It carries no verdicts: it is the fleet's."""
+    return Record.model_validate(
+        {
+            "ts": now,
+            "kind": "resolved",
+            "policy": policy,
+            "target": target,
+            "verdict": state.value,
+            "verdicts": [],
+            "action": None,
+            "params": {},
+            "decision": None,
+            "reason": f"{FAIL_STATIC_CLEARED} ({why}): targets act again",
+            "mode": mode.value,
+            "outcome": None,
+            "before": {},
+            "after": {},
+            "reconcile_id": "fleet",
+        }
+    )
+
+
+def rebuild_fleet(fleet: Fleet, replayed: Replayed, owners: Mapping[str, str]) -> None:
+    """What the fleet remembers comes from the log too: budgets (every remembered action
+    spent again, in time order) and fail static (its escalation is sent once)."""
+    spent = sorted(
+        (record.ts, owners[name])
+        for name, memory in replayed.memories.items()
+        if name in owners
+        for record in memory.history
+    )
+    for ts, subscription in spent:
+        fleet.spend(subscription, ts)
+    fleet.engaged = replayed.fail_static
 
 
 def clock_for(settings: Settings) -> Clock:
@@ -166,39 +224,38 @@ async def open_runtime(
         )
         replayed = Replayed()
         if audit is None:
-            log_file = stack.enter_context(
-                AuditLog(
-                    settings.audit_path,
-                    metrics.audit_write,
-                    key=load_key(settings.audit_key, settings.audit_key_file),
-                    anchor=settings.audit_anchor,
-                )
+            log_file = AuditLog(
+                settings.audit_path,
+                metrics.audit_write,
+                rotation_for(settings, [item.policy for item in loaded]),
+                key=load_key(settings.audit_key, settings.audit_key_file),
+                anchor=settings.audit_anchor,
             )
+            replayed = stack.enter_context(log_file).memory()
             for note in log_file.notes:
                 log.warning("audit log", note=note)
-            replayed = replay(log_file.records)
             audit = log_file
         registry = registry_factory(clients, clock)
         missing = [m for item in loaded for m in registry.missing(item.policy)]
         if missing:
             raise UnknownPlugin("; ".join(missing))
         kill_switch = KillSwitch(settings, clients, clock)
+        run_mode = mode or settings.mode
+        sink = audit
+
+        def released(why: str, target: str, state: VerdictState, now: datetime) -> None:
+            by_target = {r.policy.target.resource_id: r.policy.name for r in loop.reconcilers}
+            sink.append(release_line(why, by_target.get(target, ""), target, state, now, run_mode))
+
         fleet = Fleet(
             settings.budgets,
             settings.fail_static,
             len(loaded),
             arm_pressure=clients.rate_limits.low_on_writes,
+            on_release=released,
         )
         owners = {item.policy.name: item.policy.target.subscription for item in loaded}
-        spent = sorted(
-            (record.ts, owners[name])
-            for name, memory in replayed.memories.items()
-            if name in owners
-            for record in memory.history
-        )
-        for ts, subscription in spent:  # budgets outlive restarts, like everything else
-            fleet.spend(subscription, ts)
-        run_mode = mode or settings.mode
+        rebuild_fleet(fleet, replayed, owners)
         elector = await stack.enter_async_context(elector_for(settings, clients.credential))
         # asked again by the pipeline as each write leaves: a pause between the action's
         # own read and its write is caught too

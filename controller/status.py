@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from controller.audit.chain import SNAPSHOT
 from controller.config import Settings
 from controller.core.budget import HOUR, window_count
 from controller.durations import format_duration
@@ -162,8 +163,8 @@ def read_tail(
             record = json.loads(raw)
         except ValueError:
             continue  # a line being written right now, or torn by a crash
-        if not isinstance(record, dict):
-            continue
+        if not isinstance(record, dict) or record.get("kind") == SNAPSHOT:
+            continue  # not a record; or the memory heading a rotated-in file, no target's
         found.append(record)
         name = str(record.get("policy"))
         seen.add(name)

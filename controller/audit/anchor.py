@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,16 +58,3 @@ def read_anchor(path: Path) -> dict[int, str] | None:
             expected = {s: h for s, h in expected.items() if s <= seq}
         expected[seq] = digest
     return expected
-
-
-def anchor_problem(expected: dict[int, str], hashes: Sequence[str]) -> tuple[int, str] | None:
-    """The first line the log's ``hashes`` (line 1 first) fail the anchor at, and why."""
-    top = max(expected, default=0)
-    for seq in sorted(expected):
-        if 1 <= seq <= len(hashes) and hashes[seq - 1] != expected[seq]:
-            return seq, "not the line the anchor recorded: edited and re-hashed, or replaced"
-    if top > len(hashes):
-        return len(hashes) + 1, (
-            f"lines {len(hashes) + 1}..{top} were removed from the end (the anchor recorded them)"
-        )
-    return None

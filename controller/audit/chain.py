@@ -15,6 +15,10 @@ covered by the MAC): without the key nobody can re-seal an edited line. A log ma
 keyed once (an older unkeyed log gains keyed lines: their MACs cover the unkeyed
 prefix through ``prev``) but never back: an unkeyed line after a keyed one is a break.
 Without the key, keyed lines can be checked for their shape (``seq``, ``prev``) only.
+
+A file that a rotation started begins with a ``snapshot`` line: the chain of that file
+starts at the snapshot's ``seq`` and ``prev`` (the previous file's last line), so each
+file verifies alone and a series verifies across its links.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 GENESIS = "0" * 64
 MAC = "hmac-sha256"  # the ``mac`` of a keyed line
+SNAPSHOT = "snapshot"  # the kind of a rotated-in file's first line
 
 
 def canonical(fields: Mapping[str, Any]) -> bytes:
@@ -65,6 +70,8 @@ class Verification:
     problem: str | None = None
     torn: str | None = None  # the raw text of a torn last line
     records: list[dict[str, Any]] = field(default_factory=list)
+    first_seq: int = 1  # the first line's seq (a snapshot's, after a rotation)
+    first_prev: str = GENESIS  # the first line's prev: the previous file's last hash
     keyed_from: int | None = None  # the first line sealed with a key (its MAC)
     macs_checked: bool = False  # keyed lines were checked with the key, not by shape only
     # whole, but unproven: nothing would show lines cut from the end (the head is gone),
@@ -82,17 +89,32 @@ class Verification:
         """Whole, and a cut from the end would have shown: what a writer may carry on from."""
         return self.ok and self.unguarded is None
 
+    @property
+    def last_seq(self) -> int:
+        return self.first_seq + self.lines - 1
+
 
 def verify(
-    raw_lines: Iterable[str], *, keep: bool = True, key: bytes | None = None
+    raw_lines: Iterable[str],
+    *,
+    keep: bool = True,
+    key: bytes | None = None,
+    each: Callable[[dict[str, Any]], None] | None = None,
 ) -> Verification:
     """Walk the chain; stop at the first bad line. ``raw_lines`` keep their newlines.
 
-    With ``key``, keyed lines' MACs are checked; without it, only their shape."""
+    With ``key``, keyed lines' MACs are checked; without it, only their shape. Streams:
+    one line of look-ahead (to tell a torn last line), each good line handed to ``each``
+    and kept only when ``keep``.
+    """
     result = Verification()
-    pending: list[str] = list(raw_lines)
-    for index, raw in enumerate(pending, start=1):
-        is_last = index == len(pending)
+    lines = iter(raw_lines)
+    following = next(lines, None)
+    index = 0
+    while following is not None:
+        raw, following = following, next(lines, None)
+        index += 1
+        is_last = following is None
         if not raw.strip():
             if is_last:
                 break
@@ -109,7 +131,10 @@ def verify(
             break
         if not isinstance(fields, dict):
             return _bad(result, index, "not a JSON object")
-        expected_seq = result.lines + 1
+        if index == 1 and fields.get("kind") == SNAPSHOT and isinstance(fields.get("seq"), int):
+            result.first_seq, result.first_prev = fields["seq"], str(fields.get("prev"))
+            result.last_hash = result.first_prev
+        expected_seq = result.first_seq + result.lines
         if fields.get("seq") != expected_seq:
             got = fields.get("seq")
             return _bad(result, index, f"seq is {got}, expected {expected_seq}")
@@ -122,6 +147,8 @@ def verify(
         result.last_hash = fields["hash"]
         if keep:
             result.records.append(fields)
+        if each is not None:
+            each(fields)
     return result
 
 

@@ -12,28 +12,46 @@ One writer per file (:mod:`controller.audit.lock`). With a key, lines and the he
 sealed with HMAC-SHA256; with an anchor, each line's (seq, hash) is also copied to other
 storage (:mod:`controller.audit.anchor`). A log with lines whose head is missing, corrupt
 or unsigned is refused at open unless an anchor vouches for it: nothing would show lines
-cut from its end (``remediator audit repair`` accepts it, on the record).
+cut from its end (``remediator audit repair`` accepts it, on the record). With a
+rotation rule the file is rotated as it grows (:mod:`controller.audit.rotation`), and a
+start streams the active file alone: its snapshot line, then the tail.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal, Protocol
 
+import structlog
 from pydantic import BaseModel, ConfigDict, field_serializer
 
-from controller.audit.anchor import anchor_problem, append_anchor, read_anchor
-from controller.audit.chain import GENESIS, Verification, line_hash, seal, verify
+from controller.audit.anchor import append_anchor, read_anchor
+from controller.audit.chain import GENESIS, SNAPSHOT, Verification, line_hash, seal, verify
 from controller.audit.lock import WriterLock
+from controller.audit.replay import Replayed, fold, snapshot_line
+from controller.audit.rotation import Rotation, finish_interrupted, rotate
+
+log = structlog.get_logger("remediator.audit")
 
 Kind = Literal[
-    "decision", "intent", "result", "verdict", "verification", "escalation", "approval", "repair"
+    "decision",
+    "intent",
+    "result",
+    "verdict",
+    "verification",
+    "escalation",
+    "approval",
+    "resolved",
+    "repair",
 ]
 
 
@@ -45,7 +63,8 @@ class Record(BaseModel):
     ``intent`` naming the intent's ``seq``; ``verdict`` — an objective changed state or
     the reason for doing nothing changed; ``verification`` — an action judged after it
     settled (``efficacy``); ``escalation`` — something a human must look at;
-    ``approval`` — an operator's answer to a ``pending-approval`` decision.
+    ``approval`` — an operator's answer to a ``pending-approval`` decision;
+    ``resolved`` — what an escalation held has cleared (fail static released).
     (``repair`` lines — ``remediator audit repair`` re-established a broken chain — are
     not records of a policy: see :mod:`controller.audit.repair`.)
     """
@@ -128,28 +147,36 @@ class MemoryAudit:
 
 
 class AuditLog:
-    """The file sink. Opening it verifies the chain and sets aside a torn last line."""
+    """The file sink. Opening it takes the writer lock, verifies the chain (streaming: it
+    keeps the replayed memory, not the lines) and sets aside a torn last line. With
+    ``rotation`` the file is rotated as it grows (see :mod:`controller.audit.rotation`)."""
 
     def __init__(
         self,
         path: str | Path,
         on_write: Callable[[float | None], None] | None = None,
+        rotation: Rotation | None = None,
         *,
         key: bytes | None = None,
         anchor: Path | None = None,
     ) -> None:
         self.path = Path(path)
         self.on_write = on_write  # told each write's duration (None: it failed), for metrics
+        self.rotation = rotation
         self.key = key  # seal lines with HMAC-SHA256 (None: plain SHA-256)
         self.anchor = anchor  # copy each line's (seq, hash) here: other storage
         self.notes: list[str] = []  # what open found worth a warning
         self._lock = WriterLock(self.path)
-        self.records: list[dict[str, Any]] = []  # what was there at open, verified
+        self.state = Replayed()  # every line replayed: what a snapshot holds
+        self.lines = 0  # good lines found at open
         self.torn_to: Path | None = None  # where a torn last line was set aside
         self._file: IO[str] | None = None
         self._seq = 0
         self._prev = GENESIS
         self._failure: str | None = None  # the last write's error, until a write succeeds
+        self._size = 0  # bytes in the active file
+        self._started: datetime | None = None  # the active file's first line's time
+        self._tail = 0  # lines after the active file's snapshot
 
     def __enter__(self) -> AuditLog:
         self.open()
@@ -175,18 +202,37 @@ class AuditLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lock()
         try:
-            raw = self.path.read_text(encoding="utf-8") if self.path.exists() else ""
-            check = check_file_text(self.path, raw, key=self.key, anchor=self.anchor)
+            finish_interrupted(self.path)  # a rotation a crash cut short
+            self.state, self._started, self._tail = Replayed(), None, 0
+            check = (
+                check_file(self.path, key=self.key, anchor=self.anchor, each=self._fold)
+                if self.path.exists()
+                else Verification()
+            )
             self._refuse_unless_trusted(check, accept_unguarded)
             if check.torn is not None:
-                self._set_aside(raw, check.torn)
-            self.records = check.records
-            self._seq, self._prev = check.lines, check.last_hash
+                self._set_aside(check.torn)
+            self.lines = check.lines
+            self._seq, self._prev = check.last_seq, check.last_hash
             self._file = self.path.open("a", encoding="utf-8")
+            self._size = self._file.tell()
             self._settle_head_and_anchor()
         except BaseException:
+            self.state = Replayed()
             self.close()
             raise
+
+    def _fold(self, fields: dict[str, Any]) -> None:
+        """One verified line into the memory, and what rotation watches."""
+        fold(self.state, fields)
+        if self._started is None or fields.get("kind") == SNAPSHOT:
+            self._started, self._tail = _time(fields.get("ts")), 0
+        else:
+            self._tail += 1
+
+    def memory(self) -> Replayed:
+        """The memory the log holds (a copy: the log goes on folding its own)."""
+        return copy.deepcopy(self.state)
 
     def lock(self) -> None:
         """Become the log's one writer, or raise AuditLocked at once."""
@@ -220,16 +266,15 @@ class AuditLog:
             if max(recorded or {0: ""}) < self._seq:
                 self._write_anchor()
 
-    def _set_aside(self, raw: str, torn: str) -> None:
+    def _set_aside(self, torn: str) -> None:
         """Move a torn last line to ``<log>.torn`` and cut it from the log; lose nothing."""
         self.torn_to = self.path.with_name(self.path.name + ".torn")
         with self.torn_to.open("a", encoding="utf-8") as aside:
             aside.write(torn if torn.endswith("\n") else torn + "\n")
             aside.flush()
             os.fsync(aside.fileno())
-        good = raw[: len(raw) - len(torn)]
-        with self.path.open("r+", encoding="utf-8") as file:
-            file.truncate(len(good.encode("utf-8")))
+        with self.path.open("r+b") as file:
+            file.truncate(file.seek(0, 2) - len(torn.encode("utf-8")))
             file.flush()
             os.fsync(file.fileno())
 
@@ -247,9 +292,10 @@ class AuditLog:
         if self._file is None:
             raise AuditUnavailable(f"{self.path}: the audit log is not open")
         sealed = seal(fields, self._seq + 1, self._prev, self.key)
+        text = json.dumps(sealed, ensure_ascii=False) + "\n"
         started = time.perf_counter()
         try:
-            self._file.write(json.dumps(sealed, ensure_ascii=False) + "\n")
+            self._file.write(text)
             self._file.flush()
             os.fsync(self._file.fileno())
         except (OSError, ValueError) as exc:
@@ -257,6 +303,8 @@ class AuditLog:
             self._tell(None)
             raise AuditUnavailable(self._failure) from exc
         self._seq, self._prev = sealed["seq"], sealed["hash"]
+        self._fold(sealed)  # on disk: it is memory now, whatever follows
+        self._size += len(text.encode("utf-8"))
         try:
             self._write_head()
             self._write_anchor()
@@ -265,7 +313,35 @@ class AuditLog:
             raise
         self._failure = None
         self._tell(time.perf_counter() - started)
-        return self._seq
+        self._maybe_rotate(sealed)
+        return int(sealed["seq"])  # this line's, even when a snapshot followed it
+
+    def _maybe_rotate(self, last: dict[str, Any]) -> None:
+        """Past the limit: close this file, start one with the snapshot. A failure leaves
+        the active file as it was (it is tried again after the next line)."""
+        rule = self.rotation
+        if rule is None or self._file is None:
+            return
+        ts = str(last["ts"])
+        if not rule.due(self._size, self._started, _time(ts), self._tail):
+            return
+        fields = snapshot_line(self.state, ts, self.path.name, rule.retention)
+        sealed = seal(fields, self._seq + 1, self._prev, self.key)
+        text = json.dumps(sealed, ensure_ascii=False) + "\n"
+        self._file.close()
+        try:
+            rotate(self.path, text)
+        except OSError as exc:
+            log.warning("audit rotation failed; the active file goes on", error=str(exc))
+            self._file = self.path.open("a", encoding="utf-8")
+            return
+        self._file = self.path.open("a", encoding="utf-8")
+        self._seq, self._prev = sealed["seq"], sealed["hash"]
+        self._started, self._tail, self._size = _time(ts), 0, len(text.encode("utf-8"))
+        # a head one line behind the snapshot still checks; the next line rewrites both
+        with contextlib.suppress(AuditUnavailable):
+            self._write_head()
+            self._write_anchor()
 
     def _tell(self, seconds: float | None) -> None:
         if self.on_write is not None:
@@ -322,23 +398,66 @@ def write_head(path: Path, seq: int, digest: str, key: bytes | None = None) -> N
 
 
 def check_file(
-    path: str | Path, *, key: bytes | None = None, anchor: Path | None = None
+    path: str | Path,
+    *,
+    key: bytes | None = None,
+    anchor: Path | None = None,
+    each: Callable[[dict[str, Any]], None] | None = None,
+    keep: bool = False,
 ) -> Verification:
     """Verify an audit file, its head and (if given) its anchor: any edit, deletion,
-    insertion, reordering or cut; with the key, any re-hashing too."""
+    insertion, reordering or cut; with the key, any re-hashing too.
+
+    Streams the file: each good line goes to ``each``; lines are kept only with ``keep``.
+    """
     path = Path(path)
-    return check_file_text(path, path.read_text(encoding="utf-8"), key=key, anchor=anchor)
+    with path.open(encoding="utf-8", newline="\n") as file:
+        return _check(path, file, key=key, anchor=anchor, each=each, keep=keep)
 
 
 def check_file_text(
     path: Path, raw: str, *, key: bytes | None = None, anchor: Path | None = None
 ) -> Verification:
-    check = verify(raw.splitlines(keepends=True), key=key)
+    """:func:`check_file` of ``raw``, the file's text as read, keeping its lines."""
+    return _check(path, raw.splitlines(keepends=True), key=key, anchor=anchor, keep=True)
+
+
+@dataclass(frozen=True)
+class _Head:
+    seq: int
+    digest: str
+    sig: str | None
+
+
+def _check(
+    path: Path,
+    lines: Iterable[str],
+    *,
+    key: bytes | None,
+    anchor: Path | None,
+    each: Callable[[dict[str, Any]], None] | None = None,
+    keep: bool,
+) -> Verification:
+    head = _read_head(head_path(path))
+    expected = read_anchor(anchor) if anchor is not None else None  # raises AnchorUnreadable
+    named: list[str] = []  # the hash of the line the head names, once seen
+    seen: dict[int, str] = {}  # the hashes of the lines the anchor recorded
+
+    def visit(fields: dict[str, Any]) -> None:
+        seq = fields.get("seq")
+        if isinstance(head, _Head) and seq == head.seq:
+            named.append(str(fields.get("hash")))
+        if expected is not None and isinstance(seq, int) and seq in expected:
+            seen[seq] = str(fields.get("hash"))
+        if each is not None:
+            each(fields)
+
+    check = verify(lines, keep=keep, key=key, each=visit)
     if not check.ok:
         return check
-    _check_head(path, check, key)
-    if check.ok and anchor is not None:
-        _check_anchor(anchor, check)
+    _check_head(path, check, key, head, named[0] if named else None)
+    if check.ok and anchor is not None and expected is not None:
+        _check_anchor(anchor, check, expected, seen)
     if check.ok and key is not None and check.lines and check.keyed_from is None:
         check.unguarded = check.unguarded or (
             "a key is given but no line is sealed with it: anyone could have written or "
@@ -347,45 +466,83 @@ def check_file_text(
     return check
 
 
-def _check_head(path: Path, check: Verification, key: bytes | None) -> None:
-    """Hold the chain to its head; a head missing, unreadable or unsigned is a finding."""
-    head = head_path(path)
+def _read_head(path: Path) -> _Head | str | None:
+    """The head as recorded; None when there is none, why when it cannot be read."""
     try:
-        recorded = json.loads(head.read_text(encoding="utf-8"))
-        seq, digest = int(recorded["seq"]), str(recorded["hash"])
-    except FileNotFoundError:
-        if check.lines:
-            check.unguarded = f"{head} is missing: lines cut from the end would not show"
-        return
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        # written by rename, a head is never torn by a crash: this one was changed
-        check.unguarded = f"{head} is corrupt ({exc}): lines cut from the end would not show"
-        return
-    if seq > check.lines:
-        check.first_bad = check.lines + 1
-        check.problem = f"lines {check.lines + 1}..{seq} were removed from the end"
-    elif seq >= 1 and check.records and check.records[seq - 1]["hash"] != digest:
-        check.first_bad = seq
-        check.problem = "the line the head records was replaced"
-    elif key is not None and check.keyed_from is not None and seq >= check.keyed_from:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
         sig = recorded.get("sig") if isinstance(recorded, dict) else None
-        if not isinstance(sig, str) or sig != head_signature(seq, digest, key):
-            check.unguarded = (
-                f"{head} is not signed with the key: it may have been rewritten "
-                "to hide lines cut from the end"
-            )
+        return _Head(
+            int(recorded["seq"]), str(recorded["hash"]), sig if isinstance(sig, str) else None
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return str(exc) or type(exc).__name__
 
 
-def _check_anchor(anchor: Path, check: Verification) -> None:
-    """Hold the chain to its anchor; an anchor that vouches stands in for a lost head."""
-    expected = read_anchor(anchor)  # raises AnchorUnreadable
-    if expected is None:
+def _check_head(
+    path: Path, check: Verification, key: bytes | None, head: _Head | str | None, named: str | None
+) -> None:
+    """Hold the chain to its head; a head missing, unreadable or unsigned is a finding."""
+    where = head_path(path)
+    if head is None and _is_rotated(path):
+        # a rotated file has no head: the next file's snapshot names its last line
+        check.notes.append(
+            f"{path.name} is a rotated file: the next file's snapshot vouches for its end "
+            "(`audit verify --series` checks each link)"
+        )
         return
-    found = anchor_problem(expected, [str(r["hash"]) for r in check.records])
-    if found is not None:
-        check.first_bad, check.problem = found
+    if head is None:
+        if check.lines:
+            check.unguarded = f"{where} is missing: lines cut from the end would not show"
         return
+    if isinstance(head, str):
+        # written by rename, a head is never torn by a crash: this one was changed
+        check.unguarded = f"{where} is corrupt ({head}): lines cut from the end would not show"
+        return
+    seq, digest = head.seq, head.digest
+    if seq > check.last_seq:
+        check.first_bad = check.lines + 1
+        check.problem = (
+            f"lines {check.lines + 1}..{seq - check.first_seq + 1} were removed from the end"
+        )
+    elif seq >= check.first_seq and named != digest:
+        check.first_bad = seq - check.first_seq + 1
+        check.problem = "the line the head records was replaced"
+    elif 1 <= seq < check.first_seq and (seq != check.first_seq - 1 or digest != check.first_prev):
+        # a head one line behind the snapshot is a crash between rotating and writing it
+        check.first_bad = 1
+        check.problem = "the head names a line this file does not follow"
+    elif (
+        key is not None
+        and check.keyed_from is not None
+        and seq - check.first_seq + 1 >= check.keyed_from
+        and head.sig != head_signature(seq, digest, key)
+    ):
+        check.unguarded = (
+            f"{where} is not signed with the key: it may have been rewritten "
+            "to hide lines cut from the end"
+        )
+
+
+def _check_anchor(
+    anchor: Path, check: Verification, expected: dict[int, str], seen: dict[int, str]
+) -> None:
+    """Hold the chain to its anchor; an anchor that vouches stands in for a lost head.
+    Lines before this file's first (rotated away) are the earlier files' to answer for."""
+    for seq in sorted(s for s in expected if check.first_seq <= s <= check.last_seq):
+        if seen.get(seq) != expected[seq]:
+            check.first_bad = seq - check.first_seq + 1
+            check.problem = "not the line the anchor recorded: edited and re-hashed, or replaced"
+            return
     top = max(expected, default=0)
+    if top > check.last_seq:
+        check.first_bad = check.lines + 1
+        check.problem = (
+            f"lines {check.lines + 1}..{top - check.first_seq + 1} were removed from the end "
+            "(the anchor recorded them)"
+        )
+        return
     if check.unguarded is not None and top:
         check.notes.append(f"{check.unguarded}; the anchor {anchor} vouches for lines 1..{top}")
         check.unguarded = None
@@ -397,3 +554,13 @@ def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
         for line in file:
             if line.strip():
                 yield json.loads(line)
+
+
+def _is_rotated(path: Path) -> bool:
+    """``<log>.<n>``: a file rotation closed."""
+    stem, _, number = path.name.rpartition(".")
+    return bool(stem) and number.isdigit()
+
+
+def _time(text: Any) -> datetime:
+    return datetime.fromisoformat(str(text).replace("Z", "+00:00"))

@@ -3,9 +3,15 @@
 Replaying in order restores, per policy: the last known state of each objective, every
 action that ran, failed or would have run (what cooldowns and budgets count), the
 ladder rungs used up in the current breach, each action's circuit breaker, an action
-still waiting to be judged, and the last reason recorded. An ``intent`` with no
-``result`` after it is an action interrupted by a crash; it is returned for settling
-by reading the resource — never retried blindly.
+still waiting to be judged, the last reason recorded, and whether the breach was
+already put to a person (an escalation is sent once per breach, across restarts too);
+and for the whole fleet, whether fail static holds. An ``intent`` with no ``result``
+after it is an action interrupted by a crash; it is returned for settling by reading
+the resource — never retried blindly.
+
+A ``snapshot`` line (the first line of a file a rotation started) carries all of this
+as it stood at the end of the previous file: replay restarts from it, so the files
+before it need not be read.
 """
 
 from __future__ import annotations
@@ -15,6 +21,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from controller.audit import snapshot
+from controller.audit.chain import SNAPSHOT
+from controller.audit.snapshot import Retention
 from controller.memory import (
     ApprovalRequest,
     PendingVerification,
@@ -24,6 +33,10 @@ from controller.memory import (
 from controller.model import Efficacy, OutcomeKind, VerdictState
 
 _COUNTED = {o.value for o in OutcomeKind}
+NEEDS_HUMAN = "needs a human"  # how a needs-human escalation's reason begins
+FAIL_STATIC = "fail static: "  # … and fail static's, engaging
+FAIL_STATIC_HOLDS = "; no target acts until this clears"
+FAIL_STATIC_CLEARED = "fail static cleared"  # … and its end
 
 
 @dataclass
@@ -34,6 +47,8 @@ class Replayed:
     # by policy: every intent with no result yet, oldest first (a full disk can leave more
     # than one: each is settled, none forgotten)
     open_intents: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    fail_static: str | None = None  # why the fleet holds still, if it does
+    targets: dict[str, str] = field(default_factory=dict)  # policy → its resource ID
 
     def memory(self, policy: str) -> TargetMemory:
         return self.memories.setdefault(policy, TargetMemory())
@@ -43,10 +58,32 @@ def replay(records: Iterable[dict[str, Any]]) -> Replayed:
     """Fold verified audit records, oldest first, into per-policy memory."""
     out = Replayed()
     for record in records:
-        policy = record.get("policy")
-        if isinstance(policy, str):
-            apply(out, out.memory(policy), record)
+        fold(out, record)
     return out
+
+
+def fold(out: Replayed, record: dict[str, Any]) -> None:
+    """One verified line into ``out``: a snapshot replaces everything before it."""
+    if record.get("kind") == SNAPSHOT:
+        held = snapshot.read(record)
+        out.memories, out.open_intents = held.memories, held.open_intents
+        out.fail_static, out.targets = held.fail_static, held.targets
+        return
+    if record.get("kind") == "resolved":  # the fleet's line: no target's verdicts
+        _escalated(out, None, str(record.get("reason") or ""))
+        return
+    policy = record.get("policy")
+    if isinstance(policy, str):
+        out.targets[policy] = str(record.get("target", ""))
+        apply(out, out.memory(policy), record)
+
+
+def snapshot_line(
+    out: Replayed, ts: str, rotated_from: str, retention: Retention
+) -> dict[str, Any]:
+    """``out`` as a snapshot line's fields, its action history pruned (in ``out`` too)."""
+    held = snapshot.Contents(out.memories, out.open_intents, out.fail_static, out.targets)
+    return snapshot.line(held, ts, rotated_from, retention)
 
 
 def apply(out: Replayed, memory: TargetMemory, record: dict[str, Any]) -> None:
@@ -62,6 +99,8 @@ def apply(out: Replayed, memory: TargetMemory, record: dict[str, Any]) -> None:
     action = record.get("action")
     if isinstance(record.get("breaker"), dict) and action:
         memory.breakers[str(action)] = breaker_from_json(record["breaker"])
+    if kind == "escalation":
+        _escalated(out, memory, str(record.get("reason") or ""))
     if kind == "intent":
         out.open_intents.setdefault(str(record["policy"]), []).append(record)
         return
@@ -94,6 +133,16 @@ def apply(out: Replayed, memory: TargetMemory, record: dict[str, Any]) -> None:
         memory.note_judgement(memory.pending, Efficacy(record["efficacy"]))
     if kind in ("decision", "verdict", "result"):
         memory.last_reason = record.get("reason")
+
+
+def _escalated(out: Replayed, memory: TargetMemory | None, reason: str) -> None:
+    """What a once-per-breach escalation leaves behind, so a restart does not repeat it."""
+    if reason.startswith(NEEDS_HUMAN) and memory is not None:
+        memory.told_human = True
+    elif reason.startswith(FAIL_STATIC):
+        out.fail_static = reason.removeprefix(FAIL_STATIC).removesuffix(FAIL_STATIC_HOLDS)
+    elif reason.startswith(FAIL_STATIC_CLEARED):
+        out.fail_static = None
 
 
 def _close_intent(out: Replayed, policy: str, seq: Any) -> None:

@@ -3,12 +3,14 @@
 Reading never verifies the chain (``remediator audit verify`` does) and never fails on
 a line a crash left half-written: a torn last line is left for the next poll, which
 sees it completed or not at all; a complete line that does not parse is reported and
-skipped.
+skipped. Following carries on across a rotation: the rest of the rotated file, then the
+new file (another inode) from its start, its snapshot line first.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -16,10 +18,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
 
+from controller.audit.chain import SNAPSHOT
 from controller.audit.log import Kind
+from controller.audit.rotation import rotated
 from controller.durations import parse_duration
 
-KINDS: tuple[str, ...] = get_args(Kind)
+KINDS: tuple[str, ...] = (*get_args(Kind), SNAPSHOT)  # a snapshot heads a rotated-in file
 
 
 @dataclass(frozen=True)
@@ -88,18 +92,36 @@ class Tail:
         self.offset = 0
         self.line = 0  # lines consumed, to name a bad one
         self.bad = 0  # complete lines that were not records: the log needs a look
+        self.inode: int | None = None  # the file read last (rotation starts a new one)
         self._on_bad = on_bad
 
     def read(self) -> list[dict[str, Any]]:
         """Records appended since the last read; a torn last line waits for the next one."""
         try:
             with self.path.open("rb") as file:
-                if file.seek(0, 2) < self.offset:  # truncated or replaced: start over
-                    self.offset = self.line = 0
+                inode = os.fstat(file.fileno()).st_ino
+                ended = self._rest_of_rotated(inode)
+                if file.seek(0, 2) < self.offset or inode != self.inode:
+                    self.offset = self.line = 0  # truncated, or rotated: a new file
+                self.inode = inode
                 file.seek(self.offset)
                 data = file.read()
         except FileNotFoundError:
             return []
+        return ended + self._complete(data)
+
+    def _rest_of_rotated(self, inode: int) -> list[dict[str, Any]]:
+        """What the file read last got after that read, before it was rotated away."""
+        if self.inode is None or inode == self.inode:
+            return []
+        for old in reversed(rotated(self.path)):
+            with old.open("rb") as file:
+                if os.fstat(file.fileno()).st_ino == self.inode:
+                    file.seek(self.offset)
+                    return self._complete(file.read())
+        return []
+
+    def _complete(self, data: bytes) -> list[dict[str, Any]]:
         complete = data[: data.rfind(b"\n") + 1]
         self.offset += len(complete)
         return list(self._parse(complete.decode("utf-8", errors="replace").splitlines()))

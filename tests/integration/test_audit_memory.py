@@ -9,7 +9,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from controller.audit.log import AuditLog, AuditUnavailable, Record, check_file
+from controller.audit.log import AuditLog, AuditUnavailable, Record, check_file, read_records
+from controller.audit.rotation import rotated, series
+from controller.audit.series import check_series
 from controller.clock import VirtualClock
 from controller.emulator import Emulator
 from controller.policy.loader import LoadedPolicy
@@ -35,6 +37,28 @@ async def test_a_restart_keeps_the_cooldown(
     later = second[len(first) :]
     assert any(r["guard"] == "cooldown" for r in later)
     assert check_file(settings.audit_path).ok
+
+
+async def test_a_restart_after_rotation_keeps_the_cooldown_from_the_active_file_alone(
+    tmp_path: Path, clock: VirtualClock, emulator: tuple[Emulator, str]
+) -> None:
+    """The log rotating every few lines, and every rotated file removed before the
+    restart: the snapshot at the head of the active file still holds the cooldown."""
+    emu, base_url = emulator
+    rotation = {"maxBytes": 4096}
+    settings = emulator_settings(base_url, tmp_path, mode="live", auditRotation=rotation)
+    path = Path(settings.audit_path)
+    await run_controller(settings, [POLICY], clock, START + timedelta(minutes=10))
+    assert emu.writes == 1 and check_series(path).ok
+    first = [r for f in series(path) for r in read_records(f)]
+    assert len(actions(first)) == 1 and len(rotated(path)) >= 2
+    for old in rotated(path):
+        old.unlink()  # a start must not need them
+    second = await run_controller(settings, [POLICY], clock, START + timedelta(minutes=20))
+    assert emu.writes == 1
+    assert second[0]["kind"] == "snapshot"
+    assert any(r["guard"] == "cooldown" for r in second)
+    assert check_file(path).ok
 
 
 def intent_line(min_replicas: int) -> Record:

@@ -46,7 +46,7 @@ async def test_a_repaired_log_keeps_its_memory(
     assert main(["audit", "repair", str(path), "--by", "alice"]) == 0
     assert f"kept lines 1..{acted}" in capsys.readouterr().out
     aside = set_aside_byte_for_byte(path, raw, acted)
-    check = check_file(path)
+    check = check_file(path, keep=True)
     assert check.trusted and check.lines == acted + 1
     repair = check.records[-1]
     assert repair["kind"] == "repair" and repair["seq"] == acted + 1

@@ -139,6 +139,6 @@ def test_a_broken_chain_refuses_to_open(log: Path) -> None:
 def test_reopening_continues_the_chain(log: Path) -> None:
     """A restart appends after the last line, keeping seq and prev continuous."""
     with AuditLog(log) as audit:
-        assert len(audit.records) == 6
+        assert audit.lines == 6
         audit.append(record(6))
     assert check_file(log).lines == 7

@@ -22,7 +22,7 @@ def test_a_re_hashed_log_is_repaired_and_carries_on(tmp_path: Path, mode: str) -
     done = repair(log.path, key=log.key, anchor=log.anchor, by="test")
     assert done is not None and (done.kept, done.first_bad, done.moved_lines) == (2, 3, 4)
     assert done.moved_to is not None and done.moved_to.read_text() == "".join(broken[2:])
-    check = check_file(log.path, key=log.key, anchor=log.anchor)
+    check = check_file(log.path, key=log.key, anchor=log.anchor, keep=True)
     assert check.trusted and check.lines == 3 and check.records[-1]["kind"] == "repair"
     with AuditLog(log.path, key=log.key, anchor=log.anchor) as audit:
         assert audit.append(record(9)) == 4

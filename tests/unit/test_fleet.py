@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from controller.config import BudgetSettings, FailStaticSettings
 from controller.core import guards
 from controller.fleet import Fleet
@@ -145,3 +147,25 @@ def test_the_hourly_cap_counts_for_a_pass_that_began_before_the_last_action() ->
     for hour in range(2, 50):
         f.spend("sub", START + timedelta(hours=hour))
     assert len(f._actions) <= 3  # a day and more of actions: only the last two hours kept
+
+
+def test_fail_static_tells_its_end_before_letting_go() -> None:
+    """The end of an episode is told (for the audit line) before acting resumes; if it
+    cannot be told, fail static still holds."""
+    told: list[tuple[str, str]] = []
+
+    def audit_down(why: str, target: str, state: VerdictState, at: object) -> None:
+        raise RuntimeError("disk full")
+
+    f = Fleet(BudgetSettings(), FailStaticSettings(), 8, on_release=audit_down)
+    for i in range(8):
+        f.note(f"app{i}", B if i < 4 else OK, False, START)
+    with pytest.raises(RuntimeError):
+        for _ in range(2):
+            for i in range(8):
+                f.note(f"app{i}", OK, False, START)
+    assert f.holds("sub", START) is not None
+    f._on_release = lambda why, target, state, at: told.append((why, target))
+    f.note("app0", OK, False, START)
+    assert f.holds("sub", START) is None
+    assert told == [("4 of 8 targets in breach at once", "app0")]
