@@ -9,6 +9,11 @@ every retry period each replica counts who holds what and evens the load — it 
 free partitions up to its fair share, and when none is free, takes one from the most
 loaded replica by *breaking* that lease.
 
+Every replica also holds a lease on a presence blob of its own, so one that holds no
+partition yet is counted when the others work out their fair share; a new replica waits
+one retry period after announcing itself before it claims anything, so replicas that
+start together see each other and split the partitions without taking any back.
+
 A break does not hand the partition over at once: the lease stays valid for the break
 period (the lease's own duration), while the holder's next renewal fails and it stops
 acting on that partition at once — or, if it is paused, at its renew deadline. Only
@@ -86,6 +91,7 @@ class PartitionOwner:
         self._monotonic = monotonic
         self._held: dict[int, _Held] = {}
         self.breaking: set[int] = set()  # partitions this replica broke, to claim once free
+        self._presence: BlobLeaseClient | None = None  # the lease that says this one is alive
 
     # -- what the controller asks --------------------------------------------------------
 
@@ -115,6 +121,8 @@ class PartitionOwner:
         """Renew, balance and wait a retry period, until cancelled; then release."""
         await self.ensure_partitions()
         try:
+            await self._announce()
+            await anyio.sleep(self._timing.retry_period)  # let the others see this one
             while True:
                 await self.round()
                 await anyio.sleep(self._timing.retry_period)
@@ -124,9 +132,39 @@ class PartitionOwner:
 
     async def round(self) -> None:
         """One round: renew what is held, then claim or take toward a fair share."""
+        await self._announce()
         await self._renew_all()
         claims = await self.listing()
-        await self._balance(claims)
+        await self._balance(claims, await self.alive())
+
+    def _presence_blob(self, identity: str) -> str:
+        return f"{self._prefix}/replicas/{identity}"
+
+    async def _announce(self) -> None:
+        """Hold (or renew) the lease on this replica's presence blob."""
+        if self._presence is not None:
+            try:
+                await self._presence.renew()
+                return
+            except AzureError:
+                self._presence = None  # expired and taken meanwhile: take it again below
+        blob = self._container.get_blob_client(self._presence_blob(self.identity))
+        with contextlib.suppress(ResourceExistsError, HttpResponseError):
+            await blob.upload_blob(b"", overwrite=False)
+        lease = BlobLeaseClient(blob)
+        try:
+            await lease.acquire(lease_duration=int(self._timing.duration))
+        except AzureError:
+            return  # a previous run under this name is still held: it counts as alive
+        self._presence = lease
+
+    async def alive(self) -> set[str]:
+        """The replicas whose presence lease is held: every live replica, busy or not."""
+        found = {self.identity}
+        async for blob in self._container.list_blobs(name_starts_with=self._prefix + "/replicas/"):
+            if str(blob.lease.state or "") in ("leased", "breaking"):
+                found.add(str(blob.name).rsplit("/", 1)[1])
+        return found
 
     def _blob(self, partition: int) -> str:
         return f"{self._prefix}/{partition:05d}"
@@ -147,10 +185,10 @@ class PartitionOwner:
         async for blob in self._container.list_blobs(
             name_starts_with=self._prefix + "/", include=["metadata"]
         ):
-            try:
-                partition = int(str(blob.name).rsplit("/", 1)[1])
-            except ValueError:
-                continue
+            name = str(blob.name)[len(self._prefix) + 1 :]
+            if not name.isdigit():
+                continue  # a presence blob
+            partition = int(name)
             if partition >= self.partitions:
                 continue
             state = str(blob.lease.state or "available")
@@ -169,10 +207,10 @@ class PartitionOwner:
                 continue
             held.renewed_at = self._monotonic()
 
-    async def _balance(self, claims: list[Claim]) -> None:
+    async def _balance(self, claims: list[Claim], alive: set[str]) -> None:
         holders = Counter(c.owner for c in claims if c.owner is not None)
         holders[self.identity] = len(self._held)
-        active = len(holders)
+        active = len(set(holders) | alive)
         fair = math.ceil(self.partitions / active)
         floor = self.partitions // active
         mine = len(self._held)
@@ -229,7 +267,11 @@ class PartitionOwner:
 
     async def release_all(self) -> None:
         """Hand every partition back at once (a clean stop): others claim within a round."""
-        for held in self._held.values():
+        leases = [held.lease for held in self._held.values()]
+        if self._presence is not None:
+            leases.append(self._presence)
+        for lease in leases:
             with contextlib.suppress(AzureError):  # else it expires on its own
-                await held.lease.release()
+                await lease.release()
         self._held.clear()
+        self._presence = None
