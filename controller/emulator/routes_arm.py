@@ -183,8 +183,7 @@ def _group_json(world: World, p: dict[str, str]) -> dict[str, object]:
 
 
 def _group_known(world: World, p: dict[str, str]) -> bool:
-    prefix = f"/subscriptions/{p['sub']}/resourcegroups/{p['rg']}/".lower()
-    return any(key.startswith(prefix) for key in world.known_ids())
+    return world.group_known(p["sub"], p["rg"])
 
 
 async def get_group(world: World, request: web.Request, p: dict[str, str]) -> web.StreamResponse:
