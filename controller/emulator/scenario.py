@@ -365,6 +365,8 @@ def _fleet(check: _Checker, node: _Map, subscription: str) -> list[ResourceSpec]
     what = f"resource {node.get('name', '?')}"
     count = check.integer(node, "count", what, 1, 100_000)
     name = node.get("name")
+    if isinstance(name, str):
+        _template(check, node, "name", name, 1)  # a bad template is named before anything
     if count > 1 and (not isinstance(name, str) or "{i" not in name):
         raise check.fail(node, f"{what}: name must contain {{i}} when count > 1", "name")
     rules = []
@@ -400,8 +402,9 @@ def _fleet(check: _Checker, node: _Map, subscription: str) -> list[ResourceSpec]
         for rule, every, offset, chosen in rules:
             if (chosen is not None and i in chosen) or (every and i % every == offset):
                 for key in set(rule) & _FLEET_VARIES:
-                    if key in ("tags", "workload") and isinstance(member.get(key), dict):
+                    if key in ("tags", "workload"):
                         change = check.mapping(rule[key], f"{what}: vary.{key}", rule)
+                    if key in ("tags", "workload") and isinstance(member.get(key), dict):
                         merged = _Map({**member[key], **change})
                         merged.line = change.line
                         merged.key_lines = {
