@@ -77,7 +77,8 @@ class World:
     # indexes, so a lookup costs the same in an estate of 10 or 10,000 resources
     _metered: dict[str, Metered] = field(default_factory=dict)  # by lower-case metrics id
     _by_name: dict[str, AppResource] = field(default_factory=dict)  # first app of a name
-    _groups: set[str] = field(default_factory=set)  # "/subscriptions/s/resourcegroups/rg"
+    # "/subscriptions/s/resourcegroups/rg" → the location of its first resource
+    _groups: dict[str, str] = field(default_factory=dict)
     _by_subscription: dict[str, dict[str, Any]] = field(default_factory=dict)  # graph scope
 
     def __post_init__(self) -> None:
@@ -115,7 +116,7 @@ class World:
     def _index(self, resource_id: str, res: Any) -> None:
         key = resource_id.lower()
         parts = key.split("/")  # "", subscriptions, S, resourcegroups, RG, ...
-        self._groups.add("/".join(parts[:5]))
+        self._groups.setdefault("/".join(parts[:5]), res.location)
         self._by_subscription.setdefault(parts[2], {})[key] = res
         if hasattr(res, "metrics_id"):
             self._metered[res.metrics_id.lower()] = res
@@ -177,9 +178,9 @@ class World:
         res = self._by_name.get(name.lower())
         return res if res is not None and res.exists(self.now()) else None
 
-    def group_known(self, subscription: str, group: str) -> bool:
-        """Whether a resource group holds (or held) an emulated resource."""
-        return f"/subscriptions/{subscription}/resourcegroups/{group}".lower() in self._groups
+    def group_location(self, subscription: str, group: str) -> str | None:
+        """A resource group's location; None unless it holds (or held) an emulated resource."""
+        return self._groups.get(f"/subscriptions/{subscription}/resourcegroups/{group}".lower())
 
     def find_metered(self, resource_id: str) -> Metered | None:
         """Whatever resource the metrics APIs are asked about, if it exists now."""

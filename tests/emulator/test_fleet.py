@@ -264,3 +264,63 @@ def test_fleet_templates_and_overrides() -> None:
     assert (specs["web-01"].resource_group, specs["web-01"].tags) == ("rg", {})
     assert specs["web-03"].workload.cpu_demand_cores == 0.9
     assert specs["web-03"].workload.base_memory_mib == 100  # merged, not replaced
+
+
+class _Watched(dict[str, Any]):
+    """A dict that counts every walk over it (iteration, keys, values, items)."""
+
+    walks = 0
+
+    def __iter__(self) -> Any:
+        _Watched.walks += 1
+        return super().__iter__()
+
+    def keys(self) -> Any:
+        _Watched.walks += 1
+        return super().keys()
+
+    def values(self) -> Any:
+        _Watched.walks += 1
+        return super().values()
+
+    def items(self) -> Any:
+        _Watched.walks += 1
+        return super().items()
+
+
+def test_lookups_do_not_walk_the_estate(clock: ManualClock) -> None:
+    """An ARM GET, a group GET and a metrics batch find their resources by index: none
+    walks the estate's apps (each once rebuilt a map of every resource per lookup)."""
+    emu = Emulator(load_scenario("fleet"), now=clock.now, wobble=0.0)
+    world = emu._world
+    world.resources = _Watched(world.resources)
+    ids = [
+        f"{FLEET}/rg-fleet-east/providers/Microsoft.App/containerApps/app-{i:03d}"
+        for i in range(1, 100, 2)
+    ]
+
+    async def body() -> None:
+        async with served(emu) as s:
+            clock.set(5)
+            _Watched.walks = 0
+            async with s.get(ids[0], params=ACA) as r:
+                assert r.status == 200
+            async with s.get(f"{FLEET}/rg-fleet-east", params=ACA) as r:
+                assert r.status == 200
+            async with s.post(
+                f"/subscriptions/{SUB}/metrics:getBatch",
+                params={"metricnames": "CpuPercentage", **MON},
+                json={"resourceids": ids},
+            ) as r:
+                values = (await r.json())["values"]
+                assert len(values) == 50 and all(
+                    v["value"][0]["errorCode"] == "Success" for v in values
+                )
+            async with s.get(
+                f"{ids[1]}/providers/Microsoft.Insights/metrics",
+                params={"metricnames": "CpuPercentage", **MON},
+            ) as r:
+                assert r.status == 200
+            assert _Watched.walks == 0
+
+    anyio.run(body)
