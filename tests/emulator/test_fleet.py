@@ -94,6 +94,15 @@ def test_a_resource_exists_only_within_its_span(clock: ManualClock) -> None:
             assert await _graph_names(s, ["sub-1"]) == ["always"]
             clock.set(10)
             assert await _seen(s, LATE) == THERE
+            clock.set(15)
+            params = {
+                "metricnames": "CpuPercentage", "interval": "PT1M", "aggregation": "Average",
+                "timespan": "2026-01-01T00:07:00Z/2026-01-01T00:13:00Z", **MON,
+            }  # fmt: skip
+            async with s.get(f"{LATE}/providers/Microsoft.Insights/metrics", params=params) as r:
+                points = (await r.json())["value"][0]["timeseries"][0]["data"]
+            # no data before it was created: timestamps only, as Azure answers
+            assert [("average" in p) for p in points] == [False] * 3 + [True] * 3
             clock.set(29.9)
             assert await _seen(s, LATE) == THERE
             clock.set(30)
