@@ -369,6 +369,8 @@ def _fleet(check: _Checker, node: _Map, subscription: str) -> list[ResourceSpec]
         _template(check, node, "name", name, 1)  # a bad template is named before anything
     if count > 1 and (not isinstance(name, str) or "{i" not in name):
         raise check.fail(node, f"{what}: name must contain {{i}} when count > 1", "name")
+    if "vary" in node and not isinstance(node["vary"], list):
+        raise check.fail(node, f"{what}: vary must be a list", "vary")
     rules = []
     for raw in node.get("vary") or []:
         rule = check.mapping(raw, f"{what}: vary entry", node)
@@ -392,8 +394,6 @@ def _fleet(check: _Checker, node: _Map, subscription: str) -> list[ResourceSpec]
         if not set(rule) & _FLEET_VARIES:
             raise check.fail(rule, f"{what}: a vary entry changes nothing")
         rules.append((rule, every, offset, chosen))
-    if "vary" in node and not isinstance(node["vary"], list):
-        raise check.fail(node, f"{what}: vary must be a list", "vary")
     base = {k: v for k, v in node.items() if k not in ("count", "vary")}
     specs = []
     for i in range(1, count + 1):
@@ -401,20 +401,7 @@ def _fleet(check: _Checker, node: _Map, subscription: str) -> list[ResourceSpec]
         member.line, member.key_lines = node.line, dict(node.key_lines)
         for rule, every, offset, chosen in rules:
             if (chosen is not None and i in chosen) or (every and i % every == offset):
-                for key in set(rule) & _FLEET_VARIES:
-                    if key in ("tags", "workload"):
-                        change = check.mapping(rule[key], f"{what}: vary.{key}", rule)
-                    if key in ("tags", "workload") and isinstance(member.get(key), dict):
-                        merged = _Map({**member[key], **change})
-                        merged.line = change.line
-                        merged.key_lines = {
-                            **getattr(member[key], "key_lines", {}),
-                            **change.key_lines,
-                        }
-                        member[key] = merged
-                    else:
-                        member[key] = rule[key]
-                    member.key_lines[key] = rule.key_lines.get(key, rule.line)
+                _override(check, member, rule, what)
         for key in ("name", "resourceGroup"):
             if isinstance(member.get(key), str):
                 member[key] = _template(check, member, key, member[key], i)
@@ -430,6 +417,21 @@ def _fleet(check: _Checker, node: _Map, subscription: str) -> list[ResourceSpec]
             member["tags"] = tags
         specs.append(_resource(check, member, subscription))
     return specs
+
+
+def _override(check: _Checker, member: _Map, rule: _Map, what: str) -> None:
+    """Apply one ``vary`` entry to a fleet member: ``tags`` and ``workload`` merge, the
+    other fields replace; errors in them are reported at the entry's line."""
+    for key in sorted(set(rule) & _FLEET_VARIES):
+        value = rule[key]
+        if key in ("tags", "workload"):
+            change = check.mapping(value, f"{what}: vary.{key}", rule)
+            before = member.get(key)
+            value = _Map({**before, **change}) if isinstance(before, dict) else change
+            value.line = change.line
+            value.key_lines = {**getattr(before, "key_lines", {}), **change.key_lines}
+        member[key] = value
+        member.key_lines[key] = rule.key_lines.get(key, rule.line)
 
 
 def _template(check: _Checker, node: _Map, key: str, text: str, i: int) -> str:

@@ -250,6 +250,7 @@ resources:
             "      - {every: 2, createdAt: soon}",
             ":14: resource app-2.createdAt: bad duration",
         ),
+        ("app-{i}", "      every: 2", ":13: resource app-{i}: vary must be a list"),
     ],
 )
 def test_fleet_mistakes_name_the_line(tmp_path: Path, name: str, vary: str, error: str) -> None:
