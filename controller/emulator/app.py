@@ -16,15 +16,17 @@ from typing import Any
 
 from aiohttp import web
 
+from .graph import Quota
 from .routes_arm import ARM_ROUTES
 from .routes_control import control_routes
 from .routes_cosmos import COSMOS_ROUTES
+from .routes_graph import GRAPH_ROUTES
 from .routes_identity import IDENTITY_PATH, identity_routes
 from .routes_logs import LOGS_ROUTES
 from .routes_metrics import METRICS_ROUTES
 from .routes_redis import REDIS_ROUTES
 from .routing import dispatcher
-from .scenario import Scenario
+from .scenario import ResourceSpec, Scenario, resource_from_json
 from .world import World
 
 
@@ -49,11 +51,16 @@ class Emulator:
         lro_polls: int = 1,
         lro_retry_after: int = 0,
         wobble: float = 0.005,
+        graph_quota: int | None = 15,
+        graph_quota_window: timedelta = timedelta(seconds=5),
     ) -> None:
+        """``graph_quota`` Resource Graph queries per user per ``graph_quota_window`` of
+        scenario time (None: no quota)."""
         self.scenario = scenario
         self._world = World(
             scenario, now or _default_clock(scenario), lro_polls, lro_retry_after, wobble
         )
+        self._world.graph_quota = Quota(graph_quota, graph_quota_window)
         self._app: web.Application | None = None
 
     @property
@@ -91,6 +98,19 @@ class Emulator:
             self._world.group_tags[parts[3].lower()] = dict(tags)
             return
         self._world.resources[resource_id.lower()].tags = dict(tags)
+
+    def add_app(self, spec: ResourceSpec | dict[str, Any]) -> str:
+        """Create a Container App now, from a spec or the control API's JSON (containers
+        and workload may be left out); returns its resource id. ScenarioError if invalid,
+        ValueError if it exists."""
+        if isinstance(spec, dict):
+            spec = resource_from_json(spec, self.scenario.subscription)
+        return self._world.add_app(spec).resource_id
+
+    def delete_app(self, resource_id: str) -> None:
+        """Delete a Container App now; KeyError if no app exists at ``resource_id``."""
+        if self._world.delete_app(resource_id) is None:
+            raise KeyError(resource_id)
 
     def clear_faults(self) -> None:
         self._world.faults.clear()
@@ -140,7 +160,8 @@ class Emulator:
         app.add_routes(control_routes(world))
         app.add_routes(identity_routes(world))
         dispatch = dispatcher(
-            world, ARM_ROUTES + COSMOS_ROUTES + REDIS_ROUTES + METRICS_ROUTES + LOGS_ROUTES
+            world,
+            ARM_ROUTES + COSMOS_ROUTES + REDIS_ROUTES + METRICS_ROUTES + LOGS_ROUTES + GRAPH_ROUTES,
         )
 
         async def azure(request: web.Request) -> web.StreamResponse:

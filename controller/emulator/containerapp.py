@@ -41,6 +41,14 @@ class AppResource:
     version: int = 1  # bumped by every change that lands: the ETag
     modified_at: datetime | None = None  # systemData.lastModifiedAt (None: the scenario's start)
     modified_by_type: str = "User"
+    created: datetime | None = None  # exists from then (None: since before the scenario)
+    deleted: datetime | None = None  # gone from then (None: not deleted)
+
+    def exists(self, now: datetime) -> bool:
+        """Whether ARM, Resource Graph and the metrics APIs know the app at ``now``."""
+        return (self.created is None or self.created <= now) and (
+            self.deleted is None or now < self.deleted
+        )
 
     def __post_init__(self) -> None:
         initial = {r.name: r.traffic_percent for r in self.revision_specs if r.traffic_percent}

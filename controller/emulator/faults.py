@@ -29,6 +29,8 @@ FAULT_KINDS = frozenset(
         "logs-partial",  # Log Analytics answers with a PartialError
         "identity-unavailable",  # the managed identity endpoint has no identity to give
         "concurrent-write",  # someone else changes the app just before the next PATCH
+        "graph-throttle",  # Resource Graph answers 429, its user quota shown spent
+        "graph-error",  # Resource Graph answers 500
     }
 )
 

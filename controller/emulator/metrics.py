@@ -88,20 +88,25 @@ def series(
 ) -> list[dict[str, float | str]]:
     """The data points for one metric: a point per bucket with at least one completed minute.
 
-    ``empty`` answers every point with a timestamp only (Azure's "no data" bucket).
+    ``empty`` answers every point with a timestamp only (Azure's "no data" bucket), as
+    are the minutes before a resource was created.
     """
     cutoff = floor_minute(now)  # minute m is complete when m + 1 minute <= now
+    born: datetime | None = getattr(resource, "created", None)
     points: list[dict[str, float | str]] = []
     for bucket in bucket_starts(start, end, grain):
         minutes = []
+        complete = False
         m = bucket
         while m < bucket + grain and m < cutoff:
-            minutes.append(resource.minute(metric, m, dimensions or {}))
+            complete = True
+            if born is None or m >= born:
+                minutes.append(resource.minute(metric, m, dimensions or {}))
             m += MINUTE
-        if not minutes:
+        if not complete:
             break
         point: dict[str, float | str] = {"timeStamp": format_datetime(bucket)}
-        if not empty:
+        if not empty and minutes:
             combined = {
                 "average": sum(x["average"] for x in minutes) / len(minutes),
                 "minimum": min(x["minimum"] for x in minutes),

@@ -171,7 +171,7 @@ _GROUP = r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
 
 
 def _group_json(world: World, p: dict[str, str]) -> dict[str, object]:
-    location = next((r.spec.location for r in world.resources.values()), "eastus")
+    location = world.group_location(p["sub"], p["rg"]) or "eastus"
     return {
         "id": f"/subscriptions/{p['sub']}/resourceGroups/{p['rg']}",
         "name": p["rg"],
@@ -183,8 +183,7 @@ def _group_json(world: World, p: dict[str, str]) -> dict[str, object]:
 
 
 def _group_known(world: World, p: dict[str, str]) -> bool:
-    prefix = f"/subscriptions/{p['sub']}/resourcegroups/{p['rg']}/".lower()
-    return any(key.startswith(prefix) for key in world.known_ids())
+    return world.group_location(p["sub"], p["rg"]) is not None
 
 
 async def get_group(world: World, request: web.Request, p: dict[str, str]) -> web.StreamResponse:

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .scenario import ScenarioError, resource_from_json
 from .timeutil import parse_duration
 from .wire import error, json_response, read_json
 from .world import World
@@ -45,7 +46,7 @@ def control_routes(world: World) -> list[web.RouteDef]:
         """The app's own health endpoint (/health, /health/ready, /health/live): 503 while
         the app is hung, which only a restart clears."""
         name = request.match_info["app"]
-        res = next((r for r in world.resources.values() if r.spec.name == name), None)
+        res = world.find_by_name(name)
         if res is None:
             return web.json_response({"status": "NotFound"}, status=404)
         if res.model.hung(world.now()):
@@ -54,7 +55,32 @@ def control_routes(world: World) -> list[web.RouteDef]:
             )
         return web.json_response({"status": "Healthy"})
 
+    async def add_resource(request: web.Request) -> web.StreamResponse:
+        """Create a Container App now: the scenario's resource keys, as JSON."""
+        try:
+            body = await read_json(request)
+        except ValueError:
+            return error(400, "BadRequest", "The request body is not valid JSON.")
+        try:
+            spec = resource_from_json(body, world.scenario.subscription)
+        except ScenarioError as exc:
+            return error(400, "BadRequest", str(exc))
+        try:
+            res = world.add_app(spec)
+        except ValueError as exc:
+            return error(409, "Conflict", str(exc))
+        return json_response({"id": res.resource_id}, status=201)
+
+    async def delete_resource(request: web.Request) -> web.StreamResponse:
+        """Delete a Container App now (its id, with or without the leading slash)."""
+        resource_id = "/" + request.match_info["id"].lstrip("/")
+        if world.delete_app(resource_id) is None:
+            return error(404, "ResourceNotFound", f"No app exists at {resource_id}.")
+        return web.Response(status=204)
+
     return [
+        web.post("/_emulator/resources", add_resource),
+        web.delete("/_emulator/resources/{id:.+}", delete_resource),
         web.get("/_emulator/apps/{app}/health", health),
         web.get("/_emulator/apps/{app}/health/{probe:ready|live}", health),
         web.get("/_emulator/state", state),

@@ -102,7 +102,7 @@ async def query(world: World, request: web.Request, p: dict[str, str]) -> web.St
             "BadArgumentError",
             "The emulator answers the built-in templates only (scoped by AppRoleName).",
         )
-    res = next((r for r in world.resources.values() if r.spec.name == role.group(1)), None)
+    res = world.find_by_name(role.group(1))
     try:
         start, end = _span(body.get("timespan"), now)
     except ValueError:

@@ -10,6 +10,7 @@ puzzling metric an hour into a run.
 from __future__ import annotations
 
 import datetime as dt
+import string
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,6 +78,8 @@ class ResourceSpec:
     workload: WorkloadSpec
     tags: dict[str, str] = field(default_factory=dict)
     revisions: tuple[RevisionSpec, ...] = ()  # declared: multiple-revision mode
+    created_at: dt.timedelta | None = None  # exists from start + created_at (None: always)
+    deleted_at: dt.timedelta | None = None  # gone from start + deleted_at (None: never)
 
     @property
     def resource_id(self) -> str:
@@ -291,6 +294,8 @@ def parse_scenario(text: str, file: str = "<scenario>") -> Scenario:
             offers.append(parse_cosmos(check, node, subscription))
         elif kind == "redisCache":
             caches.append(parse_redis(check, node, subscription))
+        elif "count" in node:
+            resources.extend(_fleet(check, node, subscription))
         else:
             resources.append(_resource(check, node, subscription))
     kinds = (
@@ -334,6 +339,150 @@ def _list(check: _Checker, root: _Map, key: str) -> list[Any]:
     return value
 
 
+_APP_OPTIONAL = frozenset(
+    {
+        "minReplicas",
+        "maxReplicas",
+        "revision",
+        "tags",
+        "revisions",
+        "subscription",
+        "createdAt",
+        "deletedAt",
+    }
+)
+_FLEET_VARIES = frozenset(
+    {"tags", "workload", "resourceGroup", "location", "subscription", "createdAt", "deletedAt"}
+    | {"minReplicas", "maxReplicas"}
+)
+
+
+def _fleet(check: _Checker, node: _Map, subscription: str) -> list[ResourceSpec]:
+    """``count: N`` declares N Container Apps from one entry: ``{i}`` (1..N, with an
+    optional format spec such as ``{i:03d}``) in the name, resource group and tag values;
+    ``vary:`` entries override fields for every ``every``-th app (``i % every == offset``)
+    or for the ``indices`` listed (``tags`` and ``workload`` merge, the rest replace)."""
+    what = f"resource {node.get('name', '?')}"
+    count = check.integer(node, "count", what, 1, 100_000)
+    name = node.get("name")
+    if isinstance(name, str):
+        _template(check, node, "name", name, 1)  # a bad template is named before anything
+    if count > 1 and (not isinstance(name, str) or "{i" not in name):
+        raise check.fail(node, f"{what}: name must contain {{i}} when count > 1", "name")
+    if "vary" in node and not isinstance(node["vary"], list):
+        raise check.fail(node, f"{what}: vary must be a list", "vary")
+    rules = []
+    for raw in node.get("vary") or []:
+        rule = check.mapping(raw, f"{what}: vary entry", node)
+        check.keys(
+            rule, f"{what}: vary entry", set(), {"every", "offset", "indices"} | _FLEET_VARIES
+        )
+        if ("every" in rule) == ("indices" in rule):
+            raise check.fail(rule, f"{what}: a vary entry needs either every or indices")
+        if "every" in rule:
+            every = check.integer(rule, "every", "vary", 1, 100_000)
+            offset = check.integer(rule, "offset", "vary", 0, every - 1) if "offset" in rule else 0
+            chosen: AbstractSet[int] | None = None
+        else:
+            every, offset = 0, 0
+            listed = rule["indices"]
+            if not isinstance(listed, list) or not all(
+                isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= count for n in listed
+            ):
+                raise check.fail(rule, f"vary.indices must list integers in 1..{count}", "indices")
+            chosen = frozenset(listed)
+        if not set(rule) & _FLEET_VARIES:
+            raise check.fail(rule, f"{what}: a vary entry changes nothing")
+        rules.append((rule, every, offset, chosen))
+    base = {k: v for k, v in node.items() if k not in ("count", "vary")}
+    specs = []
+    for i in range(1, count + 1):
+        member = _Map(base)
+        member.line, member.key_lines = node.line, dict(node.key_lines)
+        for rule, every, offset, chosen in rules:
+            if (chosen is not None and i in chosen) or (every and i % every == offset):
+                _override(check, member, rule, what)
+        for key in ("name", "resourceGroup"):
+            if isinstance(member.get(key), str):
+                member[key] = _template(check, member, key, member[key], i)
+        if isinstance(member.get("tags"), dict):
+            tags = _Map(
+                {
+                    k: _template(check, member, "tags", v, i) if isinstance(v, str) else v
+                    for k, v in member["tags"].items()
+                    if v is not None  # a vary entry's "key: null" removes the tag
+                }
+            )
+            tags.line = getattr(member["tags"], "line", member.line)
+            member["tags"] = tags
+        specs.append(_resource(check, member, subscription))
+    return specs
+
+
+def _override(check: _Checker, member: _Map, rule: _Map, what: str) -> None:
+    """Apply one ``vary`` entry to a fleet member: ``tags`` and ``workload`` merge, the
+    other fields replace; errors in them are reported at the entry's line."""
+    for key in sorted(set(rule) & _FLEET_VARIES):
+        value = rule[key]
+        if key in ("tags", "workload"):
+            change = check.mapping(value, f"{what}: vary.{key}", rule)
+            before = member.get(key)
+            value = _Map({**before, **change}) if isinstance(before, dict) else change
+            value.line = change.line
+            value.key_lines = {**getattr(before, "key_lines", {}), **change.key_lines}
+        member[key] = value
+        member.key_lines[key] = rule.key_lines.get(key, rule.line)
+
+
+def _template(check: _Checker, node: _Map, key: str, text: str, i: int) -> str:
+    """``text`` with each ``{i}`` / ``{i:SPEC}`` filled in (nothing else is evaluated)."""
+    out = []
+    try:
+        for literal, field_name, spec, conversion in string.Formatter().parse(text):
+            out.append(literal)
+            if field_name is None:
+                continue
+            if field_name != "i" or conversion:
+                raise ValueError(f"only {{i}} or {{i:SPEC}} may be used, not {{{field_name}}}")
+            out.append(format(i, spec or ""))
+    except ValueError as exc:
+        raise check.fail(node, f"{key}: bad template {text!r}: {exc}", key) from None
+    return "".join(out)
+
+
+def resource_from_json(body: Any, subscription: str) -> ResourceSpec:
+    """A Container App declared at runtime (the control API), validated like a scenario's;
+    containers and workload default to a small, idle app."""
+    if not isinstance(body, dict):
+        raise ScenarioError("<request>: the body must be a JSON object")
+    data = {
+        "type": "containerApp",
+        "location": "eastus",
+        "containers": [
+            {
+                "name": "app",
+                "image": "mcr.microsoft.com/k8se/quickstart:latest",
+                "cpu": 0.5,
+                "memory": "1Gi",
+            }
+        ],
+        "workload": {"cpuDemandCores": 0.1, "baseMemoryMiB": 256},
+        **body,
+    }
+    return _resource(_Checker("<request>"), _mapped(data), subscription)
+
+
+def _mapped(value: Any) -> Any:
+    """JSON values as the line-tracking types the checker expects (line 0: none)."""
+    if isinstance(value, dict):
+        node = _Map({str(k): _mapped(v) for k, v in value.items()})
+        node.key_lines = {}
+        return node
+    if isinstance(value, list):
+        return [_mapped(v) for v in value]
+    return value
+
+
 def _resource(check: _Checker, raw: Any, subscription: str) -> ResourceSpec:
     node = check.mapping(raw, "resource", None)
     what = f"resource {node.get('name', '?')}"
@@ -341,7 +490,7 @@ def _resource(check: _Checker, raw: Any, subscription: str) -> ResourceSpec:
         node,
         what,
         {"type", "resourceGroup", "name", "location", "containers", "workload"},
-        {"minReplicas", "maxReplicas", "revision", "tags", "revisions"},
+        _APP_OPTIONAL,
     )
     if node["type"] != "containerApp":
         raise check.fail(
@@ -403,9 +552,17 @@ def _resource(check: _Checker, raw: Any, subscription: str) -> ResourceSpec:
     tags = node.get("tags") or {}
     if not isinstance(tags, dict):
         raise check.fail(node, f"{what}: tags must be a mapping")
+    created = check.duration(node, "createdAt", what) if "createdAt" in node else None
+    deleted = check.duration(node, "deletedAt", what) if "deletedAt" in node else None
+    if created is not None and deleted is not None and deleted <= created:
+        raise check.fail(node, f"{what}: deletedAt must come after createdAt", "deletedAt")
     return ResourceSpec(
         type="containerApp",
-        subscription=subscription,
+        subscription=check.string(node, "subscription", what)
+        if "subscription" in node
+        else subscription,
+        created_at=created,
+        deleted_at=deleted,
         resource_group=check.string(node, "resourceGroup", what),
         name=name,
         location=check.string(node, "location", what),

@@ -13,6 +13,7 @@ log = logging.getLogger("controller.emulator")
 # api-versions the pinned SDKs send; others are accepted and logged once.
 KNOWN_API_VERSIONS = frozenset(
     {"2026-07-01", "2025-07-01", "2025-01-01", "2024-03-01", "2024-02-01"}
+    | {"2021-03-01", "2022-10-01", "2024-04-01"}  # Resource Graph
 )
 _seen_unknown: set[str] = set()
 

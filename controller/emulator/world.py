@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,10 +23,11 @@ from .containerapp import (
 )
 from .cosmos import CosmosAccount, CosmosOffer
 from .faults import Fault, FaultSet
+from .graph import Quota, Results
 from .merge_patch import merge_patch
 from .metered import Metered
 from .redis import RedisCache
-from .scenario import Scenario
+from .scenario import ResourceSpec, Scenario
 from .timeutil import MINUTE, floor_minute, format_datetime
 from .workload import AppConfig, AppModel, Container, Demand
 
@@ -70,74 +71,138 @@ class World:
     accounts: dict[str, CosmosAccount] = field(default_factory=dict)
     cosmos_ops: dict[str, Any] = field(default_factory=dict)
     caches: dict[str, RedisCache] = field(default_factory=dict)  # by lower-case resource id
+    graph_quota: Quota = field(default_factory=Quota)  # Resource Graph's per-user quota
+    graph_results: Results = field(default_factory=Results)  # kept for their skip tokens
+
+    # indexes, so a lookup costs the same in an estate of 10 or 10,000 resources
+    _metered: dict[str, Metered] = field(default_factory=dict)  # by lower-case metrics id
+    _by_name: dict[str, AppResource] = field(default_factory=dict)  # first app of a name
+    # "/subscriptions/s/resourcegroups/rg" → the location of its first resource
+    _groups: dict[str, str] = field(default_factory=dict)
+    _by_subscription: dict[str, dict[str, Any]] = field(default_factory=dict)  # graph scope
 
     def __post_init__(self) -> None:
         start = self.scenario.start
+        events: dict[str, list[tuple[datetime, dict[str, float]]]] = {}
+        for e in self.scenario.timeline:
+            events.setdefault(e.resource, []).append((start + e.at, e.changes))
         for spec in self.scenario.resources:
-            changes = [
-                (start + e.at, e.changes) for e in self.scenario.timeline if e.resource == spec.name
-            ]
-            config = AppConfig(
-                spec.min_replicas,
-                spec.max_replicas,
-                tuple(Container(c.name, c.image, c.cpu, c.memory) for c in spec.containers),
-            )
-            wl = spec.workload
-            demand = Demand(
-                wl.cpu_demand_cores,
-                wl.base_memory_mib,
-                wl.leak_mib_per_minute,
-                wl.cpu_demand_per_replica,
-                wl.requests_per_minute,
-            )
-            model = AppModel(spec.resource_id.lower(), start, config, demand, changes, self.wobble)
-            self.resources[spec.resource_id.lower()] = AppResource(spec, model, dict(spec.tags))
+            self._add_app(spec, events.get(spec.name, []))
         for offer_spec in self.scenario.offers:
             ru_demand = [
-                (start + e.at, e.changes["ru_demand"])
-                for e in self.scenario.timeline
-                if e.resource == offer_spec.name and "ru_demand" in e.changes
+                (at, changes["ru_demand"])
+                for at, changes in events.get(offer_spec.name, [])
+                if "ru_demand" in changes
             ]
             offer = CosmosOffer(offer_spec, start, ru_demand)
             self.offers[offer_spec.resource_id.lower()] = offer
-            account = self.accounts.setdefault(
-                offer_spec.account_id.lower(),
-                CosmosAccount(offer_spec.account_id, offer_spec.location),
-            )
+            account = self.accounts.get(offer_spec.account_id.lower())
+            if account is None:
+                account = CosmosAccount(offer_spec.account_id, offer_spec.location)
+                self.accounts[offer_spec.account_id.lower()] = account
+                self._index(account.metrics_id, account)
             account.offers.append(offer)
         self.extra_metered.append(self.accounts)
         for cache_spec in self.scenario.caches:
-            workload = [
-                (start + e.at, e.changes)
-                for e in self.scenario.timeline
-                if e.resource == cache_spec.name
-            ]
-            self.caches[cache_spec.resource_id.lower()] = RedisCache(cache_spec, start, workload)
+            workload = events.get(cache_spec.name, [])
+            cache = RedisCache(cache_spec, start, workload)
+            self.caches[cache_spec.resource_id.lower()] = cache
+            self._index(cache.resource_id, cache)
         self.extra_metered.append(self.caches)
         for f in self.scenario.faults:
             end = start + f.at + f.duration if f.duration is not None else None
             self.faults.add(Fault(f.kind, start + f.at, end, dict(f.params), "scenario"))
 
+    def _index(self, resource_id: str, res: Any) -> None:
+        key = resource_id.lower()
+        parts = key.split("/")  # "", subscriptions, S, resourcegroups, RG, ...
+        self._groups.setdefault("/".join(parts[:5]), res.location)
+        self._by_subscription.setdefault(parts[2], {})[key] = res
+        if hasattr(res, "metrics_id"):
+            self._metered[res.metrics_id.lower()] = res
+
+    def _add_app(
+        self, spec: ResourceSpec, changes: list[tuple[datetime, dict[str, float]]]
+    ) -> AppResource:
+        start = self.scenario.start
+        config = AppConfig(
+            spec.min_replicas,
+            spec.max_replicas,
+            tuple(Container(c.name, c.image, c.cpu, c.memory) for c in spec.containers),
+        )
+        wl = spec.workload
+        demand = Demand(
+            wl.cpu_demand_cores,
+            wl.base_memory_mib,
+            wl.leak_mib_per_minute,
+            wl.cpu_demand_per_replica,
+            wl.requests_per_minute,
+        )
+        model = AppModel(spec.resource_id.lower(), start, config, demand, changes, self.wobble)
+        res = AppResource(spec, model, dict(spec.tags))
+        res.created = start + spec.created_at if spec.created_at is not None else None
+        res.deleted = start + spec.deleted_at if spec.deleted_at is not None else None
+        self.resources[spec.resource_id.lower()] = res
+        self._by_name.setdefault(spec.name.lower(), res)
+        self._index(spec.resource_id, res)
+        return res
+
+    def add_app(self, spec: ResourceSpec) -> AppResource:
+        """Create a Container App now (replacing a deleted one of the same id)."""
+        key = spec.resource_id.lower()
+        old = self.resources.get(key)
+        if old is not None and old.exists(self.now()):
+            raise ValueError(f"{spec.resource_id} already exists")
+        res = self._add_app(spec, [])
+        res.created = self.now()
+        if self._by_name.get(spec.name.lower()) is old:
+            self._by_name[spec.name.lower()] = res
+        return res
+
+    def delete_app(self, resource_id: str) -> AppResource | None:
+        """Delete a Container App now; None if there is none at that id."""
+        res = self.find(resource_id)
+        if res is not None:
+            res.deleted = self.now()
+        return res
+
     # -- lookups ---------------------------------------------------------------------------
 
     def find(self, resource_id: str) -> AppResource | None:
-        return self.resources.get(resource_id.rstrip("/").lower())
+        """The Container App at ``resource_id`` if it exists now."""
+        res = self.resources.get(resource_id.rstrip("/").lower())
+        return res if res is not None and res.exists(self.now()) else None
 
-    def known_ids(self) -> set[str]:
-        """Every emulated resource's id, lower-case (resource groups are made of these)."""
-        return set(self.resources) | set(self.offers) | set(self.metered)
+    def find_by_name(self, name: str) -> AppResource | None:
+        """The (first declared) Container App called ``name``, if it exists now."""
+        res = self._by_name.get(name.lower())
+        return res if res is not None and res.exists(self.now()) else None
+
+    def group_location(self, subscription: str, group: str) -> str | None:
+        """A resource group's location; None unless it holds (or held) an emulated resource."""
+        return self._groups.get(f"/subscriptions/{subscription}/resourcegroups/{group}".lower())
 
     def find_metered(self, resource_id: str) -> Metered | None:
-        """Whatever resource the metrics APIs are asked about."""
-        return self.metered.get(resource_id.rstrip("/").lower())
+        """Whatever resource the metrics APIs are asked about, if it exists now."""
+        res = self._metered.get(resource_id.rstrip("/").lower())
+        if isinstance(res, AppResource) and not res.exists(self.now()):
+            return None
+        return res
 
     @property
-    def metered(self) -> dict[str, Metered]:
-        found: dict[str, Metered] = {}
-        for kind in (self.resources, *self.extra_metered):
-            for res in kind.values():
-                found[res.metrics_id.lower()] = res
-        return found
+    def metered(self) -> Mapping[str, Metered]:
+        """Every resource with metrics, by lower-case metrics id (existing or not)."""
+        return self._metered
+
+    def subscriptions(self) -> list[str]:
+        """Every subscription (lower-case) that holds an emulated resource."""
+        return list(self._by_subscription)
+
+    def in_subscriptions(self, subscriptions: Iterable[str]) -> Iterator[Any]:
+        """The resources (apps, caches, Cosmos DB accounts) of these subscriptions, existing
+        or not: the cost is theirs, not the whole estate's."""
+        for sub in dict.fromkeys(s.lower() for s in subscriptions):
+            yield from self._by_subscription.get(sub, {}).values()
 
     def find_app(self, sub: str, rg: str, app: str) -> AppResource | None:
         return self.find(
@@ -247,6 +312,8 @@ class World:
         last_minute = floor_minute(now) - MINUTE
         resources: dict[str, Any] = {}
         for res in self.resources.values():
+            if not res.exists(now):
+                continue
             config = res.model.current
             sample = res.model.sample(last_minute)
             served = res.requests(last_minute)

@@ -15,9 +15,12 @@ from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.mgmt.appcontainers.aio import ContainerAppsAPIClient
 from azure.mgmt.monitor.aio import MonitorManagementClient
+from azure.mgmt.resourcegraph.aio import ResourceGraphClient
+from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 from azure.monitor.querymetrics.aio import MetricsClient
 
 from controller.emulator import Emulator
+from controller.emulator.scenario import parse_scenario
 
 from .support import API_APP, RG, START, SUB, ManualClock
 
@@ -189,5 +192,81 @@ def test_metrics_client_query_resources(make_emulator: Make, clock: ManualClock)
         assert result.metrics["Replicas"].timeseries[0].data[0].maximum == 1.0
         null_points = empty[0].metrics["CpuPercentage"].timeseries[0].data
         assert null_points and all(p.average is None for p in null_points)
+
+    anyio.run(body)
+
+
+GRAPH_FLEET = """\
+name: graph-sdk
+start: "2026-01-01T00:00:00Z"
+duration: 1h
+subscription: sub-1
+resources:
+  - type: containerApp
+    count: 2500
+    name: "app-{i:04d}"
+    resourceGroup: rg-fleet
+    location: eastus
+    containers: [{name: c, image: i:1, cpu: 0.5, memory: 1Gi}]
+    workload: {cpuDemandCores: 0.1, baseMemoryMiB: 100}
+    tags: {remediator/policy: api}
+    vary:
+      - {every: 5, tags: {remediator/policy: batch}}
+"""
+
+
+def test_resource_graph_client(clock: ManualClock) -> None:
+    """``ResourceGraphClient.resources`` pages through 2,500 rows by skip token, and a
+    spent quota surfaces as a 429 carrying the quota headers."""
+    emu = Emulator(parse_scenario(GRAPH_FLEET), now=clock.now, wobble=0.0)
+    query = (
+        "Resources | where type =~ 'microsoft.app/containerapps' "
+        "| where tags['remediator/policy'] =~ 'api' or tags['remediator/policy'] =~ 'batch' "
+        "| project id, name, tags | order by id asc"
+    )
+
+    async def body() -> None:
+        async with (
+            emu.serve() as base,
+            ResourceGraphClient(FakeAsyncCredential(), base_url=base, **_kwargs()) as graph,
+        ):
+            options = QueryRequestOptions(top=1000)
+            page = await graph.resources(
+                QueryRequest(subscriptions=["sub-1"], query=query, options=options)
+            )
+            assert (page.total_records, page.count, page.result_truncated) == (2500, 1000, "false")
+            rows = list(page.data)
+            pages = 1
+            while page.skip_token:
+                options = QueryRequestOptions(skip_token=page.skip_token, top=1000)
+                page = await graph.resources(
+                    QueryRequest(subscriptions=["sub-1"], query=query, options=options)
+                )
+                rows += page.data
+                pages += 1
+            assert pages == 3 and len(rows) == 2500
+            assert [r["name"] for r in rows] == [f"app-{i:04d}" for i in range(1, 2501)]
+            assert sum(r["tags"]["remediator/policy"] == "batch" for r in rows) == 500
+
+            for _ in range(15 - pages):  # the rest of this 5-second window's quota
+                await graph.resources(
+                    QueryRequest(subscriptions=["sub-1"], query="Resources | take 1")
+                )
+            with pytest.raises(HttpResponseError) as throttled:
+                await graph.resources(QueryRequest(subscriptions=["sub-1"], query="Resources"))
+            assert throttled.value.status_code == 429
+            headers = throttled.value.response.headers
+            assert headers["x-ms-user-quota-remaining"] == "0"
+            assert headers["x-ms-user-quota-resets-after"] == "00:00:05"
+            assert headers["Retry-After"] == "5"
+
+            clock.advance(seconds=5)
+            with pytest.raises(HttpResponseError) as refused:
+                await graph.resources(
+                    QueryRequest(subscriptions=["sub-1"], query="Resources | summarize count()")
+                )
+            assert refused.value.status_code == 400
+            assert refused.value.error is not None and refused.value.error.code == "BadRequest"
+            assert "summarize" in str(refused.value)
 
     anyio.run(body)
