@@ -56,7 +56,7 @@ from controller.model import Mode
 from controller.policy.json_schema import policy_json_schema
 from controller.policy.loader import PolicyError, load_policies, policy_files
 from controller.registry import UnknownPlugin
-from controller.runtime import open_runtime, watch_policies
+from controller.runtime import keep_discovering, open_runtime, watch_policies
 from controller.server import serving
 from controller.settings_view import settings_view
 from controller.telemetry import configure_logging
@@ -574,6 +574,7 @@ async def _run_async(settings: Settings, policies: Any, once: bool) -> int:
             if runtime.escalator is not None:
                 tg.start_soon(runtime.escalator.run)
             tg.start_soon(watch_policies, runtime)  # SIGHUP or a changed file: reload
+            tg.start_soon(keep_discovering, runtime)  # selectors ask Resource Graph again
             await runtime.loop.run()
     return EXIT_OK
 

@@ -178,6 +178,8 @@ class Settings(BaseModel):
     mode: Mode = Mode.DRY_RUN
     interval: Interval = timedelta(seconds=30)
     jitter: float = Field(default=0.1, ge=0, le=0.5)  # share of the interval
+    # how often selector policies ask Resource Graph again (and on every reload)
+    discovery_interval: Interval = timedelta(minutes=5)
     policies: list[Path] = Field(default_factory=lambda: [Path("policies")])
     audit_path: Path = Path("remediator-audit.jsonl")
     # seal the audit log with HMAC-SHA256: the key itself (REMEDIATOR_AUDIT_KEY, never

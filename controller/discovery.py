@@ -83,6 +83,10 @@ class Discovery:
         self.quota = Quota()
         self.sets: dict[str, Discovered] = {}  # by policy name
 
+    def found(self) -> dict[str, tuple[Found, ...]]:
+        """What each selector policy runs on: its last good set."""
+        return {policy: known.believed for policy, known in self.sets.items()}
+
     async def refresh(self, policy: str, resource_type: str, selector: Selector) -> Discovered:
         """Query again; believe the answer or keep the last good set (with ``problem``)."""
         known = self.sets.setdefault(policy, Discovered())

@@ -102,8 +102,17 @@ class Fleet:
         return None
 
     def resize(self, targets: int) -> None:
-        """The number of targets changed (a policy reload)."""
+        """The number of targets changed (a policy reload, or a selector's discovery)."""
         self._targets = targets
+
+    def forget(self, target: str) -> None:
+        """A target that is gone no longer counts toward shares or rounds."""
+        before = self._states.pop(target, None)
+        if before is not None:
+            self._breaching -= before[0] is VerdictState.BREACH
+            self._failing -= before[1]
+        self._noted.pop(target, None)
+        self._breach_since.pop(target, None)
 
     def remaining(self, subscription: str, now: datetime) -> tuple[int, int]:
         """Actions still allowed now: (this subscription's tokens, all targets this hour)."""

@@ -28,7 +28,8 @@ BACKOFF_BASE = timedelta(seconds=5)
 
 @dataclass
 class LoopHealth:
-    """Per target: the last completed pass, the next one due, and its interval."""
+    """Per target (by :attr:`Reconciler.key`): the last completed pass, the next one due,
+    and its interval."""
 
     started: datetime | None = None
     last_tick: dict[str, datetime] = field(default_factory=dict)
@@ -56,6 +57,7 @@ class PassFailure:
 
     policy: str
     error: str
+    target: str = ""  # the resource, for a selector policy's many targets
 
 
 def backoff(failures: int, interval: timedelta, cap: timedelta) -> timedelta:
@@ -112,15 +114,15 @@ class Loop:
     def replace(self, reconcilers: Sequence[Reconciler]) -> None:
         """Swap in a new set of reconcilers: unchanged ones (the same object) keep running,
         removed or replaced ones stop (an action in flight finishes: it is shielded)."""
-        wanted = {r.policy.name: r for r in reconcilers}
+        wanted = {r.key: r for r in reconcilers}
         for old in self.reconcilers:
-            if wanted.get(old.policy.name) is not old:
-                scope = self._scopes.pop(old.policy.name, None)
+            if wanted.get(old.key) is not old:
+                scope = self._scopes.pop(old.key, None)
                 if scope is not None:
                     scope.cancel()
                 health = self.health
                 for table in (health.due, health.last_tick, health.failures, health.intervals):
-                    table.pop(old.policy.name, None)
+                    table.pop(old.key, None)
         running = set(map(id, self.reconcilers))
         self.reconcilers = list(reconcilers)
         if self._group is not None:
@@ -130,7 +132,7 @@ class Loop:
 
     def _start(self, reconciler: Reconciler) -> None:
         assert self._group is not None
-        name = reconciler.policy.name
+        name = reconciler.key
         reconciler.register()
         scope = anyio.CancelScope()
         self._scopes[name] = scope
@@ -164,13 +166,15 @@ class Loop:
             try:
                 await reconciler.read_state()
             except Exception as exc:  # reported as the target's row
-                results.append(PassFailure(reconciler.policy.name, _describe(exc)))
+                results.append(
+                    PassFailure(reconciler.policy.name, _describe(exc), reconciler.target)
+                )
                 continue
             results.append(await self._pass(reconciler))
         return results
 
     async def _target(self, reconciler: Reconciler, scope: anyio.CancelScope | None = None) -> None:
-        name = reconciler.policy.name
+        name = reconciler.key
         interval = self.interval_of(reconciler)
         self.health.intervals[name] = interval
         delay = interval * self._rng.uniform(0, self._jitter)
@@ -179,7 +183,7 @@ class Loop:
             self.health.due[name] = due
             await self._clock.sleep(delay.total_seconds())
             lag = (self._clock.now() - due).total_seconds()
-            self._metrics.loop_lag.labels(name).set(max(lag, 0.0))
+            self._metrics.loop_lag.labels(reconciler.policy.name).set(max(lag, 0.0))
             await self._pass(reconciler)
             if scope is not None and self._scopes.get(name) is not scope:
                 if name not in self._scopes:  # removed: leave no health entries behind
@@ -193,26 +197,26 @@ class Loop:
                 delay = interval * (1 + self._rng.uniform(-self._jitter, self._jitter))
 
     async def _pass(self, reconciler: Reconciler) -> PassResult | PassFailure:
-        name = reconciler.policy.name
+        name, policy = reconciler.key, reconciler.policy.name  # metrics: per policy, bounded
         try:
-            with self._metrics.reconcile_seconds.labels(name).time():
+            with self._metrics.reconcile_seconds.labels(policy).time():
                 result = await reconciler.reconcile()
         except Exception as exc:  # any pass failure becomes backoff, never a dead loop
             failures = self.health.failures.get(name, 0) + 1
             self.health.failures[name] = failures
-            self._metrics.reconciles.labels(name, "error").inc()
+            self._metrics.reconciles.labels(policy, "error").inc()
             log.warning(
                 "reconcile failed",
-                policy=name,
-                target=reconciler.policy.target.resource_id,
+                policy=policy,
+                target=reconciler.target,
                 failures=failures,
                 error=repr(exc),
             )
-            return PassFailure(name, _describe(exc))
+            return PassFailure(policy, _describe(exc), reconciler.target)
         self.health.failures[name] = 0
         now = self._clock.now()
         self.health.last_tick[name] = now
-        self._metrics.reconciles.labels(name, "ok").inc()
+        self._metrics.reconciles.labels(policy, "ok").inc()
         self._metrics.last_pass.set(now.timestamp())
         if self._on_pass is not None:
             self._on_pass(result)

@@ -91,6 +91,12 @@ class TargetMemory:
         self.pending = None
 
 
+def target_key(policy: str, resource_id: str) -> str:
+    """What names one target's memory: its policy and its resource (a selector policy has
+    many). Policy names hold no ``|``; resource ids are case-insensitive."""
+    return f"{policy}|{resource_id.lower()}"
+
+
 def breaker_json(breaker: Breaker) -> dict[str, Any]:
     return {
         "consecutiveBad": breaker.consecutive_bad,

@@ -42,6 +42,8 @@ class Readiness:
     audit: Writable | None = None
     elector: LeaderElector | None = None
     policy_error: str | None = None  # why the last policy reload was rejected, if it was
+    # selector policies whose newest discovery was not believed: why (the last good set runs)
+    discovery: dict[str, str] = field(default_factory=dict)
     recheck: timedelta = timedelta(seconds=30)
     token_timeout: float = 10.0
     _token_checked: datetime | None = field(default=None, init=False)
@@ -62,6 +64,8 @@ class Readiness:
             "role": _entry(None, role=self.elector.status() if self.elector else "single"),
         }
         ready = all(c["ok"] for c in checks.values())
+        # a discovery not believed is news, not unreadiness: the last good set still runs
+        checks["discovery"] = {"ok": not self.discovery, "stale": dict(self.discovery)}
         return ready, {
             "status": "ready" if ready else "not-ready",
             "checks": checks,

@@ -80,6 +80,7 @@ class PassResult:
     efficacy: Efficacy | None = None  # the last action's judgement, when made in this pass
     breaker_opened: str | None = None  # the action whose breaker this pass's failure opened
     needs_human: bool = False  # a breach no rung can fix: watch-only, or the ladder used up
+    target: str = ""  # the resource: a selector policy has many
 
     @property
     def worst(self) -> VerdictState:
@@ -123,8 +124,12 @@ class Reconciler:
         escalate: Callable[[dict[str, Any]], None] | None = None,
         answers: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
         action_deadline: float = ACTION_DEADLINE,
+        key: str | None = None,
     ) -> None:
         self.policy = policy
+        # the target's name in schedules and status: the policy's own name when it names
+        # one resource; a selector policy's targets add their resource
+        self.key = key or policy.name
         self.memory = memory or TargetMemory()
         # actions a crash (or an audit write that failed after the action) left without a
         # result, oldest first: each is settled, by reading the resource, before anything else
@@ -173,7 +178,12 @@ class Reconciler:
             policy=self.policy.name,
             target=self.policy.target.resource_id,
         ):
-            return await self._pass(reconcile_id)
+            result = await self._pass(reconcile_id)
+        return replace(result, target=self.policy.target.resource_id)
+
+    @property
+    def target(self) -> str:
+        return self.policy.target.resource_id
 
     async def read_state(self) -> ResourceState:
         """The target as Azure has it now."""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import random
 import signal
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -26,6 +27,7 @@ from controller.azure.clients import AzureClients
 from controller.azure.credentials import make_credential
 from controller.clock import Clock, ScaledClock, SystemClock
 from controller.config import Settings
+from controller.discovery import Discovery
 from controller.escalation import Escalator
 from controller.fleet import Fleet
 from controller.kill_switch import KillSwitch
@@ -41,6 +43,7 @@ from controller.reconcile import PassResult, Reconciler
 from controller.registry import Registry, UnknownPlugin
 from controller.server import make_app
 from controller.status import LastPasses, pause_check
+from controller.targets import Expanded, expand, name_of
 from controller.telemetry import Metrics
 
 log = structlog.get_logger("remediator.runtime")
@@ -65,6 +68,8 @@ class Runtime:
     fleet: Fleet | None = None
     mode: Mode = Mode.DRY_RUN  # the mode it runs in (settings, or the command's override)
     passes: LastPasses = field(default_factory=LastPasses)  # the newest pass per target
+    discovery: Discovery | None = None  # what selector policies found, the last good sets
+    expanded: Expanded | None = None  # the targets running now, and what was refused
 
     def app(self) -> web.Application:
         """The HTTP face: /, /metrics, /healthz, /readyz — all read-only."""
@@ -102,26 +107,72 @@ class Runtime:
             self._rejected(f"loading the policies failed: {type(exc).__name__}: {exc}"[:2000])
             log.exception("policy reload raised")
             return False
-        assert self.rebuild is not None
-        running = {r.policy.name: r for r in self.loop.reconcilers}
-        fresh = []
-        for item in loaded:
-            old = running.get(item.policy.name)
-            keep = old is not None and old.policy == item.policy
-            fresh.append(old if keep and old is not None else self.rebuild(item, old))
-        self.loop.replace(fresh)
-        for gone in set(running) - {item.policy.name for item in loaded}:
-            self.metrics.forget(gone)
-        if self.fleet is not None:
-            self.fleet.resize(len(fresh))
+        gone = {item.policy.name for item in self.policies} - {i.policy.name for i in loaded}
+        self.policies = loaded
+        await self.discover()  # every selector asks again (a reload, or SIGHUP)
+        for name in gone:
+            self.metrics.forget(name)
+            if self.discovery is not None:
+                self.discovery.sets.pop(name, None)
+            self.readiness.discovery.pop(name, None)
         if isinstance(self.audit, AuditLog):  # a new budget window may need more history
             self.audit.rotation = rotation_for(self.settings, [item.policy for item in loaded])
-        self.policies = loaded
         self.metrics.policies_loaded.set(len(loaded))
         self.metrics.policy_reloads.labels("applied").inc()
         self.readiness.policy_error = None
-        log.info("policies reloaded", policies=len(loaded))
+        log.info("policies reloaded", policies=len(loaded), targets=len(self.loop.reconcilers))
         return True
+
+    async def discover(self) -> None:
+        """Ask Resource Graph again for every selector policy's resources, then run the
+        targets they give. A query not believed keeps that policy's last good set."""
+        if self.discovery is not None:
+            for item in self.policies:
+                selector = item.policy.target.selector
+                if selector is not None:
+                    found = await self.discovery.refresh(
+                        item.policy.name, item.policy.target.type, selector
+                    )
+                    self._note_discovery(item.policy.name, found.problem, found.seconds)
+        self.apply_targets()
+
+    def _note_discovery(self, policy: str, problem: str | None, seconds: float) -> None:
+        self.metrics.discovery_seconds.labels(policy).observe(seconds)
+        self.metrics.discovery_stale.labels(policy).set(1 if problem else 0)
+        if problem is None:
+            self.readiness.discovery.pop(policy, None)
+            return
+        self.metrics.discovery_errors.labels(policy).inc()
+        self.readiness.discovery[policy] = problem
+
+    def apply_targets(self) -> None:
+        """Run one reconciler per target of the policies and what their selectors found:
+        an unchanged target keeps its reconciler (and schedule), a changed one its memory;
+        a new one starts from what the audit log remembers of it; one that is gone stops
+        once its action in flight has finished."""
+        assert self.rebuild is not None
+        found = self.discovery.found() if self.discovery is not None else {}
+        expanded = expand(self.policies, found)
+        running = {r.key: r for r in self.loop.reconcilers}
+        fresh = []
+        for item in expanded.targets:
+            old = running.get(name_of(item))
+            keep = old is not None and old.policy == item.policy
+            fresh.append(old if keep and old is not None else self.rebuild(item, old))
+        before = {r.target for r in self.loop.reconcilers}
+        self.loop.replace(fresh)
+        if self.fleet is not None:
+            self.fleet.resize(len(fresh))
+            for resource in before - {r.target for r in fresh}:
+                self.fleet.forget(resource)
+        for policy, count in expanded.per_policy.items():
+            self.metrics.targets.labels(policy).set(count)
+        self.metrics.target_conflicts.set(len(expanded.refused))
+        known = self.expanded.refused if self.expanded is not None else {}
+        for resource, why in expanded.refused.items():
+            if resource not in known:  # said once, while it lasts; the gauge keeps it visible
+                log.error("target refused", reason=why)
+        self.expanded = expanded
 
     def _rejected(self, problem: str) -> None:
         self.metrics.policy_reloads.labels("rejected").inc()
@@ -170,18 +221,23 @@ def release_line(
     )
 
 
-def rebuild_fleet(fleet: Fleet, replayed: Replayed, owners: Mapping[str, str]) -> None:
+def rebuild_fleet(fleet: Fleet, replayed: Replayed) -> None:
     """What the fleet remembers comes from the log too: budgets (every remembered action
-    spent again, in time order) and fail static (its escalation is sent once)."""
+    spent again, in time order, on its target's subscription) and fail static (its
+    escalation is sent once)."""
     spent = sorted(
-        (record.ts, owners[name])
-        for name, memory in replayed.memories.items()
-        if name in owners
+        (record.ts, _subscription(replayed.targets.get(key, "")))
+        for key, memory in replayed.memories.items()
         for record in memory.history
     )
     for ts, subscription in spent:
         fleet.spend(subscription, ts)
     fleet.engaged = replayed.fail_static
+
+
+def _subscription(resource_id: str) -> str:
+    parts = resource_id.split("/")
+    return parts[2] if len(parts) > 2 else ""
 
 
 def clock_for(settings: Settings) -> Clock:
@@ -250,12 +306,11 @@ async def open_runtime(
         fleet = Fleet(
             settings.budgets,
             settings.fail_static,
-            len(loaded),
+            0,  # sized by the targets, once known
             arm_pressure=clients.rate_limits.low_on_writes,
             on_release=released,
         )
-        owners = {item.policy.name: item.policy.target.subscription for item in loaded}
-        rebuild_fleet(fleet, replayed, owners)
+        rebuild_fleet(fleet, replayed)
         elector = await stack.enter_async_context(elector_for(settings, clients.credential))
         # asked again by the pipeline as each write leaves: a pause between the action's
         # own read and its write is caught too
@@ -265,6 +320,7 @@ async def open_runtime(
         escalator = Escalator(settings.escalation_webhook) if settings.escalation_webhook else None
 
         def reconciler(item: LoadedPolicy, memory: TargetMemory | None) -> Reconciler:
+            policy = item.policy
             return Reconciler(
                 item.policy,
                 registry,
@@ -273,7 +329,7 @@ async def open_runtime(
                 audit,
                 metrics,
                 memory=memory,
-                open_intents=replayed.open_intents.pop(item.policy.name, ()),
+                open_intents=replayed.intents_of(policy.name, policy.target.resource_id),
                 paused=kill_switch.reason,
                 decision_ttl=2 * (item.policy.interval or settings.interval),
                 fleet=fleet,
@@ -282,9 +338,18 @@ async def open_runtime(
                 escalate=escalator.escalate if escalator else None,
                 answers=lambda: approvals.answers(settings.approvals_path),
                 action_deadline=settings.action_deadline.total_seconds(),
+                key=name_of(item),
             )
 
-        reconcilers = [reconciler(item, replayed.memories.get(item.policy.name)) for item in loaded]
+        def remembered(item: LoadedPolicy) -> TargetMemory | None:
+            """A target's memory from the log: at start what replay rebuilt; later (a
+            target a selector finds again) what the log has folded since, copied."""
+            policy = item.policy
+            if isinstance(audit, AuditLog) and started:
+                return copy.deepcopy(audit.state.memory_of(policy.name, policy.target.resource_id))
+            return replayed.memory_of(policy.name, policy.target.resource_id)
+
+        started = False
         passes = LastPasses()
 
         def noted(result: PassResult) -> None:
@@ -293,7 +358,7 @@ async def open_runtime(
                 on_pass(result)
 
         loop = Loop(
-            reconcilers,
+            [],  # the targets come from the policies and what their selectors find
             clock,
             metrics,
             interval=settings.interval,
@@ -315,11 +380,15 @@ async def open_runtime(
         )
         runtime.rebuild = lambda item, old: reconciler(
             item,
-            carried(old.policy, old.memory, item.policy)
-            if old
-            else replayed.memories.get(item.policy.name),
+            carried(old.policy, old.memory, item.policy) if old else remembered(item),
         )
+        runtime.discovery = Discovery(clients, clock)
         runtime.fleet = fleet
+        for item in loaded:  # every selector's series exists from the start
+            if item.policy.target.selector is not None:
+                metrics.discovery_errors.labels(item.policy.name)
+        await runtime.discover()  # the first targets: memory and open intents from replay
+        started = True
         runtime.mode = run_mode
         runtime.passes = passes
         yield runtime
@@ -352,6 +421,16 @@ async def elector_for(
     )
     async with container:
         yield LeaderElector(container, election.blob, election.identity, timing)
+
+
+async def keep_discovering(runtime: Runtime) -> None:
+    """Ask Resource Graph again every ``discoveryInterval`` of the runtime's clock (a
+    reload or SIGHUP asks at once too). Runs until cancelled."""
+    every = runtime.settings.discovery_interval.total_seconds()
+    while True:
+        await runtime.clock.sleep(every)
+        if any(item.policy.target.is_selector for item in runtime.policies):
+            await runtime.discover()
 
 
 def carried(old: Policy, memory: TargetMemory, new: Policy) -> TargetMemory:

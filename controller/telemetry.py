@@ -150,6 +150,39 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.targets = Gauge(
+            "remediator_targets",
+            "Targets each policy runs: 1 for a policy naming a resource, what its selector "
+            "found for the others.",
+            ["policy"],
+            registry=r,
+        )
+        self.target_conflicts = Gauge(
+            "remediator_target_conflicts",
+            "Resources two policies claim: refused for both, never acted on twice.",
+            registry=r,
+        )
+        self.discovery_seconds = Histogram(
+            "remediator_discovery_seconds",
+            "Time a selector's Resource Graph query took, all pages.",
+            ["policy"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+            registry=r,
+        )
+        self.discovery_errors = Counter(
+            "remediator_discovery_errors",
+            "Selector queries not believed (failed, empty where there were targets, or too "
+            "broad): the last good set keeps running.",
+            ["policy"],
+            registry=r,
+        )
+        self.discovery_stale = Gauge(
+            "remediator_discovery_stale",
+            "1 while a selector runs on its last good set because the newest answer was "
+            "not believed.",
+            ["policy"],
+            registry=r,
+        )
         self.build = Info("remediator_build", "Build information.", registry=r)
         self.build.info({"version": _version()})
 
@@ -159,7 +192,14 @@ class Metrics:
 
     def forget(self, policy: str) -> None:
         """Drop a removed policy's series, so no gauge of it keeps an alert firing."""
-        for metric in (self.verdicts, self.breaker_state, self.paused, self.loop_lag):
+        for metric in (
+            self.verdicts,
+            self.breaker_state,
+            self.paused,
+            self.loop_lag,
+            self.targets,
+            self.discovery_stale,
+        ):
             for labels in list(metric._metrics):
                 if policy in labels[:1]:
                     metric.remove(*labels)

@@ -29,6 +29,7 @@ from controller.memory import (
     PendingVerification,
     TargetMemory,
     breaker_from_json,
+    target_key,
 )
 from controller.model import Efficacy, OutcomeKind, VerdictState
 
@@ -41,17 +42,26 @@ FAIL_STATIC_CLEARED = "fail static cleared"  # … and its end
 
 @dataclass
 class Replayed:
-    """Memory per policy name, and the intents still waiting for a result."""
+    """Memory per target (:func:`~controller.memory.target_key`: its policy and resource),
+    and the intents still waiting for a result."""
 
     memories: dict[str, TargetMemory] = field(default_factory=dict)
-    # by policy: every intent with no result yet, oldest first (a full disk can leave more
+    # by target: every intent with no result yet, oldest first (a full disk can leave more
     # than one: each is settled, none forgotten)
     open_intents: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     fail_static: str | None = None  # why the fleet holds still, if it does
-    targets: dict[str, str] = field(default_factory=dict)  # policy → its resource ID
+    targets: dict[str, str] = field(default_factory=dict)  # target key → its resource ID
 
-    def memory(self, policy: str) -> TargetMemory:
-        return self.memories.setdefault(policy, TargetMemory())
+    def memory(self, key: str) -> TargetMemory:
+        return self.memories.setdefault(key, TargetMemory())
+
+    def memory_of(self, policy: str, resource_id: str) -> TargetMemory | None:
+        """What the log remembers of one target, if anything."""
+        return self.memories.get(target_key(policy, resource_id))
+
+    def intents_of(self, policy: str, resource_id: str) -> list[dict[str, Any]]:
+        """The target's intents still without a result, taken out (they go to be settled)."""
+        return self.open_intents.pop(target_key(policy, resource_id), [])
 
 
 def replay(records: Iterable[dict[str, Any]]) -> Replayed:
@@ -74,8 +84,10 @@ def fold(out: Replayed, record: dict[str, Any]) -> None:
         return
     policy = record.get("policy")
     if isinstance(policy, str):
-        out.targets[policy] = str(record.get("target", ""))
-        apply(out, out.memory(policy), record)
+        target = str(record.get("target", ""))
+        key = target_key(policy, target)
+        out.targets[key] = target
+        apply(out, out.memory(key), record, key)
 
 
 def snapshot_line(
@@ -86,8 +98,8 @@ def snapshot_line(
     return snapshot.line(held, ts, rotated_from, retention)
 
 
-def apply(out: Replayed, memory: TargetMemory, record: dict[str, Any]) -> None:
-    """One audit line's effect on memory."""
+def apply(out: Replayed, memory: TargetMemory, record: dict[str, Any], key: str) -> None:
+    """One audit line's effect on the memory of the target ``key`` names."""
     states = {}
     for verdict in record.get("verdicts") or []:
         try:
@@ -102,10 +114,10 @@ def apply(out: Replayed, memory: TargetMemory, record: dict[str, Any]) -> None:
     if kind == "escalation":
         _escalated(out, memory, str(record.get("reason") or ""))
     if kind == "intent":
-        out.open_intents.setdefault(str(record["policy"]), []).append(record)
+        out.open_intents.setdefault(key, []).append(record)
         return
     if kind == "result":
-        _close_intent(out, str(record["policy"]), record.get("intent"))
+        _close_intent(out, key, record.get("intent"))
     if kind in ("result", "decision") and record.get("outcome") in _COUNTED and action:
         step = record.get("step")
         memory.note_action(_time(record["ts"]), str(action), OutcomeKind(record["outcome"]), step)
@@ -145,9 +157,9 @@ def _escalated(out: Replayed, memory: TargetMemory | None, reason: str) -> None:
         out.fail_static = None
 
 
-def _close_intent(out: Replayed, policy: str, seq: Any) -> None:
+def _close_intent(out: Replayed, key: str, seq: Any) -> None:
     """A result closes the intent it names (an older result without ``intent``: the last)."""
-    still_open = out.open_intents.get(policy)
+    still_open = out.open_intents.get(key)
     if not still_open:
         return
     if isinstance(seq, int):
@@ -155,7 +167,7 @@ def _close_intent(out: Replayed, policy: str, seq: Any) -> None:
     else:
         still_open.pop()
     if not still_open:
-        del out.open_intents[policy]
+        del out.open_intents[key]
 
 
 def baseline_of(record: dict[str, Any]) -> dict[str, float]:

@@ -52,6 +52,7 @@ class LoadedPolicy:
     policy: Policy
     source: str
     line: int
+    selected: bool = False  # a selector policy's target: the policy aimed at one resource found
 
 
 def policy_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -218,6 +219,8 @@ def _cross_file_problems(loaded: list[LoadedPolicy]) -> Iterator[Problem]:
                 f"{earlier.source}:{earlier.line}",
             )
             continue
+        if item.policy.target.is_selector:
+            continue  # what a selector finds is known at discovery, and checked then
         owner = targets.setdefault(item.policy.target.resource_id.lower(), item)
         if owner is not item:
             yield Problem(

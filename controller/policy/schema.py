@@ -43,6 +43,7 @@ from pydantic.alias_generators import to_camel
 from controller.durations import format_duration
 from controller.policy.base import Duration, Interval, PositiveDuration, Strict
 from controller.policy.probe_signals import HttpProbeSignal, PrometheusSignal
+from controller.policy.selector import GRAPH_TYPES, Selector
 from controller.sizes import CONTAINER_APP_CPU_STEPS
 
 AZURE_GRAINS = tuple(
@@ -128,14 +129,41 @@ class Metadata(Strict):
 
 
 class Target(Strict):
+    """One named resource (``resourceId``), or every resource a ``selector`` finds in Azure
+    Resource Graph — each of which becomes a target of its own, with its own memory."""
+
     type: TargetType
-    resource_id: str
+    resource_id: str = ""  # empty only in a selector policy, which never runs as it is
+    selector: Selector | None = None
     # Azure's region name (eastus, westeurope …): lets signals use the batch metrics API
+    # (a selector's targets take theirs from Resource Graph)
     region: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9]{2,40}$")
+
+    @model_validator(mode="after")
+    def _one_way_to_name(self) -> Target:
+        if self.selector is None and not self.resource_id:
+            raise ValueError("give resourceId (one resource) or selector (many)")
+        if self.selector is not None:
+            if self.resource_id:
+                raise ValueError("give resourceId or selector, not both")
+            if self.type not in GRAPH_TYPES:
+                raise ValueError(
+                    f"selector: a {self.type} cannot be selected (selectors find "
+                    f"{', '.join(sorted(GRAPH_TYPES))}); name it with resourceId"
+                )
+            if self.region is not None:
+                raise ValueError("region: a selector's targets take theirs from Resource Graph")
+        return self
+
+    @property
+    def is_selector(self) -> bool:
+        return self.selector is not None
 
     @field_validator("resource_id")
     @classmethod
     def _one_concrete_resource(cls, value: str, info: ValidationInfo) -> str:
+        if not value:
+            return value  # a selector's (checked above)
         if "*" in value:
             raise ValueError("wildcards are not allowed: a policy acts on one named resource")
         kind = info.data.get("type")

@@ -16,8 +16,9 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import Field, field_validator, model_validator
+
+from controller.policy.base import Strict
 
 # Resource Graph's type column (lower-case) for each target type a selector may find
 GRAPH_TYPES = {
@@ -29,10 +30,9 @@ _SUBSCRIPTION = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[
 _NAME_PATTERN = r"^[A-Za-z0-9*?\-_.\[\]]{1,260}$"
 
 
-class Exists(BaseModel):
+class Exists(Strict):
     """``{exists: true}``: the tag is set, whatever its value."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     exists: bool
 
     @field_validator("exists")
@@ -47,15 +47,16 @@ TagValue = Annotated[str, Field(min_length=1, max_length=256)]
 TagMatch = TagValue | list[TagValue] | Exists
 
 
-class Selector(BaseModel):
+class Selector(Strict):
     """Which resources of the target's type a policy covers."""
 
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
-    )
     subscriptions: list[Annotated[str, Field(pattern=_SUBSCRIPTION)]] = Field(min_length=1)
-    resource_groups: list[Annotated[str, Field(min_length=1, max_length=90)]] = []
-    tags: dict[Annotated[str, Field(min_length=1, max_length=512)], TagMatch] = {}
+    resource_groups: list[Annotated[str, Field(min_length=1, max_length=90)]] = Field(
+        default_factory=list
+    )
+    tags: dict[Annotated[str, Field(min_length=1, max_length=512)], TagMatch] = Field(
+        default_factory=dict
+    )
     name: str | None = Field(default=None, pattern=_NAME_PATTERN)  # a glob: app-*, api-??
     query: str | None = Field(default=None, min_length=1, max_length=2000)
     # more matches than this is taken as a mistake: the set is not believed

@@ -58,7 +58,8 @@ async def test_a_repaired_log_keeps_its_memory(
     out = capsys.readouterr().out
     assert f"repair: line {acted + 1}" in out and aside.name in out
 
-    memory = replay(read_records(path)).memories[POLICY.name]  # the repair line adds nothing
+    memory = replay(read_records(path)).memory_of(POLICY.name, POLICY.target.resource_id)
+    assert memory is not None  # the repair line adds nothing
     assert [a.outcome for a in memory.history] == [OutcomeKind.SUCCEEDED]
     second = await run_controller(settings, [POLICY], clock, START + timedelta(minutes=20))
     assert emu.writes == 1  # CPU is still high: without the memory it would scale again

@@ -89,7 +89,7 @@ def assert_same_memory(whole: Replayed, rebuilt: Replayed, now: datetime) -> Non
     fleets = []
     for memory in (whole, rebuilt):
         fleet = Fleet(BUDGETS, FailStaticSettings(), POLICIES)
-        rebuild_fleet(fleet, memory, owners)
+        rebuild_fleet(fleet, memory)
         fleets.append(fleet)
     for subscription in set(owners.values()):
         for later in (0, 20, 60, 180):

@@ -232,9 +232,9 @@ class ControllerMachine(RuleBasedStateMachine):
     def restart(self) -> None:
         """A crash and restart: memory comes back only from the audit log."""
         rebuilt = replay(self.audit.inner.records)
-        name = self.policy.name
+        policy, target = self.policy.name, self.policy.target.resource_id
         self.reconciler = self._reconciler(
-            rebuilt.memories.get(name), rebuilt.open_intents.get(name)
+            rebuilt.memory_of(policy, target), rebuilt.intents_of(policy, target)
         )
 
     # ---- invariants ----

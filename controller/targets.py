@@ -1,0 +1,74 @@
+"""From policies to targets: one concrete policy per resource the loop reconciles.
+
+A policy that names one resource is its own target. A selector policy becomes one
+target per resource Resource Graph found for it — the same rules and guards, the
+resource's id, and its region from the graph (so its metrics batch) — each with its
+own memory, cooldowns, budgets, breakers and audit lines (the policy's name and the
+resource id). A resource two policies claim (two selectors, or a selector and a policy
+naming it) is refused for both and named: it would otherwise be acted on twice.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from controller.discovery import Found
+from controller.memory import target_key
+from controller.policy.loader import LoadedPolicy
+from controller.policy.schema import Target
+
+_REGION = re.compile(r"^[a-z][a-z0-9]{2,40}$")
+
+
+@dataclass(frozen=True)
+class Expanded:
+    """The targets to run, and what was refused."""
+
+    targets: tuple[LoadedPolicy, ...]
+    # resource id (lower-case) → why it runs for no policy
+    refused: Mapping[str, str] = field(default_factory=dict)
+    per_policy: Mapping[str, int] = field(default_factory=dict)  # targets by policy name
+
+
+def name_of(item: LoadedPolicy) -> str:
+    """The loop's name for a target: a policy naming one resource keeps its own name."""
+    policy = item.policy
+    return target_key(policy.name, policy.target.resource_id) if item.selected else policy.name
+
+
+def expand(loaded: Sequence[LoadedPolicy], found: Mapping[str, Sequence[Found]]) -> Expanded:
+    """Every target of ``loaded``, with ``found`` giving each selector policy's resources."""
+    claims: dict[str, list[tuple[LoadedPolicy, Found | None]]] = {}
+    for item in loaded:
+        target = item.policy.target
+        if target.selector is None:
+            claims.setdefault(target.resource_id.lower(), []).append((item, None))
+            continue
+        for resource in found.get(item.policy.name, ()):
+            claims.setdefault(resource.resource_id.lower(), []).append((item, resource))
+    targets: list[LoadedPolicy] = []
+    refused: dict[str, str] = {}
+    per_policy = {item.policy.name: 0 for item in loaded}
+    for resource_id, owners in sorted(claims.items()):
+        if len(owners) > 1:
+            names = ", ".join(sorted(f"'{item.policy.name}'" for item, _ in owners))
+            refused[resource_id] = (
+                f"{resource_id} is claimed by policies {names}: refused for all of them "
+                "(one policy per resource, or it would be acted on twice)"
+            )
+            continue
+        item, found_one = owners[0]
+        targets.append(item if found_one is None else _concrete(item, found_one))
+        per_policy[item.policy.name] += 1
+    return Expanded(tuple(targets), refused, per_policy)
+
+
+def _concrete(item: LoadedPolicy, resource: Found) -> LoadedPolicy:
+    """The selector policy, aimed at one resource it found."""
+    policy = item.policy
+    region = resource.region if _REGION.match(resource.region) else None
+    target = Target(type=policy.target.type, resource_id=resource.resource_id, region=region)
+    concrete = policy.model_copy(update={"target": target})
+    return LoadedPolicy(concrete, item.source, item.line, selected=True)
