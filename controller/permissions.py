@@ -99,6 +99,13 @@ ALLOWED: tuple[Operation, ...] = (
         "Microsoft.DocumentDB/locations/operationsStatus/read",
         "follow a throughput change",
     ),
+    _op(
+        "POST",
+        r"/providers/Microsoft\.ResourceGraph/resources",
+        "Microsoft.ResourceGraph/resources/read",
+        "find what a selector policy covers (Resource Graph answers only what the "
+        "identity can read)",
+    ),
     _op("GET", _CACHE, "Microsoft.Cache/redis/read", "read a cache's size and state"),
     _op("PATCH", _CACHE, "Microsoft.Cache/redis/write", "scale a cache (its sku only)"),
     _op(

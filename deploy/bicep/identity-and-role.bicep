@@ -50,6 +50,7 @@ var remediatorActions = [
   'Microsoft.Insights/components/query/read'
   'Microsoft.Insights/metrics/read'
   'Microsoft.OperationalInsights/workspaces/query/read'
+  'Microsoft.ResourceGraph/resources/read'
   'Microsoft.Resources/subscriptions/resourceGroups/read'
 ]
 // END role_actions
