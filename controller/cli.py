@@ -56,7 +56,7 @@ from controller.model import Mode
 from controller.policy.json_schema import policy_json_schema
 from controller.policy.loader import PolicyError, load_policies, policy_files
 from controller.registry import UnknownPlugin
-from controller.runtime import keep_discovering, open_runtime, watch_policies
+from controller.runtime import keep_discovering, open_runtime, survey_targets, watch_policies
 from controller.server import serving
 from controller.settings_view import settings_view
 from controller.telemetry import configure_logging
@@ -193,6 +193,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="settings file (YAML)")
     p.add_argument("--output", choices=("table", "json"), default="table")
     p.set_defaults(handler=_plan)
+
+    p = _command(
+        sub,
+        "targets",
+        "what each policy covers now: a selector asks Resource Graph, nothing acts",
+        """
+          remediator targets --config settings.yaml
+          remediator targets --config settings.yaml --output json | jq '.targets | length'
+        """,
+    )
+    p.add_argument("--config", help="settings file (YAML)")
+    p.add_argument("--output", choices=("table", "json"), default="table")
+    p.set_defaults(handler=_targets)
 
     p = _command(
         sub,
@@ -546,6 +559,34 @@ def _plan(args: argparse.Namespace) -> int:
     else:
         print(render.plan_table(results))
     return EXIT_FAILED if any(isinstance(r, PassFailure) for r in results) else EXIT_OK
+
+
+def _targets(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    policies = load_policies(settings.policies)
+    survey = anyio.run(survey_targets, settings, policies)
+    targets = survey.expanded.targets
+    if args.output == "json":
+        body = {
+            "perPolicy": dict(survey.expanded.per_policy),
+            "targets": [
+                {
+                    "policy": t.policy.name,
+                    "resourceId": t.policy.target.resource_id,
+                    "region": t.policy.target.region,
+                }
+                for t in targets
+            ],
+            "refused": dict(survey.expanded.refused),
+            "problems": dict(survey.problems),
+        }
+        print(json.dumps(body, indent=2))
+    else:
+        print(render.targets_table(policies, targets, survey.problems))
+        for why in survey.expanded.refused.values():
+            print(f"refused: {why}")
+    # a selector not believed, or a resource refused, is worth a non-zero exit in a pipeline
+    return EXIT_FAILED if survey.problems or survey.expanded.refused else EXIT_OK
 
 
 def _run(args: argparse.Namespace) -> int:

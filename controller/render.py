@@ -3,21 +3,29 @@ records (``audit show``)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from controller.audit.show import record_time
 from controller.loop import PassFailure
+from controller.policy.loader import LoadedPolicy
 from controller.reconcile import PassResult
 
 
 def pass_json(result: PassResult | PassFailure) -> dict[str, Any]:
     if isinstance(result, PassFailure):
-        return {"policy": result.policy, "verdict": None, "error": result.error}
+        return {
+            "policy": result.policy,
+            "target": result.target,
+            "verdict": None,
+            "error": result.error,
+        }
     decision = result.decision
     proposal = decision.proposal if decision else None
     return {
         "policy": result.policy,
+        "target": result.target,
         "verdict": result.worst.value,
         "objectives": [v.as_dict() for v in result.verdicts],
         "action": proposal.action if proposal else None,
@@ -29,12 +37,16 @@ def pass_json(result: PassResult | PassFailure) -> dict[str, Any]:
 
 
 def plan_table(results: list[PassResult | PassFailure]) -> str:
-    """Targets × objectives × verdict × the action that would run, and why."""
-    header = ("POLICY", "OBJECTIVE", "VALUE", "VERDICT", "ACTION", "WHY")
+    """Targets × objectives × verdict × the action that would run, and why; then how many
+    targets each policy has (a selector policy has one per resource it found)."""
+    header = ("POLICY", "TARGET", "OBJECTIVE", "VALUE", "VERDICT", "ACTION", "WHY")
     rows: list[tuple[str, ...]] = [header]
+    per_policy: dict[str, int] = {}
     for result in results:
+        per_policy[result.policy] = per_policy.get(result.policy, 0) + 1
+        target = result.target.rsplit("/", 1)[-1] or "-"
         if isinstance(result, PassFailure):
-            rows.append((result.policy, "-", "-", "error", "-", result.error))
+            rows.append((result.policy, target, "-", "-", "error", "-", result.error))
             continue
         data = pass_json(result)
         action = data["action"] or "-"
@@ -42,12 +54,16 @@ def plan_table(results: list[PassResult | PassFailure]) -> str:
             action = f"{action} (denied)"
         for v in result.verdicts:
             value = "-" if v.value is None else f"{v.value:.4g}"
-            rows.append((result.policy, v.objective, value, v.state.value, action, result.reason))
+            rows.append(
+                (result.policy, target, v.objective, value, v.state.value, action, result.reason)
+            )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     lines = []
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
         lines.append("  ".join([*cells, row[-1]]))
+    counts = ", ".join(f"{policy} {n}" for policy, n in sorted(per_policy.items()))
+    lines.append(f"targets by policy: {counts or 'none'}")
     return "\n".join(lines)
 
 
@@ -102,3 +118,22 @@ def audit_line(record: dict[str, Any]) -> str:
         str(record.get("reason", "")),
     )
     return "  ".join(cells)
+
+
+def targets_table(
+    loaded: Sequence[LoadedPolicy], targets: Sequence[LoadedPolicy], problems: Mapping[str, str]
+) -> str:
+    """Each policy with what it covers now: its targets (resource, region), a count, and
+    why a selector's newest answer was not believed."""
+    lines = []
+    for item in loaded:
+        policy = item.policy
+        mine = [t for t in targets if t.policy.name == policy.name]
+        how = "selector" if policy.target.is_selector else "resourceId"
+        lines.append(f"{policy.name} ({how}, {item.source}:{item.line}): {len(mine)} target(s)")
+        if policy.name in problems:
+            lines.append(f"  ! {problems[policy.name]}")
+        for target in mine:
+            region = target.policy.target.region or "-"
+            lines.append(f"  {target.policy.target.resource_id}  {region}")
+    return "\n".join(lines)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import random
 import signal
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -27,7 +27,7 @@ from controller.azure.clients import AzureClients
 from controller.azure.credentials import make_credential
 from controller.clock import Clock, ScaledClock, SystemClock
 from controller.config import Settings
-from controller.discovery import Discovery
+from controller.discovery import Discovery, Found
 from controller.escalation import Escalator
 from controller.fleet import Fleet
 from controller.kill_switch import KillSwitch
@@ -421,6 +421,32 @@ async def elector_for(
     )
     async with container:
         yield LeaderElector(container, election.blob, election.identity, timing)
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What every policy covers now: the targets, and each selector's last answer."""
+
+    expanded: Expanded
+    found: Mapping[str, Sequence[Found]]
+    problems: Mapping[str, str]  # selector policy → why its answer was not believed
+
+
+async def survey_targets(settings: Settings, loaded: Sequence[LoadedPolicy]) -> Survey:
+    """Ask Resource Graph for every selector policy once (``remediator targets``): no
+    audit log, no loop, nothing acts."""
+    credential = make_credential(settings.credential, settings.identity_client_id)
+    async with AzureClients(settings, credential) as clients:
+        discovery = Discovery(clients, clock_for(settings))
+        problems: dict[str, str] = {}
+        for item in loaded:
+            selector = item.policy.target.selector
+            if selector is not None:
+                known = await discovery.refresh(item.policy.name, item.policy.target.type, selector)
+                if known.problem is not None:
+                    problems[item.policy.name] = known.problem
+        found = discovery.found()
+    return Survey(expand(loaded, found), found, problems)
 
 
 async def keep_discovering(runtime: Runtime) -> None:
