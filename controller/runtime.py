@@ -82,7 +82,7 @@ class Runtime:
             audit_path=self.settings.audit_path,
             mode=self.mode,
             paused=pause_check(self.settings),
-            passes=self.passes.by_policy,
+            passes=self.passes.by_target,
         )
 
     async def reload(self) -> bool:

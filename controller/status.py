@@ -21,9 +21,12 @@ from controller.config import Settings
 from controller.core.budget import HOUR, window_count
 from controller.durations import format_duration
 from controller.loop import Loop
+from controller.memory import target_key
+from controller.model import VerdictState
 from controller.reconcile import PassResult, Reconciler
 
 RECENT = 20  # audit lines listed at the bottom of the page
+MAX_SHOWN = 50  # targets shown in full; an estate's others are counted per policy
 TAIL_LIMIT = 4 << 20  # bytes read back from the end of the audit file, at most
 MIN_REFRESH = 5  # seconds: the page reloads once per interval, never faster than this
 DECIDING = frozenset({"decision", "intent", "result"})  # kinds that carry a decision
@@ -97,6 +100,17 @@ class BudgetView:
 
 
 @dataclass(frozen=True)
+class PolicyView:
+    """One policy at a glance: how many targets it runs, and how many are in trouble."""
+
+    policy: str
+    targets: int
+    breaching: int  # a known state of breach
+    unknown: int  # no verdict yet, or signals that could not be read
+    failing: int  # passes failing (the resource or the audit could not be reached)
+
+
+@dataclass(frozen=True)
 class TargetView:
     policy: str
     target: str
@@ -123,8 +137,10 @@ class Status:
     ready: bool | None  # None: no readiness checks wired
     not_ready: tuple[str, ...]  # "check: problem" for each failing check
     refresh: int  # seconds between reloads
-    targets: tuple[TargetView, ...]
+    targets: tuple[TargetView, ...]  # the worst first, at most MAX_SHOWN
     recent: tuple[AuditLine, ...]
+    policies: tuple[PolicyView, ...] = ()
+    hidden: int = 0  # targets not shown (all of them healthy, or the least troubled)
 
 
 def refresh_seconds(loop: Loop) -> int:
@@ -211,8 +227,17 @@ def gather(
     passes: Mapping[str, PassResult] | None = None,
     recent: int = RECENT,
 ) -> Status:
-    """Fold the reconcilers' memory with the audit tail (``records``, newest first)."""
-    targets = tuple(_target(r, loop, now, records, passes or {}) for r in loop.reconcilers)
+    """Fold the reconcilers' memory with the audit tail (``records``, newest first).
+
+    An estate can hold thousands of targets: the page shows a line per policy, and the
+    targets in the most trouble (at most :data:`MAX_SHOWN`), each in full."""
+    by_target: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for record in records:
+        key = (str(record.get("policy")), str(record.get("target", "")).lower())
+        by_target.setdefault(key, []).append(record)
+    ranked = sorted(loop.reconcilers, key=lambda r: _trouble(r, loop), reverse=True)
+    shown = ranked[:MAX_SHOWN]
+    targets = tuple(_target(r, loop, now, by_target, passes or {}) for r in shown)
     if paused is None and not pause_known:
         paused = next(
             (
@@ -234,7 +259,37 @@ def gather(
         refresh=refresh_seconds(loop),
         targets=targets,
         recent=tuple(AuditLine.of(r) for r in records[:recent]),
+        policies=_policies(loop),
+        hidden=len(ranked) - len(shown),
     )
+
+
+def _trouble(reconciler: Reconciler, loop: Loop) -> tuple[int, int]:
+    """How much a target needs a look: failing passes, a breach, unknown data, the rest."""
+    states = reconciler.memory.last_known.values()
+    worst = max((_SEVERITY[s] for s in states), default=_SEVERITY[VerdictState.UNKNOWN])
+    return loop.health.failures.get(reconciler.key, 0), worst
+
+
+_SEVERITY = {
+    VerdictState.OK: 0,
+    VerdictState.PENDING: 1,
+    VerdictState.RECOVERING: 2,
+    VerdictState.UNKNOWN: 3,
+    VerdictState.BREACH: 4,
+}
+
+
+def _policies(loop: Loop) -> tuple[PolicyView, ...]:
+    counts: dict[str, list[int]] = {}
+    for reconciler in loop.reconcilers:
+        row = counts.setdefault(reconciler.policy.name, [0, 0, 0, 0])
+        states = set(reconciler.memory.last_known.values())
+        row[0] += 1
+        row[1] += VerdictState.BREACH in states
+        row[2] += not states or VerdictState.UNKNOWN in states
+        row[3] += loop.health.failures.get(reconciler.key, 0) > 0
+    return tuple(PolicyView(name, *row) for name, row in sorted(counts.items()))
 
 
 def _failing(detail: Mapping[str, Any]) -> tuple[str, ...]:
@@ -252,25 +307,26 @@ def _target(
     reconciler: Reconciler,
     loop: Loop,
     now: datetime,
-    records: Sequence[Mapping[str, Any]],
+    records: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]],
     passes: Mapping[str, PassResult],
 ) -> TargetView:
     policy, memory = reconciler.policy, reconciler.memory
-    mine = [r for r in records if r.get("policy") == policy.name]
+    mine = records.get((policy.name, policy.target.resource_id.lower()), ())
     decision = next((r for r in mine if r.get("kind") in DECIDING), None)
     acted = next((r for r in mine if r.get("outcome")), None)
     approval = memory.approval
     pending = memory.pending
-    last_pass = loop.health.last_tick.get(policy.name)
+    last_pass = loop.health.last_tick.get(reconciler.key)
     newest = mine[0] if mine else None
+    latest = passes.get(target_key(policy.name, policy.target.resource_id))
     return TargetView(
         policy=policy.name,
         target=policy.target.resource_id,
         kind=policy.target.type,
         last_pass=last_pass,
-        failures=loop.health.failures.get(policy.name, 0),
+        failures=loop.health.failures.get(reconciler.key, 0),
         now_reason=memory.last_reason,
-        objectives=_objectives(reconciler, newest, passes.get(policy.name), last_pass),
+        objectives=_objectives(reconciler, newest, latest, last_pass),
         last_decision=AuditLine.of(decision) if decision is not None else None,
         last_action=AuditLine.of(acted) if acted is not None else None,
         breakers=tuple(
@@ -365,7 +421,7 @@ class LastPasses:
     writes verdicts only when something changes, so this keeps the page's values current."""
 
     def __init__(self) -> None:
-        self.by_policy: dict[str, PassResult] = {}
+        self.by_target: dict[str, PassResult] = {}  # by target_key(policy, resource)
 
     def note(self, result: PassResult) -> None:
-        self.by_policy[result.policy] = result
+        self.by_target[target_key(result.policy, result.target)] = result

@@ -71,11 +71,44 @@ def render(status: Status) -> str:
             f"<style>{CSS}</style></head><body>",
             _header(status),
             "<main>",
+            _policies(status),
             *(_target(t) for t in status.targets),
+            _hidden(status.hidden),
             "" if status.targets else "<section><p>No policies loaded.</p></section>",
             _recent(status.recent),
             "</main></body></html>\n",
         ]
+    )
+
+
+def _policies(status: Status) -> str:
+    """A line per policy: a selector policy can run thousands of targets."""
+    if not status.policies:
+        return ""
+    rows = [
+        (
+            e(p.policy),
+            e(p.targets),
+            _count(p.breaching, "bad"),
+            _count(p.unknown, "muted"),
+            _count(p.failing, "bad"),
+        )
+        for p in status.policies
+    ]
+    head = ("policy", "targets", "in breach", "unknown", "failing passes")
+    return f"<section><h2>Policies</h2>{_table(head, rows)}</section>"
+
+
+def _count(value: int, css: str) -> str:
+    return f'<span class="{css}">{value}</span>' if value else "0"
+
+
+def _hidden(count: int) -> str:
+    if not count:
+        return ""
+    return (
+        f"<section><p>{count} more target(s), in less trouble than those above, are "
+        "counted in the policies' line; the metrics have each policy's figures.</p></section>"
     )
 
 

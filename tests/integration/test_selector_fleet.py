@@ -23,6 +23,8 @@ from controller.emulator import Emulator, load_scenario
 from controller.policy.loader import LoadedPolicy
 from controller.policy.schema import Policy
 from controller.runtime import Runtime, keep_discovering, open_runtime
+from controller.status import MAX_SHOWN, gather
+from controller.status_page import render
 from tests.conftest import START, emulator_settings
 
 pytestmark = pytest.mark.anyio
@@ -98,6 +100,12 @@ async def test_a_tag_selector_covers_the_estate_as_it_changes(
         assert all(
             r.policy.target.region in ("eastus", "westeurope") for r in runtime.loop.reconcilers
         )
+        # the status page: a line for the policy with its count, the most troubled in full
+        status = gather(runtime.loop, runtime.clock.now(), [], passes=runtime.passes.by_target)
+        assert [(p.policy, p.targets) for p in status.policies] == [("api-cpu", len(API) - 1)]
+        assert len(status.targets) == MAX_SHOWN and status.hidden == len(API) - 1 - MAX_SHOWN
+        page = render(status)
+        assert f"{status.hidden} more target(s)" in page and "<h2>Policies</h2>" in page
 
     def joined(runtime: Runtime) -> None:
         # created at 20m: found by the discovery at 22m, and through a pass a round later

@@ -23,7 +23,7 @@ from controller.clock import VirtualClock
 from controller.core.breaker import Breaker
 from controller.emulator import Emulator
 from controller.loop import Loop
-from controller.memory import ApprovalRequest, PendingVerification
+from controller.memory import ApprovalRequest, PendingVerification, target_key
 from controller.model import ActionRecord, Mode, OutcomeKind, Verdict, VerdictState
 from controller.policy.loader import LoadedPolicy
 from controller.policy.schema import Policy
@@ -76,7 +76,7 @@ async def controller_after_spike(
                 audit_path=settings.audit_path,
                 mode=Mode.LIVE,
                 paused=pause_check(settings),
-                passes=board.by_policy,
+                passes=board.by_target,
             ),
             "127.0.0.1",
             0,
@@ -240,7 +240,9 @@ def test_values_come_from_the_newest_audit_line_without_the_latest_passes(
     assert (cpu.value, cpu.state, cpu.as_of) == (65, "recovering", "2026-01-01T00:03:00Z")
     # the audit writes a line only when something changed; the latest pass is newer
     now = Verdict("cpu", VerdictState.OK, 41.5, 70, "ok")
-    passes = {"api-cpu": PassResult("api-cpu", (now,), None, None, "all objectives met")}
+    policy = make_policy()
+    key = target_key(policy.name, policy.target.resource_id)
+    passes = {key: PassResult("api-cpu", (now,), None, None, "all objectives met")}
     loop.health.last_tick["api-cpu"] = START + timedelta(minutes=9)
     (cpu,) = gather(loop, clock.now(), records, passes=passes).targets[0].objectives
     assert (cpu.value, cpu.state, cpu.as_of) == (41.5, "ok", "2026-01-01T00:09:00Z")
