@@ -163,7 +163,7 @@ class Metrics:
             registry=r,
         )
         self.discovery_seconds = Histogram(
-            "remediator_discovery_seconds",
+            "remediator_discovery_duration_seconds",
             "Time a selector's Resource Graph query took, all pages.",
             ["policy"],
             buckets=(0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
