@@ -15,8 +15,8 @@ import sys
 import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
-from datetime import UTC, datetime
+from contextlib import AbstractAsyncContextManager, nullcontext, suppress
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from textwrap import dedent, indent
@@ -55,8 +55,9 @@ from controller.loop import PassFailure
 from controller.model import Mode
 from controller.policy.json_schema import policy_json_schema
 from controller.policy.loader import PolicyError, load_policies, policy_files
+from controller.policy.schema import Guards
 from controller.registry import UnknownPlugin
-from controller.runtime import open_runtime, watch_policies
+from controller.runtime import clock_for, open_runtime, watch_policies
 from controller.server import serving
 from controller.settings_view import settings_view
 from controller.telemetry import configure_logging
@@ -240,10 +241,23 @@ def _parser() -> argparse.ArgumentParser:
               remediator {verb} 7c1e4b2a --config settings.yaml --by alice
             """,
         )
-        p.add_argument("id")
+        p.add_argument("id", help="the request's id, from `remediator approvals`")
         p.add_argument("--config", help="settings file (YAML)")
-        p.add_argument("--by", default=os.environ.get("USER", "an operator"), help="who says so")
+        p.add_argument("--by", help="who says so (default: user@host)")
         p.set_defaults(handler=_answer, verdict=verb)
+
+    p = _command(
+        sub,
+        "approvals",
+        "list the approval requests still waiting for an answer",
+        """
+          remediator approvals --config settings.yaml
+          remediator approvals --config settings.yaml --output json | jq -r '.[].id'
+        """,
+    )
+    p.add_argument("--config", help="settings file (YAML)")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.set_defaults(handler=_approvals)
 
     p = _command(
         sub,
@@ -585,10 +599,68 @@ async def _stop_on_signal(scope: anyio.CancelScope) -> None:
             return
 
 
+def _approval_requests(settings: Settings) -> tuple[dict[str, approvals.Request], datetime]:
+    """Every approval request of the settings' audit log, and the controller's "now"."""
+    ttls: dict[str, timedelta] = {}
+    with suppress(PolicyError):  # each policy's approvalTtl; without readable ones, the default
+        loaded = load_policies(settings.policies)
+        ttls = {item.policy.name: item.policy.guards.approval_ttl for item in loaded}
+    default = Guards().approval_ttl
+    path = settings.audit_path
+    records = read_records(path) if path.is_file() else iter(())
+    found = approvals.requests(
+        records, lambda name: ttls.get(name, default), approvals.answers(settings.approvals_path)
+    )
+    return found, clock_for(settings).now()
+
+
 def _answer(args: argparse.Namespace) -> int:
-    path = _settings(args).approvals_path
-    approvals.answer(path, args.id, args.verdict, args.by)
-    print(f"{args.verdict}d {args.id}: the controller reads it on its next pass")
+    settings = _settings(args)
+    found, now = _approval_requests(settings)
+    try:
+        request = approvals.check(found, args.id, now)
+    except approvals.NotAnswerable as exc:
+        print(
+            f"remediator {args.verdict}: {exc} (audit log {settings.audit_path}; "
+            "`remediator approvals` lists the pending ones)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    approvals.answer(settings.approvals_path, request.id, args.verdict, args.by or approvals.who())
+    done = "approved" if args.verdict == "approve" else "rejected"
+    print(
+        f"{done} {request.id} ({request.action} {render.params(request.params)} on "
+        f"{request.policy}): the controller reads it on its next pass"
+    )
+    return EXIT_OK
+
+
+def _approvals(args: argparse.Namespace) -> int:
+    found, now = _approval_requests(_settings(args))
+    waiting = approvals.pending(found, now)
+    if args.output == "json":
+        rows = [
+            {
+                "id": r.id,
+                "policy": r.policy,
+                "target": r.target,
+                "action": r.action,
+                "params": r.params,
+                "askedAt": r.asked_at.isoformat(),
+                "expiresAt": r.expires_at.isoformat(),
+            }
+            for r in waiting
+        ]
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not waiting:
+        print("no approval requests pending")
+    for r in waiting:
+        left = render.number((r.expires_at - now).total_seconds() / 60, 0)
+        print(
+            f"{r.id}  {r.policy}  {r.action} {render.params(r.params)}  {r.target}  "
+            f"expires {r.expires_at.isoformat()} (in {left}m)"
+        )
     return EXIT_OK
 
 
