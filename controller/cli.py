@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import anyio
 import yaml
 
-from controller import approvals, demo, kill_switch, permissions, render
+from controller import approvals, demo, kill_switch, permissions, render, run_log
 from controller.audit.anchor import AnchorUnreadable
 from controller.audit.chain import Verification
 from controller.audit.keys import key_from_environment
@@ -106,6 +106,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(level, json=log_format == "json")
     try:
         code: int = args.handler(args)
+    except KeyboardInterrupt:  # Ctrl-C is how a person stops a command: one line, no trace
+        print(f"remediator {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (
         PolicyError,
         SettingsError,
@@ -581,20 +584,24 @@ async def _run_async(settings: Settings, policies: Any, once: bool) -> int:
         endpoints: AbstractAsyncContextManager[object] = (
             serving(app, *address) if address is not None else nullcontext()
         )
+        received: list[int] = []
         async with endpoints, anyio.create_task_group() as tg:
-            tg.start_soon(_stop_on_signal, tg.cancel_scope)
+            run_log.started(settings, len(policies))
+            tg.start_soon(_stop_on_signal, tg.cancel_scope, received)
             if runtime.elector is not None:
                 tg.start_soon(runtime.elector.run)
             if runtime.escalator is not None:
                 tg.start_soon(runtime.escalator.run)
             tg.start_soon(watch_policies, runtime)  # SIGHUP or a changed file: reload
             await runtime.loop.run()
-    return EXIT_OK
+    run_log.stopped(received[0] if received else None)
+    return EXIT_INTERRUPTED if received == [signal.SIGINT] else EXIT_OK
 
 
-async def _stop_on_signal(scope: anyio.CancelScope) -> None:
+async def _stop_on_signal(scope: anyio.CancelScope, received: list[int]) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for _ in signals:
+        async for signum in signals:
+            received.append(signum)
             scope.cancel()
             return
 
