@@ -49,7 +49,7 @@ from controller.backtest.sources import HistoryUnavailable
 from controller.clock import VirtualClock
 from controller.config import Settings, SettingsError, load_settings
 from controller.durations import parse_duration
-from controller.emulator import Emulator, Scenario, ScenarioError, load_scenario
+from controller.emulator import Emulator, Scenario, ScenarioError, list_scenarios, load_scenario
 from controller.emulator.config_writer import policies_for
 from controller.loop import PassFailure
 from controller.model import Mode
@@ -220,7 +220,7 @@ def _parser() -> argparse.ArgumentParser:
           remediator pause --config settings.yaml --reason "INC-1234: hands off"
         """,
     )
-    p.add_argument("--config", help="settings file (YAML)")
+    p.add_argument("--config", help="settings file (YAML): the pause file is the one it names")
     p.add_argument("--reason", help="why, for the audit and the status")
     p.set_defaults(handler=_pause)
 
@@ -379,7 +379,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="settings file (YAML): the policies and where signals live")
     p.add_argument(
         "--scenario",
-        help="backtest a demo scenario: its policies on its emulated history (no Azure needed)",
+        help="backtest a demo scenario: its policies on its emulated history (no Azure "
+        f"needed): {', '.join(list_scenarios())}",
     )
     p.add_argument("--from", dest="start", help="start of the range (ISO 8601, UTC)")
     p.add_argument("--to", dest="end", help="end of the range (ISO 8601, UTC)")
@@ -455,7 +456,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--port", type=int, default=8480)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--scenario", default="cpu-spike", help="shipped name or path to YAML")
+    p.add_argument(
+        "--scenario",
+        default="cpu-spike",
+        help=f"one of {', '.join(list_scenarios())}, or a scenario file (default: cpu-spike)",
+    )
     p.add_argument("--speed", type=float, help="scenario seconds per wall second")
     p.add_argument("--write-config", type=Path, help="write controller settings for it here")
     p.add_argument("--lro-polls", type=int, default=1, help="polls before an update completes")
@@ -480,7 +485,11 @@ def _parser() -> argparse.ArgumentParser:
           remediator demo --instant --linger 300    # then open http://{DEMO_LISTEN}/
         """,
     )
-    p.add_argument("--scenario", default="cpu-spike")
+    p.add_argument(
+        "--scenario",
+        default="cpu-spike",
+        help=f"one of {', '.join(list_scenarios())}, or a scenario file (default: cpu-spike)",
+    )
     p.add_argument("--dry-run", action="store_true", help="decide but do not change anything")
     p.add_argument("--audit", type=Path, help="keep the audit log here")
     p.add_argument("--speed", type=float, help="scenario seconds per wall second")
@@ -676,15 +685,29 @@ def _permissions(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _pause_path(args: argparse.Namespace) -> Path:
+    """The kill-switch file the controller reads: from its settings, never a guess, since
+    a pause written where no controller looks stops nothing."""
+    settings = _settings(args)
+    named = ("REMEDIATOR_PAUSE_FILE", "REMEDIATOR_AUDIT_PATH")
+    if _settings_path(args) is None and not any(os.environ.get(var) for var in named):
+        raise BadOption(
+            f"remediator {args.command}: give --config (the controller's settings) or set "
+            "REMEDIATOR_PAUSE_FILE, so the pause file is the one the controller reads "
+            f"(without them it would be {settings.pause_path.absolute()})"
+        )
+    return settings.pause_path.absolute()
+
+
 def _pause(args: argparse.Namespace) -> int:
-    path = _settings(args).pause_path
+    path = _pause_path(args)
     kill_switch.pause(path, args.reason)
     print(f"paused: {path} written; every controller using it stops acting within one interval")
     return EXIT_OK
 
 
 def _resume(args: argparse.Namespace) -> int:
-    path = _settings(args).pause_path
+    path = _pause_path(args)
     if kill_switch.resume(path):
         print(f"resumed: {path} removed")
     else:
@@ -890,6 +913,11 @@ def _backtest(args: argparse.Namespace) -> int:
         return _run_returning(lambda: _backtest_scenario(args))
     if args.policies_out is not None:
         raise BadOption("--policies-out keeps a scenario's policies: give --scenario too")
+    if _settings_path(args) is None and not os.environ.get("REMEDIATOR_POLICIES"):
+        raise BadOption(
+            "remediator backtest: the history is replayed through policies: give --config "
+            "(settings naming them) or REMEDIATOR_POLICIES, or --scenario NAME for a demo's"
+        )
     settings = _settings(args)
     prices = load_prices(args.prices) if args.prices else None
     history_span = read_recording(args.recording).span() if args.recording else None
