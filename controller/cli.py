@@ -970,7 +970,11 @@ def _record(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise BadOption(f"--duration: {exc}") from None
     try:
-        history = anyio.run(lambda: backtest_commands.record_to(settings, args.out, duration))
+        history = anyio.run(
+            lambda: backtest_commands.record_to(
+                settings, args.out, duration, lambda line: print(line, file=sys.stderr, flush=True)
+            )
+        )
     except KeyboardInterrupt:  # the recording is written pass by pass: it stands as it is
         print(f"interrupted: {args.out} keeps every pass recorded so far", file=sys.stderr)
         return EXIT_INTERRUPTED
