@@ -418,6 +418,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the audit log (dry-run or live); rotated files too, oldest first",
     )
     p.add_argument("--config", help="settings file: charts from the signal history too")
+    p.add_argument("--prices", type=Path, help="a price table (YAML/JSON) overriding the defaults")
     p.add_argument("--report", type=Path, required=True, help="write the HTML report here")
     p.set_defaults(handler=_report)
 
@@ -1010,8 +1011,10 @@ def _report(args: argparse.Namespace) -> int:
                     settings, loaded, min(stamps), max(stamps), None
                 )
             )
-    result = from_audit(records, " ".join(map(str, args.audit)), policies, history)
-    args.report.write_text(render_report([result], "Remediator audit report"), encoding="utf-8")
+    prices = load_prices(args.prices) if args.prices else Prices()
+    result = from_audit(records, " ".join(map(str, args.audit)), policies, history, prices)
+    title = f"Remediator audit report ({result.mode})"
+    args.report.write_text(render_report([result], title, prices=prices), encoding="utf-8")
     print(json.dumps(backtest_commands.summary([result])))
     return EXIT_OK
 

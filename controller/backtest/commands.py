@@ -137,14 +137,26 @@ def summary(results: Sequence[Backtest]) -> dict[str, Any]:
                 "from": result.start.isoformat(),
                 "to": result.end.isoformat(),
                 "effects": result.effects,
+                "mode": result.mode,
                 "targets": {
-                    t.policy: json.loads(json.dumps(asdict(t.summary), default=str))
+                    t.policy: _rounded(json.loads(json.dumps(asdict(t.summary), default=str)))
                     for t in result.targets
                 },
             }
             for result in results
         ]
     }
+
+
+def _rounded(value: Any) -> Any:
+    """Floats to six decimals: a summary shows 0.0138, not 0.013818005999999999."""
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def _policies(paths: Sequence[Path]) -> list[Policy]:
