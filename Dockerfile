@@ -44,10 +44,12 @@ RUN groupadd --system --gid 10001 remediator \
  && install --directory --owner=10001 --group=10001 --mode=0750 /var/lib/remediator
 
 # pip compiles the bytecode here, at build time: at run time nothing is written beside the code.
+# constraints.txt holds the exact dependency versions the test suite passed with.
 COPY --from=build /dist/ /tmp/dist/
+COPY constraints.txt /tmp/dist/constraints.txt
 RUN python -m venv --without-pip /opt/remediator \
  && python -m pip --python /opt/remediator/bin/python install \
-      --no-cache-dir --disable-pip-version-check /tmp/dist/*.whl \
+      --no-cache-dir --disable-pip-version-check -c /tmp/dist/constraints.txt /tmp/dist/*.whl \
  && rm -rf /tmp/dist
 
 # The example estate from policies/; replace it with a volume or a derived image.

@@ -5,7 +5,7 @@ BIN     = $(VENV)/bin
 
 AZURITE = .tools/node_modules/.bin/azurite-blob
 
-.PHONY: setup tools demo test lint clean
+.PHONY: setup tools demo test lint constraints clean
 
 $(BIN)/remediator: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ lint: setup  ## ruff, mypy --strict and the import layers
 	$(BIN)/ruff format --check controller tests benchmarks
 	$(BIN)/mypy --strict controller
 	$(BIN)/lint-imports --no-cache
+
+constraints: setup  ## constraints.txt from this venv: the versions the tests pass with
+	$(BIN)/python scripts/freeze_constraints.py
 
 clean:
 	rm -rf $(VENV) .tools build *.egg-info

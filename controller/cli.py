@@ -15,8 +15,8 @@ import sys
 import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, nullcontext
-from datetime import UTC, datetime
+from contextlib import AbstractAsyncContextManager, nullcontext, suppress
+from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from textwrap import dedent, indent
@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import anyio
 import yaml
 
-from controller import approvals, demo, kill_switch, permissions, render
+from controller import approvals, demo, kill_switch, permissions, render, run_log
 from controller.audit.anchor import AnchorUnreadable
 from controller.audit.chain import Verification
 from controller.audit.keys import key_from_environment
@@ -49,14 +49,21 @@ from controller.backtest.sources import HistoryUnavailable
 from controller.clock import VirtualClock
 from controller.config import Settings, SettingsError, load_settings
 from controller.durations import parse_duration
-from controller.emulator import Emulator, Scenario, ScenarioError, load_scenario
+from controller.emulator import Emulator, Scenario, ScenarioError, list_scenarios, load_scenario
 from controller.emulator.config_writer import policies_for
 from controller.loop import PassFailure
 from controller.model import Mode
 from controller.policy.json_schema import policy_json_schema
 from controller.policy.loader import PolicyError, load_policies, policy_files
+from controller.policy.schema import Guards
 from controller.registry import UnknownPlugin
-from controller.runtime import keep_discovering, open_runtime, survey_targets, watch_policies
+from controller.runtime import (
+    clock_for,
+    keep_discovering,
+    open_runtime,
+    survey_targets,
+    watch_policies,
+)
 from controller.server import serving
 from controller.settings_view import settings_view
 from controller.telemetry import configure_logging
@@ -105,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(level, json=log_format == "json")
     try:
         code: int = args.handler(args)
+    except KeyboardInterrupt:  # Ctrl-C is how a person stops a command: one line, no trace
+        print(f"remediator {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (
         PolicyError,
         SettingsError,
@@ -229,7 +239,7 @@ def _parser() -> argparse.ArgumentParser:
           remediator pause --config settings.yaml --reason "INC-1234: hands off"
         """,
     )
-    p.add_argument("--config", help="settings file (YAML)")
+    p.add_argument("--config", help="settings file (YAML): the pause file is the one it names")
     p.add_argument("--reason", help="why, for the audit and the status")
     p.set_defaults(handler=_pause)
 
@@ -253,10 +263,23 @@ def _parser() -> argparse.ArgumentParser:
               remediator {verb} 7c1e4b2a --config settings.yaml --by alice
             """,
         )
-        p.add_argument("id")
+        p.add_argument("id", help="the request's id, from `remediator approvals`")
         p.add_argument("--config", help="settings file (YAML)")
-        p.add_argument("--by", default=os.environ.get("USER", "an operator"), help="who says so")
+        p.add_argument("--by", help="who says so (default: user@host)")
         p.set_defaults(handler=_answer, verdict=verb)
+
+    p = _command(
+        sub,
+        "approvals",
+        "list the approval requests still waiting for an answer",
+        """
+          remediator approvals --config settings.yaml
+          remediator approvals --config settings.yaml --output json | jq -r '.[].id'
+        """,
+    )
+    p.add_argument("--config", help="settings file (YAML)")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+    p.set_defaults(handler=_approvals)
 
     p = _command(
         sub,
@@ -375,7 +398,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="settings file (YAML): the policies and where signals live")
     p.add_argument(
         "--scenario",
-        help="backtest a demo scenario: its policies on its emulated history (no Azure needed)",
+        help="backtest a demo scenario: its policies on its emulated history (no Azure "
+        f"needed): {', '.join(list_scenarios())}",
     )
     p.add_argument("--from", dest="start", help="start of the range (ISO 8601, UTC)")
     p.add_argument("--to", dest="end", help="end of the range (ISO 8601, UTC)")
@@ -413,6 +437,7 @@ def _parser() -> argparse.ArgumentParser:
         help="the audit log (dry-run or live); rotated files too, oldest first",
     )
     p.add_argument("--config", help="settings file: charts from the signal history too")
+    p.add_argument("--prices", type=Path, help="a price table (YAML/JSON) overriding the defaults")
     p.add_argument("--report", type=Path, required=True, help="write the HTML report here")
     p.set_defaults(handler=_report)
 
@@ -451,7 +476,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--port", type=int, default=8480)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--scenario", default="cpu-spike", help="shipped name or path to YAML")
+    p.add_argument(
+        "--scenario",
+        default="cpu-spike",
+        help=f"one of {', '.join(list_scenarios())}, or a scenario file (default: cpu-spike)",
+    )
     p.add_argument("--speed", type=float, help="scenario seconds per wall second")
     p.add_argument("--write-config", type=Path, help="write controller settings for it here")
     p.add_argument("--lro-polls", type=int, default=1, help="polls before an update completes")
@@ -476,7 +505,11 @@ def _parser() -> argparse.ArgumentParser:
           remediator demo --instant --linger 300    # then open http://{DEMO_LISTEN}/
         """,
     )
-    p.add_argument("--scenario", default="cpu-spike")
+    p.add_argument(
+        "--scenario",
+        default="cpu-spike",
+        help=f"one of {', '.join(list_scenarios())}, or a scenario file (default: cpu-spike)",
+    )
     p.add_argument("--dry-run", action="store_true", help="decide but do not change anything")
     p.add_argument("--audit", type=Path, help="keep the audit log here")
     p.add_argument("--speed", type=float, help="scenario seconds per wall second")
@@ -608,8 +641,10 @@ async def _run_async(settings: Settings, policies: Any, once: bool) -> int:
         endpoints: AbstractAsyncContextManager[object] = (
             serving(app, *address) if address is not None else nullcontext()
         )
+        received: list[int] = []
         async with endpoints, anyio.create_task_group() as tg:
-            tg.start_soon(_stop_on_signal, tg.cancel_scope)
+            run_log.started(settings, len(policies))
+            tg.start_soon(_stop_on_signal, tg.cancel_scope, received)
             if runtime.elector is not None:
                 tg.start_soon(runtime.elector.run)
             if runtime.escalator is not None:
@@ -617,20 +652,80 @@ async def _run_async(settings: Settings, policies: Any, once: bool) -> int:
             tg.start_soon(watch_policies, runtime)  # SIGHUP or a changed file: reload
             tg.start_soon(keep_discovering, runtime)  # selectors ask Resource Graph again
             await runtime.loop.run()
-    return EXIT_OK
+    run_log.stopped(received[0] if received else None)
+    return EXIT_INTERRUPTED if received == [signal.SIGINT] else EXIT_OK
 
 
-async def _stop_on_signal(scope: anyio.CancelScope) -> None:
+async def _stop_on_signal(scope: anyio.CancelScope, received: list[int]) -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for _ in signals:
+        async for signum in signals:
+            received.append(signum)
             scope.cancel()
             return
 
 
+def _approval_requests(settings: Settings) -> tuple[dict[str, approvals.Request], datetime]:
+    """Every approval request of the settings' audit log, and the controller's "now"."""
+    ttls: dict[str, timedelta] = {}
+    with suppress(PolicyError):  # each policy's approvalTtl; without readable ones, the default
+        loaded = load_policies(settings.policies)
+        ttls = {item.policy.name: item.policy.guards.approval_ttl for item in loaded}
+    default = Guards().approval_ttl
+    path = settings.audit_path
+    records = read_records(path) if path.is_file() else iter(())
+    found = approvals.requests(
+        records, lambda name: ttls.get(name, default), approvals.answers(settings.approvals_path)
+    )
+    return found, clock_for(settings).now()
+
+
 def _answer(args: argparse.Namespace) -> int:
-    path = _settings(args).approvals_path
-    approvals.answer(path, args.id, args.verdict, args.by)
-    print(f"{args.verdict}d {args.id}: the controller reads it on its next pass")
+    settings = _settings(args)
+    found, now = _approval_requests(settings)
+    try:
+        request = approvals.check(found, args.id, now)
+    except approvals.NotAnswerable as exc:
+        print(
+            f"remediator {args.verdict}: {exc} (audit log {settings.audit_path}; "
+            "`remediator approvals` lists the pending ones)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    approvals.answer(settings.approvals_path, request.id, args.verdict, args.by or approvals.who())
+    done = "approved" if args.verdict == "approve" else "rejected"
+    print(
+        f"{done} {request.id} ({request.action} {render.params(request.params)} on "
+        f"{request.policy}): the controller reads it on its next pass"
+    )
+    return EXIT_OK
+
+
+def _approvals(args: argparse.Namespace) -> int:
+    found, now = _approval_requests(_settings(args))
+    waiting = approvals.pending(found, now)
+    if args.output == "json":
+        rows = [
+            {
+                "id": r.id,
+                "policy": r.policy,
+                "target": r.target,
+                "action": r.action,
+                "params": r.params,
+                "askedAt": r.asked_at.isoformat(),
+                "expiresAt": r.expires_at.isoformat(),
+            }
+            for r in waiting
+        ]
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    if not waiting:
+        print("no approval requests pending")
+    for r in waiting:
+        left = render.number((r.expires_at - now).total_seconds() / 60, 0)
+        print(
+            f"{r.id}  {r.policy}  {r.action} {render.params(r.params)}  {r.target}  "
+            f"expires {r.expires_at.isoformat()} (in {left}m)"
+        )
     return EXIT_OK
 
 
@@ -639,15 +734,29 @@ def _permissions(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _pause_path(args: argparse.Namespace) -> Path:
+    """The kill-switch file the controller reads: from its settings, never a guess, since
+    a pause written where no controller looks stops nothing."""
+    settings = _settings(args)
+    named = ("REMEDIATOR_PAUSE_FILE", "REMEDIATOR_AUDIT_PATH")
+    if _settings_path(args) is None and not any(os.environ.get(var) for var in named):
+        raise BadOption(
+            f"remediator {args.command}: give --config (the controller's settings) or set "
+            "REMEDIATOR_PAUSE_FILE, so the pause file is the one the controller reads "
+            f"(without them it would be {settings.pause_path.absolute()})"
+        )
+    return settings.pause_path.absolute()
+
+
 def _pause(args: argparse.Namespace) -> int:
-    path = _settings(args).pause_path
+    path = _pause_path(args)
     kill_switch.pause(path, args.reason)
     print(f"paused: {path} written; every controller using it stops acting within one interval")
     return EXIT_OK
 
 
 def _resume(args: argparse.Namespace) -> int:
-    path = _settings(args).pause_path
+    path = _pause_path(args)
     if kill_switch.resume(path):
         print(f"resumed: {path} removed")
     else:
@@ -853,6 +962,11 @@ def _backtest(args: argparse.Namespace) -> int:
         return _run_returning(lambda: _backtest_scenario(args))
     if args.policies_out is not None:
         raise BadOption("--policies-out keeps a scenario's policies: give --scenario too")
+    if _settings_path(args) is None and not os.environ.get("REMEDIATOR_POLICIES"):
+        raise BadOption(
+            "remediator backtest: the history is replayed through policies: give --config "
+            "(settings naming them) or REMEDIATOR_POLICIES, or --scenario NAME for a demo's"
+        )
     settings = _settings(args)
     prices = load_prices(args.prices) if args.prices else None
     history_span = read_recording(args.recording).span() if args.recording else None
@@ -905,7 +1019,11 @@ def _record(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise BadOption(f"--duration: {exc}") from None
     try:
-        history = anyio.run(lambda: backtest_commands.record_to(settings, args.out, duration))
+        history = anyio.run(
+            lambda: backtest_commands.record_to(
+                settings, args.out, duration, lambda line: print(line, file=sys.stderr, flush=True)
+            )
+        )
     except KeyboardInterrupt:  # the recording is written pass by pass: it stands as it is
         print(f"interrupted: {args.out} keeps every pass recorded so far", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -941,8 +1059,10 @@ def _report(args: argparse.Namespace) -> int:
                     settings, loaded, min(stamps), max(stamps), None
                 )
             )
-    result = from_audit(records, " ".join(map(str, args.audit)), policies, history)
-    args.report.write_text(render_report([result], "Remediator audit report"), encoding="utf-8")
+    prices = load_prices(args.prices) if args.prices else Prices()
+    result = from_audit(records, " ".join(map(str, args.audit)), policies, history, prices)
+    title = f"Remediator audit report ({result.mode})"
+    args.report.write_text(render_report([result], title, prices=prices), encoding="utf-8")
     print(json.dumps(backtest_commands.summary([result])))
     return EXIT_OK
 

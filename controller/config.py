@@ -17,6 +17,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, Literal
 
@@ -228,6 +229,12 @@ class Settings(BaseModel):
             raise ValueError(f"expected an http(s) URL, got {value!r}")
         return value.rstrip("/") if value else value
 
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _off(cls, value: Any) -> Any:
+        """YAML 1.1 reads an unquoted ``listen: off`` as false: it means off."""
+        return None if value is False else value
+
     @field_validator("listen")
     @classmethod
     def _host_port(cls, value: str | None) -> str | None:
@@ -324,6 +331,10 @@ def load_settings(
             key = ".".join(str(p) for p in error["loc"]) or "settings"
             reason = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
             reason = str(reason).removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden" and len(error["loc"]) == 1:
+                keys = [f.alias or name for name, f in Settings.model_fields.items()]
+                close = get_close_matches(str(error["loc"][0]), keys, n=1, cutoff=0.75)
+                reason += f" (did you mean '{close[0]}'?)" if close else ""
             named = re.match(r"^(\w+): (.*)$", reason, re.S)
             if not error["loc"] and named:  # a cross-key rule names the key it is about
                 key, reason = named.group(1), named.group(2)

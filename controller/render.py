@@ -3,6 +3,7 @@ records (``audit show``)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +12,28 @@ from controller.audit.show import record_time
 from controller.loop import PassFailure
 from controller.policy.loader import LoadedPolicy
 from controller.reconcile import PassResult
+
+
+def number(value: Any, places: int = 4) -> str:
+    """A value as a person reads it: floats to ``places`` decimals without trailing
+    zeros (``0.0162``, not ``0.016200000000000003``), anything else as it is."""
+    if isinstance(value, float):
+        text = f"{value:.{places}f}".rstrip("0").rstrip(".")
+        return "0" if text in ("", "-0") else text
+    return str(value)
+
+
+_LONG_FLOAT = re.compile(r"(?<![\d:.])-?\d+\.\d{7,}")  # not a time's microseconds
+
+
+def tidy(text: str) -> str:
+    """A message with every long decimal (float noise) cut to :func:`number`'s precision."""
+    return _LONG_FLOAT.sub(lambda m: number(float(m.group())), text)
+
+
+def params(values: dict[str, Any]) -> str:
+    """``key=value`` pairs, numbers formatted by :func:`number`."""
+    return ", ".join(f"{k}={number(v)}" for k, v in values.items()) or "-"
 
 
 def pass_json(result: PassResult | PassFailure) -> dict[str, Any]:
@@ -54,9 +77,8 @@ def plan_table(results: list[PassResult | PassFailure]) -> str:
             action = f"{action} (denied)"
         for v in result.verdicts:
             value = "-" if v.value is None else f"{v.value:.4g}"
-            rows.append(
-                (result.policy, target, v.objective, value, v.state.value, action, result.reason)
-            )
+            why = tidy(result.reason)
+            rows.append((result.policy, target, v.objective, value, v.state.value, action, why))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     lines = []
     for row in rows:
@@ -86,14 +108,14 @@ def pass_line(
     if decision is not None and decision.proposal is not None:
         proposal = decision.proposal
         change = ", ".join(
-            f"{k} {proposal.before.get(k)}→{v}"
+            f"{k} {number(proposal.before.get(k))}→{number(v)}"
             for k, v in proposal.after.items()
             if proposal.before.get(k) != v
-        ) or ", ".join(f"{k}={v}" for k, v in proposal.params.items())
+        ) or params(dict(proposal.params))
         outcome = result.outcome.kind.value if result.outcome else decision.kind.value
         line += f" → {proposal.action} ({change}): {outcome}"
         if decision.kind.value == "deny":
-            line += f" [{decision.reason}]"
+            line += f" [{tidy(decision.reason)}]"
     return line
 
 
@@ -115,7 +137,7 @@ def audit_line(record: dict[str, Any]) -> str:
         record.get("action") or "-",
         decision,
         outcome,
-        str(record.get("reason", "")),
+        tidy(str(record.get("reason", ""))),
     )
     return "  ".join(cells)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,6 +18,7 @@ from controller.backtest.model import Backtest
 from controller.backtest.prices import Prices
 from controller.backtest.sources import fetch, record
 from controller.config import Settings
+from controller.durations import format_duration
 from controller.policy.loader import load_policies
 from controller.policy.schema import Policy
 from controller.runtime import clock_for
@@ -94,15 +95,37 @@ def write_audit(path: Path, audit: MemoryAudit) -> None:
             log_file.append(Record.model_validate(fields))
 
 
-async def record_to(settings: Settings, out: Path, duration: timedelta) -> History:
+PROGRESS_EVERY = timedelta(minutes=1)  # of the recording's clock: a long capture shows it lives
+
+
+async def record_to(
+    settings: Settings,
+    out: Path,
+    duration: timedelta,
+    progress: Callable[[str], None] | None = None,
+) -> History:
     """Observe the settings' policies for ``duration``, writing the recording as it goes
-    (an interrupted recording keeps every pass up to the last)."""
+    (an interrupted recording keeps every pass up to the last); ``progress`` gets a line
+    after the first pass and then every :data:`PROGRESS_EVERY` of the recording's time."""
     policies = _policies(settings.policies)
     clock = clock_for(settings)
     credential = make_credential(settings.credential, settings.identity_client_id)
+    shown: list[datetime] = []
+
+    def on_pass(passes: int, history: History, now: datetime, end: datetime) -> None:
+        if progress is None or (shown and now - shown[-1] < PROGRESS_EVERY):
+            return
+        shown.append(now)
+        values = sum(len(points) for points in history.values.values())
+        left = format_duration(max(end - now, timedelta(0)))
+        objectives = len(history.values)
+        progress(f"record: pass {passes}, {values} values of {objectives} objectives, {left} to go")
+
     async with AzureClients(settings, credential) as clients:
         with RecordingWriter(out, clock.now()) as writer:
-            return await record(clients, clock, policies, duration, settings.interval, writer)
+            return await record(
+                clients, clock, policies, duration, settings.interval, writer, on_pass
+            )
 
 
 def summary(results: Sequence[Backtest]) -> dict[str, Any]:
@@ -114,14 +137,26 @@ def summary(results: Sequence[Backtest]) -> dict[str, Any]:
                 "from": result.start.isoformat(),
                 "to": result.end.isoformat(),
                 "effects": result.effects,
+                "mode": result.mode,
                 "targets": {
-                    t.policy: json.loads(json.dumps(asdict(t.summary), default=str))
+                    t.policy: _rounded(json.loads(json.dumps(asdict(t.summary), default=str)))
                     for t in result.targets
                 },
             }
             for result in results
         ]
     }
+
+
+def _rounded(value: Any) -> Any:
+    """Floats to six decimals: a summary shows 0.0138, not 0.013818005999999999."""
+    if isinstance(value, float):
+        return round(value, 6)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def _policies(paths: Sequence[Path]) -> list[Policy]:

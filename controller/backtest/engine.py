@@ -13,11 +13,13 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from controller.audit.log import MemoryAudit
+from controller.backtest.action_cost import cost_of_markers
 from controller.backtest.history import History
 from controller.backtest.model import (
     Backtest,
     Cost,
     Marker,
+    MarkerKind,
     ObjectiveTrace,
     Points,
     TargetSummary,
@@ -114,7 +116,9 @@ async def replay(
         _trace(policy, simulator, passes[policy.name], by_policy.get(policy.name, []), end, table)
         for policy in policies
     )
-    return Backtest(label, start, end, effects, traces, counts.full, counts.quiet)
+    return Backtest(
+        label, start, end, effects, traces, counts.full, counts.quiet, mode.value, "replay"
+    )
 
 
 def _trace(
@@ -133,25 +137,35 @@ def _trace(
     stretches = windows(list(zip(passes.times, passes.worst, strict=True)), end)
     sim = simulator.targets[policy.target.resource_id.lower()]
     cost = cost_of(usage(sim.capacity, sim.states, end), prices)
-    summary = summarize(markers, stretches, cost)
+    would_cost = cost_of_markers(proposals(markers), end, prices)
+    summary = summarize(markers, stretches, cost, would_cost)
     return TargetTrace(policy.name, policy.target.resource_id, objectives, markers, summary)
 
 
 def summarize(
-    markers: Sequence[Marker], stretches: Sequence[tuple[datetime, datetime]], cost: Cost
+    markers: Sequence[Marker],
+    stretches: Sequence[tuple[datetime, datetime]],
+    cost: Cost,
+    would_cost: Cost | None = None,
 ) -> TargetSummary:
-    """The summary table of one target, from its markers and breach stretches."""
+    """The summary table of one target, from its markers and breach stretches: actions
+    applied apart from the distinct proposals a dry-run would have run."""
     acted = [m for m in markers if m.kind == "acted"]
     actions: dict[str, int] = {}
     for marker in acted:
         actions[marker.action or "?"] = actions.get(marker.action or "?", 0) + 1
+    would = proposals(markers)
+    would_run: dict[str, int] = {}
+    for marker in would:
+        would_run[marker.action or "?"] = would_run.get(marker.action or "?", 0) + 1
     denied: dict[str, int] = {}
     for marker in markers:
         if marker.kind == "denied":
             denied[marker.guard or "?"] = denied.get(marker.guard or "?", 0) + 1
+    decided = sorted([*acted, *would], key=lambda m: m.ts)
     first = (
-        (acted[0].ts - stretches[0][0]).total_seconds() / 60
-        if acted and stretches and acted[0].ts >= stretches[0][0]
+        (decided[0].ts - stretches[0][0]).total_seconds() / 60
+        if decided and stretches and decided[0].ts >= stretches[0][0]
         else None
     )
     escalations = [m for m in markers if m.kind == "escalation"]
@@ -163,7 +177,27 @@ def summarize(
         breaker_openings=sum(1 for m in escalations if "breaker" in m.reason),
         escalations=len(escalations),
         cost=cost,
+        would_run=would_run,
+        would_cost=would_cost if would else None,
     )
+
+
+def proposals(markers: Sequence[Marker]) -> list[Marker]:
+    """The distinct would-run proposals, first sighting of each: a dry-run changes
+    nothing, so the same action with the same parameters from the same state (its
+    ``before``: a change to the target makes a new proposal), asked again pass after
+    pass, is one proposal."""
+    seen: set[str] = set()
+    distinct = []
+    for marker in sorted(markers, key=lambda m: m.ts):
+        if marker.kind == "would-run":
+            key = repr(
+                (marker.action, sorted(marker.params.items()), sorted(marker.before.items()))
+            )
+            if key not in seen:
+                seen.add(key)
+                distinct.append(marker)
+    return distinct
 
 
 def _objective(
@@ -213,20 +247,24 @@ def markers_from(policy: str, records: list[dict[str, object]]) -> list[Marker]:
         ts = datetime.fromisoformat(str(record["ts"]).replace("Z", "+00:00"))
         kind, action = record.get("kind"), record.get("action")
         reason = str(record.get("reason") or "")
-        params = record.get("params") if isinstance(record.get("params"), dict) else {}
-        assert isinstance(params, dict)
+        params, before, after = (_mapping(record.get(k)) for k in ("params", "before", "after"))
+        kind_of: MarkerKind | None = None
         if kind == "escalation":
             markers.append(Marker(ts, "escalation", str(action) if action else None, reason))
-        elif (kind == "result" and record.get("outcome") == "succeeded") or (
-            kind == "decision" and record.get("outcome") == "would-run"
-        ):
-            markers.append(Marker(ts, "acted", str(action), reason, params=params))
-        elif kind == "decision" and record.get("decision") == "deny":
-            guard = str(record.get("guard") or "")
-            markers.append(Marker(ts, "denied", str(action), reason, guard, params))
-        elif kind == "decision" and record.get("decision") == "pending-approval":
-            markers.append(Marker(ts, "pending-approval", str(action), reason, params=params))
+        elif kind == "result" and record.get("outcome") == "succeeded":
+            kind_of = "acted"
+        elif kind == "decision" and record.get("outcome") == "would-run":
+            kind_of = "would-run"
+        elif kind == "decision" and record.get("decision") in ("deny", "pending-approval"):
+            kind_of = "denied" if record.get("decision") == "deny" else "pending-approval"
+        if kind_of is not None:
+            guard = str(record.get("guard") or "") if kind_of == "denied" else None
+            markers.append(Marker(ts, kind_of, str(action), reason, guard, params, before, after))
     return markers
+
+
+def _mapping(value: object) -> dict[str, object]:
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def usage(

@@ -1,8 +1,9 @@
 """The backtest report from an audit log: what Remediator did — or, in dry-run, would
 have done — and why, over the period the log covers.
 
-Every decision line becomes a marker (acted, denied by a guard, pending approval,
-escalated). The objectives' values come from the signal history when a ``History`` is
+Every decision line becomes a marker (applied, would have run in dry-run, denied by a
+guard, pending approval, escalated); a dry-run's proposal repeated while nothing changed
+counts once. The objectives' values come from the signal history when a ``History`` is
 given (``remediator report --config``: read from the backends over the log's period);
 otherwise from the values the log itself recorded with each line.
 """
@@ -13,9 +14,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from controller.backtest.engine import markers_from, summarize, windows
+from controller.backtest.action_cost import cost_of_markers
+from controller.backtest.engine import markers_from, proposals, summarize, windows
 from controller.backtest.history import History
-from controller.backtest.model import Backtest, Cost, ObjectiveTrace, Point, TargetTrace
+from controller.backtest.model import Backtest, ObjectiveTrace, Point, TargetTrace
+from controller.backtest.prices import Prices
 from controller.model import VerdictState
 from controller.policy.schema import Policy
 
@@ -25,8 +28,12 @@ def from_audit(
     label: str,
     policies: Mapping[str, Policy] | None = None,
     history: History | None = None,
+    prices: Prices | None = None,
 ) -> Backtest:
-    """One trace per policy found in ``records`` (in the order first seen)."""
+    """One trace per policy found in ``records`` (in the order first seen); actions
+    applied are priced from the sizes they recorded, and so are the distinct proposals
+    a dry-run would have run (as if each had been applied when first proposed)."""
+    table = prices or Prices()
     stamped = [(_ts(r), dict(r)) for r in records if r.get("ts") and r.get("policy")]
     if not stamped:
         raise ValueError("the audit log has no records to report on")
@@ -44,9 +51,14 @@ def from_audit(
         markers = tuple(markers_from(name, [r for _, r in mine]))
         stretches = windows([(ts, VerdictState(r["verdict"])) for ts, r in mine], end)
         target = str(mine[0][1].get("target", ""))
-        summary = summarize(markers, stretches, Cost({}, 0.0))
+        applied = [m for m in markers if m.kind == "acted"]
+        cost = cost_of_markers(applied, end, table)
+        would_cost = cost_of_markers(proposals(markers), end, table)
+        summary = summarize(markers, stretches, cost, would_cost)
         traces.append(TargetTrace(name, target, objectives, markers, summary))
-    return Backtest(label, start, end, False, tuple(traces))
+    modes = {str(r["mode"]) for _, r in stamped if r.get("mode")}
+    mode = modes.pop() if len(modes) == 1 else "mixed" if modes else "live"
+    return Backtest(label, start, end, False, tuple(traces), mode=mode, source="audit")
 
 
 def _objectives(

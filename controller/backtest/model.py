@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, NamedTuple, overload
 
-MarkerKind = Literal["acted", "denied", "pending-approval", "escalation"]
+# "acted": applied (to Azure, or to a replay's simulated estate); "would-run": allowed by
+# every guard in dry-run and not applied
+MarkerKind = Literal["acted", "would-run", "denied", "pending-approval", "escalation"]
 
 
 # One value on a chart: (when, value), the value None for no data (a gap, or unknown).
@@ -86,6 +88,8 @@ class Marker:
     reason: str
     guard: str | None = None  # for a denial: which guard held it
     params: Mapping[str, Any] = field(default_factory=dict)
+    before: Mapping[str, Any] = field(default_factory=dict)  # the target before the action
+    after: Mapping[str, Any] = field(default_factory=dict)  # … and after it (or would be)
 
 
 @dataclass(frozen=True)
@@ -99,13 +103,17 @@ class Cost:
 
 @dataclass(frozen=True)
 class TargetSummary:
-    actions: Mapping[str, int]  # action → count
+    actions: Mapping[str, int]  # action → times applied
     denied: Mapping[str, int]  # guard → count
     breach_minutes: float  # time any objective was in breach
     first_action_minutes: float | None  # from the first breach to the first action
     breaker_openings: int
     escalations: int
-    cost: Cost
+    cost: Cost  # of the actions applied
+    # dry-run: action → distinct proposals allowed and not applied (one proposal repeated
+    # while nothing changed counts once), and what applying them would have cost
+    would_run: Mapping[str, int] = field(default_factory=dict)
+    would_cost: Cost | None = None
 
 
 @dataclass(frozen=True)
@@ -126,3 +134,5 @@ class Backtest:
     targets: tuple[TargetTrace, ...]
     passes: int = 0  # reconcile passes run in full
     quiet_passes: int = 0  # passes known to change nothing, accounted for without running
+    mode: str = "live"  # "live", "dry-run", or "mixed" (an audit log holding both)
+    source: str = "replay"  # "replay" (a simulated estate) or "audit" (what a controller did)

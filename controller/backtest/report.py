@@ -42,7 +42,8 @@ THRESHOLD = "#b3261e"
 CLEAR = "#137333"
 BREACH = "#b3261e"
 MARKERS: dict[MarkerKind, tuple[str, str]] = {  # kind → (colour, what the legend says)
-    "acted": ("#137333", "action taken"),
+    "acted": ("#137333", "action applied"),
+    "would-run": ("#5a6275", "would have run (dry-run: not applied)"),
     "denied": ("#b3261e", "denied by a guard"),
     "pending-approval": ("#a05a00", "waiting for approval"),
     "escalation": ("#6a1b9a", "escalated"),
@@ -379,10 +380,13 @@ def _marker_order(marker: Marker) -> tuple[datetime, str, str]:
 
 
 def _symbol(kind: MarkerKind, x: float, y: float) -> str:
-    """The marker's shape centred on (x, y): ▲ acted, ✕ denied, ◆ pending, ■ escalated."""
+    """The marker's shape centred on (x, y): ▲ applied, △ would have run, ✕ denied,
+    ◆ pending, ■ escalated."""
     colour = MARKERS[kind][0]
-    if kind == "acted":
+    if kind in ("acted", "would-run"):  # applied: filled; would have run: hollow
         d = f"M{c(x)},{c(y - 6)} L{c(x + 6)},{c(y + 5)} L{c(x - 6)},{c(y + 5)} Z"
+        if kind == "would-run":
+            return f'<path d="{d}" fill="#fff" stroke="{colour}" stroke-width="1.6"/>'
         return f'<path d="{d}" fill="{colour}"/>'
     if kind == "denied":
         d = (
@@ -399,13 +403,36 @@ def _symbol(kind: MarkerKind, x: float, y: float) -> str:
 def marker_text(marker: Marker) -> str:
     """What a marker's tooltip (and the decisions table) says, unescaped."""
     what = marker.action or "—"
+    if marker.action and (moved := change(marker)):
+        what += f" ({moved})"
     head = {
-        "acted": f"acted: {what}",
+        "acted": f"applied: {what}",
+        "would-run": f"would have run (not applied): {what}",
         "denied": f"denied: {what} (guard: {marker.guard or 'unknown'})",
         "pending-approval": f"waiting for approval: {what}",
         "escalation": f"escalated{'' if marker.action is None else f': {what}'}",
     }[marker.kind]
     return f"{_hms(marker.ts)} UTC · {head} — {marker.reason}"
+
+
+def change(marker: Marker) -> str:
+    """``minReplicas 1→2``: what the action changed (or would have), unescaped; the
+    parameters when the record has no before and after."""
+    before, after = marker.before, marker.after or marker.params
+    moved = [
+        f"{key} {_plain(before.get(key))}→{_plain(value)}"
+        for key, value in after.items()
+        if key in before and before.get(key) != value
+    ]
+    if moved:
+        return ", ".join(moved)
+    return ", ".join(f"{key}={_plain(value)}" for key, value in marker.params.items())
+
+
+def _plain(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}".rstrip("0").rstrip(".")
+    return str(value)
 
 
 def _marker(s: Scale, marker: Marker) -> str:
@@ -444,19 +471,39 @@ def _legend() -> str:
 # ---------------------------------------------------------------------------- page
 
 
+def mode_text(run: Backtest) -> str:
+    """What the run's "actions" were: applied to Azure, to a simulation, or not at all."""
+    if run.source == "audit":
+        return {
+            "live": "live: actions were applied to Azure",
+            "dry-run": "dry-run: nothing was applied; would-run actions are proposals",
+            "mixed": "dry-run and live mixed: applied and would-run actions counted apart",
+        }.get(run.mode, run.mode)
+    if run.mode == "dry-run":
+        return "replay in dry-run: nothing applied, not even to the simulation"
+    return "replay, live decisions on a simulated estate: nothing in Azure changed"
+
+
 def _header(runs: tuple[Backtest, ...], title: str) -> str:
     rows = []
     for head, run in zip(_column_heads(runs), runs, strict=True):
-        effects = "actions change the replayed signals" if run.effects else "replayed as recorded"
+        if run.source == "audit":
+            effects = "as recorded in the audit log"
+        else:
+            effects = (
+                "actions change the replayed signals" if run.effects else "replayed as recorded"
+            )
         cells = (
             head,
+            f'<span class="mode" data-mode="{e(run.mode)}">{e(mode_text(run))}</span>',
             e(f"{_hms(run.start)} UTC"),
             e(f"{_hms(run.end)} UTC"),
             e(len(run.targets)),
             e(effects),
         )
         rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
-    th = "".join(f"<th>{h}</th>" for h in ("policy set", "from", "to", "targets", "effects"))
+    heads = ("policy set", "mode", "from", "to", "targets", "effects")
+    th = "".join(f"<th>{h}</th>" for h in heads)
     sets = f'<table class="sets"><thead><tr>{th}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
     return f"<header><h1>{e(title)}</h1>{sets}</header>"
 
@@ -537,6 +584,15 @@ def _target(runs: tuple[Backtest, ...], key: tuple[str, str], prices: Prices | N
     return "".join(parts)
 
 
+DECISION: dict[MarkerKind, str] = {  # the decisions table's words for each marker
+    "acted": "applied",
+    "would-run": "would run",
+    "denied": "denied",
+    "pending-approval": "pending approval",
+    "escalation": "escalation",
+}
+
+
 def _decisions(runs: Sequence[Backtest], traces: Sequence[TargetTrace | None]) -> str:
     blocks = []
     for head, trace in zip(_column_heads(runs), traces, strict=True):
@@ -545,15 +601,16 @@ def _decisions(runs: Sequence[Backtest], traces: Sequence[TargetTrace | None]) -
         rows = [
             (
                 e(f"{_hms(m.ts)}"),
-                f'<span style="color:{MARKERS[m.kind][0]}">{e(m.kind)}</span>',
+                f'<span style="color:{MARKERS[m.kind][0]}">{e(DECISION[m.kind])}</span>',
                 e(m.action or "—"),
+                e((change(m) if m.action else "") or "—"),
                 e(m.guard or "—"),
                 e(m.reason),
             )
             for m in sorted(trace.markers, key=_marker_order)
         ]
         body = (
-            _table(("time (UTC)", "decision", "action", "guard", "reason"), rows)
+            _table(("time (UTC)", "decision", "action", "change", "guard", "reason"), rows)
             if rows
             else '<p class="muted">No decisions other than no-ops.</p>'
         )
@@ -610,6 +667,7 @@ def _rows(sides: Sequence[Side], prices: Prices | None, overall: bool = False) -
     """The summary lines for each side: one target's summary, or all of a backtest's."""
     present = [s for side in sides if side is not None for s in side]
     actions = sorted({a for s in present for a in s.actions})
+    proposed = sorted({a for s in present for a in s.would_run})
     guards = sorted({g for s in present for g in s.denied})
     units = sorted({u for s in present for u in s.cost.units})
     currencies = sorted({s.cost.currency for s in present}) or ["USD"]
@@ -630,8 +688,12 @@ def _rows(sides: Sequence[Side], prices: Prices | None, overall: bool = False) -
             Row("targets", total(lambda s: 1), "count"),
             Row("targets ever in breach", total(lambda s: s.breach_minutes > 0), "count", "bad"),
         ]
-    rows.append(Row("actions taken", total(lambda s: sum(s.actions.values())), "count"))
+    rows.append(Row("actions applied", total(lambda s: sum(s.actions.values())), "count"))
     rows += [Row(f"· {a}", total(_counting("actions", a)), "count") for a in actions]
+    if proposed:
+        would = total(lambda s: sum(s.would_run.values()))
+        rows.append(Row("would have run (distinct proposals, not applied)", would, "count"))
+        rows += [Row(f"· {a}", total(_counting("would_run", a)), "count") for a in proposed]
     rows.append(Row("time in breach (min)", total(lambda s: s.breach_minutes), "minutes", "bad"))
     if overall:
         rows += [
@@ -657,13 +719,23 @@ def _rows(sides: Sequence[Side], prices: Prices | None, overall: bool = False) -
     ]
     rows += [
         Row(
-            f"estimated cost ({cur})",
+            f"estimated cost of actions applied ({cur})",
             total(_costing(cur)),
             "money",
             "bad",
         )
         for cur in currencies
     ]
+    if proposed:
+        rows += [
+            Row(
+                f"estimated cost had the proposals been applied ({cur})",
+                total(_costing(cur, would=True)),
+                "money",
+                "bad",
+            )
+            for cur in currencies
+        ]
     return rows
 
 
@@ -671,15 +743,21 @@ def _counting(what: str, key: str) -> Callable[[TargetSummary], float]:
     """A summary's count of ``key`` among its actions, denials (by guard) or cost units."""
 
     def get(s: TargetSummary) -> float:
-        table = {"actions": s.actions, "denied": s.denied, "units": s.cost.units}[what]
+        table = {
+            "actions": s.actions,
+            "would_run": s.would_run,
+            "denied": s.denied,
+            "units": s.cost.units,
+        }[what]
         return float(table.get(key, 0))
 
     return get
 
 
-def _costing(currency: str) -> Callable[[TargetSummary], float]:
+def _costing(currency: str, would: bool = False) -> Callable[[TargetSummary], float]:
     def get(s: TargetSummary) -> float:
-        return s.cost.total if s.cost.currency == currency else 0.0
+        cost = s.would_cost if would else s.cost
+        return cost.total if cost is not None and cost.currency == currency else 0.0
 
     return get
 
@@ -736,7 +814,8 @@ def _overall(runs: tuple[Backtest, ...], prices: Prices | None) -> str:
 
 
 BY_TARGET: tuple[tuple[str, str, Callable[[TargetSummary], float | None]], ...] = (
-    ("actions", "count", lambda s: sum(s.actions.values())),
+    ("applied", "count", lambda s: sum(s.actions.values())),
+    ("would run", "count", lambda s: sum(s.would_run.values())),
     ("in breach (min)", "minutes", lambda s: s.breach_minutes),
     ("to first action (min)", "minutes", lambda s: s.first_action_minutes),
     ("denied", "count", lambda s: sum(s.denied.values())),

@@ -11,7 +11,7 @@ an incident.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
@@ -128,9 +128,11 @@ async def record(
     duration: timedelta,
     interval: timedelta,
     out: RecordingWriter | None = None,
+    on_pass: Callable[[int, History, datetime, datetime], None] | None = None,
 ) -> History:
     """Observe every objective each ``interval`` for ``duration``, keeping every sample,
-    and writing each pass's to ``out`` as it goes when given."""
+    and writing each pass's to ``out`` as it goes when given; ``on_pass`` hears of each
+    pass (its number, the history so far, now, the end), to show progress."""
     history = History()
     registry = default_registry(clients, clock)
     for policy in policies:
@@ -140,6 +142,7 @@ async def record(
         if out is not None:
             out.state(policy.name, history.states[policy.name])
     end = clock.now() + duration
+    passes = 0
     while True:
         now = clock.now()
         for policy in policies:
@@ -154,6 +157,9 @@ async def record(
                             out.value(policy.name, name, sample.ts, sample.value)
         if out is not None:
             out.flush()
+        passes += 1
+        if on_pass is not None:
+            on_pass(passes, history, now, end)
         if now + interval > end:
             return history
         await clock.sleep(interval.total_seconds())

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from controller.policy.safe_yaml import YamlRefused, check_shape, read_capped
 from controller.policy.schema import Policy
+from controller.policy.suggest import did_you_mean
 
 PathKey = tuple[str | int, ...]
 
@@ -33,8 +34,12 @@ class Problem:
     line: int
     message: str
 
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
+    def __str__(self) -> str:  # line 0: the file as a whole, no line to point at
+        return (
+            f"{self.file}:{self.line}: {self.message}"
+            if self.line
+            else f"{self.file}: {self.message}"
+        )
 
 
 class PolicyError(Exception):
@@ -90,6 +95,8 @@ def _load_file(file: Path) -> tuple[list[LoadedPolicy], list[Problem]]:
         text = read_capped(file)
         check_shape(text)  # size, depth and aliases bounded before anything is built
         documents = [d for d in yaml.compose_all(text, Loader=yaml.SafeLoader) if d is not None]
+    except FileNotFoundError:
+        return [], [Problem(name, 0, "no such file")]
     except (OSError, UnicodeDecodeError) as exc:
         return [], [Problem(name, 0, f"cannot read: {exc}")]
     except YamlRefused as exc:
@@ -164,6 +171,8 @@ def _located(
     for error in exc.errors():
         loc: PathKey = _without_union_tags(tuple(error["loc"]))
         message = _message(error)
+        if error["type"] == "extra_forbidden":
+            message += did_you_mean(loc)
         # A cross-field check names the key it is about; point at that key's line.
         match = _PATH_PREFIX.match(message)
         if match:

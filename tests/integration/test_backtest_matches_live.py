@@ -50,8 +50,8 @@ async def test_backtest_decides_what_the_dry_run_decided(
         ]
 
     replayed = [
-        (m.ts.isoformat()[:19], m.action, "allow" if m.kind == "acted" else "deny", m.guard)
+        (m.ts.isoformat()[:19], m.action, "allow" if m.kind == "would-run" else "deny", m.guard)
         for m in result.targets[0].markers
-        if m.kind in ("acted", "denied")
+        if m.kind in ("would-run", "denied")
     ]
     assert decisions(live) and decisions(live) == replayed

@@ -74,8 +74,14 @@ async def test_dry_run_replay_marks_would_run_and_acts_on_nothing() -> None:
         [POLICY], spike(), START, START + timedelta(minutes=30), effects=True, mode=Mode.DRY_RUN
     )
     [target] = result.targets
-    assert [m.action for m in target.markers if m.kind == "acted"][:1] == ["scaleOut"]
+    assert result.mode == "dry-run"
+    assert [m.action for m in target.markers if m.kind == "would-run"][:1] == ["scaleOut"]
+    assert not [m for m in target.markers if m.kind == "acted"]  # nothing was applied
+    assert target.summary.actions == {}
+    # the proposal repeated while nothing changed is one proposal
+    assert target.summary.would_run == {"scaleOut": 1}
     assert target.summary.cost.units.get("vcpu-hours", 0.0) == 0.0  # nothing was changed
+    assert target.summary.would_cost is not None and target.summary.would_cost.total > 0
 
 
 async def test_a_raise_moves_the_429_share() -> None:

@@ -196,7 +196,7 @@ def test_markers_on_the_time_axis_with_their_guard_in_a_tooltip() -> None:
     expected = [scale.x(minute(12.5)), scale.x(minute(15)), scale.x(minute(20))]
     assert [float(x) for _, x, _ in marks] == pytest.approx(expected, abs=0.05)
     titles = {k: t for k, _, t in marks}
-    assert titles["acted"] == "2024-05-01 12:12:30 UTC · acted: scaleOut — cpu above 80"
+    assert titles["acted"] == "2024-05-01 12:12:30 UTC · applied: scaleOut (by=2) — cpu above 80"
     assert "denied: scaleOut (guard: cooldown)" in titles["denied"]
     assert "escalated — breach outlasted the ladder" in titles["escalation"]
     # each kind its own colour
@@ -223,7 +223,7 @@ def test_the_page_names_the_set_and_target_and_sums_it_up() -> None:
     assert html.startswith("<!doctype html>") and "<title>Remediator backtest</title>" in html
     assert "policies/current" in html and POLICY in html and TARGET in html
     target = section(html)
-    assert row(target, "actions taken") == ["1"]
+    assert row(target, "actions applied") == ["1"]
     assert row(target, "· scaleOut") == ["1"]
     assert row(target, "time in breach (min)") == ["12"]
     assert row(target, "breach → first action (min)") == ["2.5"]
@@ -231,11 +231,11 @@ def test_the_page_names_the_set_and_target_and_sums_it_up() -> None:
     assert row(target, "escalations") == ["1"]
     assert row(target, "· cooldown") == ["1"]
     assert row(target, "replica-hours") == ["2"]
-    assert row(target, "estimated cost (USD)") == ["0.1944"]
+    assert row(target, "estimated cost of actions applied (USD)") == ["0.1944"]
     overall = html.split('<section id="overall">')[1].split("</section>")[0]
     assert row(overall, "targets") == ["1"]
     assert row(overall, "breach → first action, worst (min)") == ["2.5"]
-    assert row(overall, "estimated cost (USD)") == ["0.1944"]
+    assert row(overall, "estimated cost of actions applied (USD)") == ["0.1944"]
     assert '<a href="#target-api-cpu">api-cpu</a>' in overall
     assert f'<span class="resource" title="{TARGET}">api</span>' in overall
 
@@ -329,17 +329,17 @@ def test_two_backtests_side_by_side_with_the_differences() -> None:
     charts = re.findall(r'data-objective="([^"]*)"', target)
     assert charts == ["cpu", "cpu", "latency", "latency"]  # paired, objective by objective
     assert "difference (B − A)" in target
-    assert row(target, "actions taken") == ["1", "3", "+2"]
+    assert row(target, "actions applied") == ["1", "3", "+2"]
     assert row(target, "time in breach (min)") == ["12", "4.5", "−7.5"]
     assert row(target, "breach → first action (min)") == ["2.5", "0.5", "−2"]
     assert row(target, "escalations") == ["1", "0", "−1"]
     assert row(target, "· cooldown") == ["1", "0", "−1"]
-    assert row(target, "estimated cost (USD)") == ["0.1944", "0.5832", "+0.3888"]
+    assert row(target, "estimated cost of actions applied (USD)") == ["0.1944", "0.5832", "+0.3888"]
     # less time in breach is better, more money is worse
     assert re.search(r'<td class="n better">−7.5</td>', target)
     assert re.search(r'<td class="n worse">\+0.3888</td>', target)
     overall = html.split('<section id="overall">')[1].split("</section>")[0]
-    assert row(overall, "actions taken") == ["1", "3", "+2"]
+    assert row(overall, "actions applied") == ["1", "3", "+2"]
     by_target = overall.split("<h3>By target</h3>")[1]
     assert "<td>1 → 3 (+2)</td>" in by_target  # actions
     assert "<td>12 → 4.5 (−7.5)</td>" in by_target  # in breach
@@ -360,7 +360,7 @@ def test_a_pair_shares_one_value_scale_and_a_missing_target_is_said() -> None:
 
     lone = replace(first, label="c", targets=())
     html = render([first, lone])
-    assert row(section(html), "actions taken") == ["1", "—", "—"]
+    assert row(section(html), "actions applied") == ["1", "—", "—"]
 
 
 # ---------------------------------------------------------------------------- layers

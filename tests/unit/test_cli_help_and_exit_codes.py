@@ -119,3 +119,49 @@ def test_run_on_a_port_already_taken_is_a_failure(
         assert main(["run", "--config", str(config)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("remediator run: ") and str(port) in err
+
+
+@pytest.mark.parametrize("command", ["pause", "resume"])
+def test_pause_without_settings_says_where_and_writes_nothing(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: str,
+) -> None:
+    """A pause file guessed in the working folder pauses no controller: refused (exit 2),
+    naming where it would have gone; with settings, the absolute path is printed."""
+    for var in ("REMEDIATOR_CONFIG", "REMEDIATOR_PAUSE_FILE", "REMEDIATOR_AUDIT_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main([command]) == 2
+    err = capsys.readouterr().err
+    assert "--config" in err and str(tmp_path / "remediator.pause") in err
+    assert not (tmp_path / "remediator.pause").exists()
+    config = tmp_path / "settings.yaml"
+    config.write_text("auditPath: state/audit.jsonl\n")
+    assert main([command, "--config", str(config)]) == 0
+    assert str(tmp_path / "state" / "remediator.pause") in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [("demo",), ("emulator",), ("backtest",)])
+def test_scenario_help_lists_the_scenarios(
+    capsys: pytest.CaptureFixture[str], command: tuple[str, ...]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in ("cpu-spike", "memory-leak", "bad-deploy", "flapping", "steady"):
+        assert name in text.replace("- ", "-")
+
+
+def test_a_recording_without_policies_says_what_is_missing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("REMEDIATOR_CONFIG", "REMEDIATOR_POLICIES"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(tmp_path)
+    recording = tmp_path / "rec.jsonl"
+    recording.write_text('{"format": "remediator-recording/1"}\n')
+    assert main(["backtest", "--recording", str(recording)]) == 2
+    err = capsys.readouterr().err
+    assert "give --config" in err and "REMEDIATOR_POLICIES" in err and ":0:" not in err

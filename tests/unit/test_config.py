@@ -53,6 +53,11 @@ def test_sovereign_cloud_endpoints() -> None:
         ),
         ("colour: red\n", {}, "colour: unknown key (from {file}:1)"),
         (
+            "auditPth: a.jsonl\n",
+            {},
+            "auditPth: unknown key (did you mean 'auditPath'?) (from {file}:1)",
+        ),
+        (
             "",
             {"REMEDIATOR_LISTEN": "nowhere"},
             "listen: expected HOST:PORT or 'off', got 'nowhere' (from environment variable REMEDIATOR_LISTEN)",
@@ -167,3 +172,11 @@ def test_kubernetes_service_links_are_not_settings() -> None:
     """REMEDIATOR_PORT and REMEDIATOR_SERVICE_HOST (a Service named remediator) are ignored."""
     env = {"REMEDIATOR_PORT": "tcp://10.0.0.9:9464", "REMEDIATOR_SERVICE_HOST": "10.0.0.9"}
     assert load_settings(None, environ=env).mode is Mode.DRY_RUN
+
+
+@pytest.mark.parametrize("written", ["off", "'off'", "false", "''"])
+def test_listen_off_in_yaml_turns_the_endpoints_off(tmp_path: Path, written: str) -> None:
+    """YAML reads an unquoted `off` as false; it means what it says."""
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"listen: {written}\n")
+    assert load_settings(config, environ={}).listen_address is None

@@ -192,3 +192,44 @@ def test_the_readme_policy_example_is_valid(tmp_path: Path) -> None:
         "scaleUp",
         "restartRevision",
     ]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "message"),
+    [
+        (
+            "    threshold: 70",
+            "    threshhold: 70\n    threshold: 70",
+            14,
+            "objectives.0.threshhold: unknown key (did you mean 'threshold'?)",
+        ),
+        (
+            "      aggregation: Average",
+            "      agregation: Average",
+            12,
+            "objectives.0.signal.agregation: unknown key (did you mean 'aggregation'?)",
+        ),
+        (
+            "      maxReplicas: 4",
+            "      maxReplicas: 4\n      maxReplica: 4",
+            20,
+            "remediation.0.scaleOut.maxReplica: unknown key (did you mean 'maxReplicas'?)",
+        ),
+        ("    threshold: 70", "    threshold: 70\n    colour: red", 15, "colour: unknown key"),
+    ],
+)
+def test_a_misspelt_key_gets_the_closest_allowed_one(
+    tmp_path: Path, old: str, new: str, line: int, message: str
+) -> None:
+    """The suggestion comes from the keys allowed at that place; none when nothing is close."""
+    path = write(tmp_path, "p.yaml", GOOD.replace(old, new))
+    found = [p for p in problems(path) if "unknown key" in p]
+    assert found == [f"{path}:{line}: {message}" if "." in message else found[0]]
+    assert message in found[0] and (("did you mean" in message) == ("did you mean" in found[0]))
+
+
+def test_a_missing_file_says_no_such_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["validate", str(tmp_path / "nowhere.yaml")]) == 2
+    assert capsys.readouterr().err.strip() == f"{tmp_path / 'nowhere.yaml'}: no such file"
