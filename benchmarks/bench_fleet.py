@@ -269,10 +269,10 @@ def measure(
             cpu = cpu_seconds(controller.pid) - cpu_before
             hwm = status_kib(controller.pid, "VmHWM") / 1024
             rss = status_kib(controller.pid, "VmRSS") / 1024
+            since_ready = (time.monotonic() - ready) * speed / 60
             requests = json.loads(get(f"http://127.0.0.1:{port}/_emulator/requests"))
             # scraped last: rendering 10,000 targets' series is costly and not the loop's work
             scraped = scrape(listen)
-            since_ready = (time.monotonic() - ready) * speed / 60
         finally:
             for proc in (controller, emulator):
                 if proc is not None and proc.poll() is None:

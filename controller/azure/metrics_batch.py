@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from azure.core.exceptions import (
@@ -90,6 +91,7 @@ async def query_batch(
     return values
 
 
+@lru_cache(maxsize=4096)  # every resource of a batch has the same minutes
 def parse_stamp(text: str) -> datetime:
     """An ISO 8601 time as Azure writes it (``Z`` or an offset, up to seven fraction
     digits, which ``fromisoformat`` does not take before Python 3.12), in UTC."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import anyio
@@ -91,11 +92,33 @@ class AzureMonitorSource:
         self._history_chunk = history_chunk  # the range of one history call
         self._members: dict[QueryShape, set[str]] = {}
         self._fetches: dict[QueryShape, _Fetch] = {}
+        # resource ID → (target, objectives, their query shapes), for identical asks
+        self._shape_cache: dict[
+            str,
+            tuple[Target, tuple[Objective, ...], dict[QueryShape, list[tuple[Objective, Part]]]],
+        ] = {}
 
     def register(self, target: Target, objectives: Sequence[Objective]) -> None:
         """Declare a target up front so the first fetch of its group includes it."""
-        for shape in _queries(target, objectives):
+        for shape in self._shapes(target, objectives):
             self._members.setdefault(shape, set()).add(target.metrics_id)
+
+    def _shapes(
+        self, target: Target, objectives: Sequence[Objective]
+    ) -> dict[QueryShape, list[tuple[Objective, Part]]]:
+        """:func:`_queries`, worked out once per target: a pass asks again with the same
+        (immutable) target and objectives, until a reload brings new ones."""
+        cached = self._shape_cache.get(target.resource_id)
+        if (
+            cached is not None
+            and cached[0] is target
+            and len(cached[1]) == len(objectives)
+            and all(a is b for a, b in zip(cached[1], objectives, strict=True))
+        ):
+            return cached[2]
+        shapes = _queries(target, objectives)
+        self._shape_cache[target.resource_id] = (target, tuple(objectives), shapes)
+        return shapes
 
     async def observe(
         self, target: Target, objectives: Sequence[Objective], now: datetime
@@ -103,7 +126,7 @@ class AzureMonitorSource:
         """One observation per objective, by objective name."""
         self.register(target, objectives)
         answers: dict[tuple[str, str], tuple[Series, str | None]] = {}
-        for shape, members in _queries(target, objectives).items():
+        for shape, members in self._shapes(target, objectives).items():
             if shape.region:
                 answer = await self._batched(shape, target.metrics_id, now)
             else:
@@ -437,6 +460,8 @@ def combine(split: Sequence[Sequence[Sample]], aggregation: str, comparison: str
     bucket, the value that most threatens the objective — the largest for ``<``
     objectives, the smallest for ``>`` — so one bad replica is not averaged away.
     """
+    if len(split) == 1 and all(a.ts < b.ts for a, b in pairwise(split[0])):
+        return list(split[0])  # one series, in order: nothing to fold (the usual case)
     worst = max if comparison in ("<", "<=") else min
     merged: dict[datetime, float | None] = {}
     for samples in split:
