@@ -14,8 +14,9 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 
 from controller.audit.replay import FAIL_STATIC, FAIL_STATIC_HOLDS
@@ -48,6 +49,7 @@ class Fleet:
         self._breaching = 0  # of _states, kept as it changes: a note costs the same for any fleet
         self._failing = 0
         self._noted: dict[str, datetime] = {}  # target → when it last reported
+        self._reports: list[datetime] = []  # the values of _noted, sorted: who reported since
         self._breach_since: dict[str, datetime] = {}
         self.engaged: str | None = None  # why the fleet holds still
         self._healthy_passes = 0
@@ -75,7 +77,7 @@ class Fleet:
         self._states[target] = (worst, failing)
         self._breaching += worst is VerdictState.BREACH
         self._failing += failing
-        self._noted[target] = now
+        self._report(target, now)
         if worst is VerdictState.BREACH:
             self._breach_since.setdefault(target, now)
         else:
@@ -101,17 +103,37 @@ class Fleet:
                 self.engaged = None
         return None
 
+    def _report(self, target: str, now: datetime) -> None:
+        last = self._noted.get(target)
+        if last is not None:
+            del self._reports[bisect_left(self._reports, last)]
+        self._noted[target] = now
+        insort(self._reports, now)
+
+    def _reported_since(self, since: datetime) -> int:
+        """Targets whose last report is at or after ``since``: a bisection, not a scan."""
+        return len(self._reports) - bisect_left(self._reports, since)
+
     def resize(self, targets: int) -> None:
         """The number of targets changed (a policy reload, or a selector's discovery)."""
         self._targets = targets
 
+    def keep(self, targets: Collection[str]) -> None:
+        """The targets now running (a policy reload, a discovery): the rest are forgotten,
+        so a target that is gone counts toward no share, and no wait for its report."""
+        for gone in [t for t in self._states if t not in targets]:
+            self.forget(gone)
+        self._targets = len(targets)
+
     def forget(self, target: str) -> None:
-        """A target that is gone no longer counts toward shares or rounds."""
-        before = self._states.pop(target, None)
-        if before is not None:
-            self._breaching -= before[0] is VerdictState.BREACH
-            self._failing -= before[1]
-        self._noted.pop(target, None)
+        """Drop what a target reported (it no longer exists or is no longer managed)."""
+        state = self._states.pop(target, None)
+        if state is not None:
+            self._breaching -= state[0] is VerdictState.BREACH
+            self._failing -= state[1]
+        last = self._noted.pop(target, None)
+        if last is not None:
+            del self._reports[bisect_left(self._reports, last)]
         self._breach_since.pop(target, None)
 
     def remaining(self, subscription: str, now: datetime) -> tuple[int, int]:
@@ -133,7 +155,7 @@ class Fleet:
             return pressure
         since = self._breach_since.get(target) if target else None
         if since is not None and self._targets > 1:
-            behind = self._targets - sum(1 for t in self._noted.values() if t >= since)
+            behind = self._targets - self._reported_since(since)
             if behind > 0:
                 return (
                     f"waiting for {behind} more target(s) to report since this breach "

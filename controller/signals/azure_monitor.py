@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import anyio
@@ -27,12 +28,16 @@ from azure.core.exceptions import AzureError
 
 from controller.azure import retry
 from controller.azure.clients import AzureClients
+from controller.azure.metrics_batch import parse_stamp, query_batch
 from controller.clock import Clock
 from controller.model import Observation, Quality, Sample
 from controller.policy.schema import MetricSignal, Objective, Target
 from controller.signals.history import bucket
 
 MAX_BATCH = 50
+CONCURRENT_BATCHES = 4  # batch calls of one group in flight at once
+_METRICS_PATH = "/providers/microsoft.insights/metrics/"
+_READ_ERRORS = (AzureError, OSError, ValueError, KeyError, TypeError, AttributeError)
 HISTORY_CHUNK = timedelta(days=1)
 MAX_SERIES = 100  # series per metric when a filter splits by dimension (Azure's default is 10)
 _AGG_FIELD = {
@@ -87,11 +92,33 @@ class AzureMonitorSource:
         self._history_chunk = history_chunk  # the range of one history call
         self._members: dict[QueryShape, set[str]] = {}
         self._fetches: dict[QueryShape, _Fetch] = {}
+        # resource ID → (target, objectives, their query shapes), for identical asks
+        self._shape_cache: dict[
+            str,
+            tuple[Target, tuple[Objective, ...], dict[QueryShape, list[tuple[Objective, Part]]]],
+        ] = {}
 
     def register(self, target: Target, objectives: Sequence[Objective]) -> None:
         """Declare a target up front so the first fetch of its group includes it."""
-        for shape in _queries(target, objectives):
+        for shape in self._shapes(target, objectives):
             self._members.setdefault(shape, set()).add(target.metrics_id)
+
+    def _shapes(
+        self, target: Target, objectives: Sequence[Objective]
+    ) -> dict[QueryShape, list[tuple[Objective, Part]]]:
+        """:func:`_queries`, worked out once per target: a pass asks again with the same
+        (immutable) target and objectives, until a reload brings new ones."""
+        cached = self._shape_cache.get(target.resource_id)
+        if (
+            cached is not None
+            and cached[0] is target
+            and len(cached[1]) == len(objectives)
+            and all(a is b for a, b in zip(cached[1], objectives, strict=True))
+        ):
+            return cached[2]
+        shapes = _queries(target, objectives)
+        self._shape_cache[target.resource_id] = (target, tuple(objectives), shapes)
+        return shapes
 
     async def observe(
         self, target: Target, objectives: Sequence[Objective], now: datetime
@@ -99,7 +126,7 @@ class AzureMonitorSource:
         """One observation per objective, by objective name."""
         self.register(target, objectives)
         answers: dict[tuple[str, str], tuple[Series, str | None]] = {}
-        for shape, members in _queries(target, objectives).items():
+        for shape, members in self._shapes(target, objectives).items():
             if shape.region:
                 answer = await self._batched(shape, target.metrics_id, now)
             else:
@@ -219,27 +246,52 @@ class AzureMonitorSource:
         each resource's series (by lower-case resource ID) to ``into``; with ``keep``, only
         the buckets that start inside the timespan (a history read in chunks)."""
         client = await self._clients.metrics(shape.region)
-        for first in range(0, len(ids), MAX_BATCH):
-            batch = list(ids[first : first + MAX_BATCH])
-            results = await retry.call(
+        within = timespan if keep else None
+
+        async def read(batch: list[str]) -> None:
+            values = await retry.call(
                 self._clock,
-                lambda batch=batch: client.query_resources(  # type: ignore[misc]
+                lambda: query_batch(
+                    client,
                     resource_ids=batch,
-                    metric_namespace=shape.namespace,
-                    metric_names=list(shape.metrics),
+                    namespace=shape.namespace,
+                    names=shape.metrics,
                     timespan=timespan,
-                    granularity=shape.grain,
-                    aggregations=list(shape.aggregations),
+                    grain=shape.grain,
+                    aggregations=shape.aggregations,
                     filter=shape.filter,
-                    max_results=MAX_SERIES if shape.filter else None,
+                    top=MAX_SERIES if shape.filter else None,
                 ),
             )
-            for result in results:
-                for metric in result.metrics:
-                    owner = metric.id.lower().split("/providers/microsoft.insights/metrics/")[0]
+            for result in values:
+                for metric in result.get("value") or []:
+                    owner = str(metric["id"]).lower().split(_METRICS_PATH)[0]
                     series = into.setdefault(owner, {})
-                    within = timespan if keep else None
-                    _collect(series, metric.name, metric.timeseries, shape.aggregations, within)
+                    name = (metric.get("name") or {}).get("value") or ""
+                    _collect_json(
+                        series, name, metric.get("timeseries") or [], shape.aggregations, within
+                    )
+
+        # a few calls in flight: a group of thousands is read in a fraction of the grain,
+        # so the passes waiting on it are not held for the calls' sum
+        limit = anyio.Semaphore(CONCURRENT_BATCHES)
+
+        failed: list[Exception] = []
+
+        async def bounded(batch: list[str]) -> None:
+            async with limit:
+                if failed:  # the read has failed already: ask no more
+                    return
+                try:
+                    await read(batch)
+                except _READ_ERRORS as exc:
+                    failed.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            for first in range(0, len(ids), MAX_BATCH):
+                tg.start_soon(bounded, list(ids[first : first + MAX_BATCH]))
+        if failed:
+            raise failed[0]
 
     async def _batched(
         self, shape: QueryShape, resource_id: str, now: datetime
@@ -269,7 +321,7 @@ class AzureMonitorSource:
             await self._query_batches(
                 shape, sorted(fetch.ids), (now - shape.window, now), fetch.results
             )
-        except (AzureError, OSError, ValueError, KeyError, TypeError) as exc:
+        except _READ_ERRORS as exc:
             fetch.error = retry.describe(exc)
         finally:
             fetch.done.set()
@@ -375,6 +427,32 @@ def _collect(
             kept.append(samples)
 
 
+def _collect_json(
+    series: Series,
+    metric: str,
+    timeseries: Iterable[dict[str, Any]],
+    aggs: Sequence[str],
+    within: tuple[datetime, datetime] | None = None,
+) -> None:
+    """:func:`_collect` for a batch answer as JSON (``timeStamp`` and one key per
+    aggregation in each point)."""
+    for aggregation in aggs:
+        attr = _AGG_FIELD[aggregation]
+        kept = series.setdefault((metric.lower(), aggregation), [])
+        for ts in timeseries:
+            samples = []
+            for point in ts.get("data") or []:
+                raw = point.get("timeStamp")
+                if not raw:
+                    continue
+                stamp = parse_stamp(raw)
+                if within and not within[0] <= stamp < within[1]:
+                    continue
+                value = point.get(attr)
+                samples.append(Sample(stamp, None if value is None else float(value)))
+            kept.append(samples)
+
+
 def combine(split: Sequence[Sequence[Sample]], aggregation: str, comparison: str) -> list[Sample]:
     """Fold dimension-split series into one, toward the objective's worst side.
 
@@ -382,6 +460,8 @@ def combine(split: Sequence[Sequence[Sample]], aggregation: str, comparison: str
     bucket, the value that most threatens the objective — the largest for ``<``
     objectives, the smallest for ``>`` — so one bad replica is not averaged away.
     """
+    if len(split) == 1 and all(a.ts < b.ts for a, b in pairwise(split[0])):
+        return list(split[0])  # one series, in order: nothing to fold (the usual case)
     worst = max if comparison in ("<", "<=") else min
     merged: dict[datetime, float | None] = {}
     for samples in split:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controller.core.evaluate import evaluate
 from controller.model import Observation, Quality, Sample, VerdictState
@@ -109,3 +111,25 @@ def test_split_series_combine_toward_the_objectives_worst_side() -> None:
     assert combine([a, b], "Minimum", ">")[0].value == 50.0
     assert combine([a, b], "Total", "<")[0].value == 149.9
     assert combine([[Sample(t, None)], b], "Average", "<")[0].value == 50.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 20), st.none() | st.floats(0, 1e6)),
+        max_size=15,
+    ),
+    st.sampled_from(["Average", "Maximum", "Minimum", "Total", "Count"]),
+    st.sampled_from(["<", "<=", ">", ">="]),
+)
+def test_one_series_combines_as_the_fold_does(
+    points: list[tuple[int, float | None]], aggregation: str, comparison: str
+) -> None:
+    """The short way for one series in order gives what folding it with an empty second
+    series gives, for any series (out of order, repeated minutes, gaps)."""
+    from controller.signals.azure_monitor import combine
+
+    series = [Sample(START + timedelta(minutes=m), v) for m, v in points]
+    assert combine([series], aggregation, comparison) == combine(
+        [series, []], aggregation, comparison
+    )

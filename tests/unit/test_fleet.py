@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from controller.config import BudgetSettings, FailStaticSettings
 from controller.core import guards
@@ -169,3 +171,62 @@ def test_fail_static_tells_its_end_before_letting_go() -> None:
     f.note("app0", OK, False, START)
     assert f.holds("sub", START) is None
     assert told == [("4 of 8 targets in breach at once", "app0")]
+
+
+def _scan_behind(f: Fleet, target: str) -> int | None:
+    """The count as a scan of every target's last report would give it."""
+    since = f._breach_since.get(target)
+    if since is None:
+        return None
+    return f._targets - sum(1 for t in f._noted.values() if t >= since)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 7),  # which target
+            st.sampled_from(["ok", "breach", "forget"]),
+            st.integers(-3, 20),  # seconds since the last step: passes overlap a little
+        ),
+        max_size=80,
+    )
+)
+def test_who_reported_since_a_breach_is_counted_as_a_scan_would(
+    steps: list[tuple[int, str, int]],
+) -> None:
+    """The sorted index of last reports gives the same wait as scanning every target,
+    over any order of reports, out-of-order times and targets forgotten."""
+    f = fleet(targets=8)
+    now = START
+    for i, what, step in steps:
+        now += timedelta(seconds=step)
+        if what == "forget":
+            f.forget(f"app{i}")
+        else:
+            f.note(f"app{i}", B if what == "breach" else OK, False, now)
+        assert sorted(f._noted.values()) == f._reports
+        for t in range(8):
+            expected = _scan_behind(f, f"app{t}")
+            held = f.holds("sub", now, f"app{t}")
+            if f.engaged is None and expected is not None and expected > 0:
+                assert held is not None and f"waiting for {expected} more" in held
+            elif f.engaged is None and held is not None:
+                assert "waiting" not in held
+
+
+def test_a_target_that_is_gone_counts_toward_no_share_and_no_wait() -> None:
+    """Four breaching targets of eight are fail static; when two of them are gone (a
+    reload, a discovery that no longer finds them), the rest neither count them nor wait."""
+    f = fleet(targets=8)
+    for i in range(4):
+        f.note(f"app{i}", B, False, START)
+    assert f.engaged is not None
+    f.keep([f"app{i}" for i in range(2, 8)])
+    assert f._breaching == 2 and "app0" not in f._noted and len(f._reports) == 2
+    later = START + timedelta(seconds=30)
+    for i in range(2, 8):
+        for _ in range(3):  # rounds of the six that remain
+            f.note(f"app{i}", OK if i > 2 else B, False, later)
+    assert f.engaged is None
+    assert f.holds("sub", later, "app2") is None  # app0 and app1 are not waited for

@@ -1,0 +1,403 @@
+"""The controller's cost per simulated minute for a fleet of 100, 1,000 and 10,000 targets.
+
+The emulator and the controller each run as their own process, as in production: the
+emulator serves a generated fleet scenario (``count: N`` Container Apps in one
+subscription and region) at ``--speed`` scenario seconds per wall second and writes the
+settings; ``remediator run --config`` reads them, one policy per app (``app-{i}``, each
+aimed at its app, region given, so metrics are read in batches), on a 60 s interval.
+
+For each size the controller is left to warm up, then measured over a window of
+simulated minutes: its CPU seconds (utime + stime from ``/proc/<pid>/stat``), its peak
+RSS (``VmHWM``), the emulator's requests by kind (``GET /_emulator/requests``), passes
+per target and the worst loop lag (the controller's ``/metrics``, scraped outside the
+window so the scrape is not counted). A quiet fleet (nothing breaching) gives the steady
+state; a second run with a few apps over their CPU objective gives a breaching minute.
+
+    python benchmarks/bench_fleet.py [--sizes 100,1000,10000] [--speed 6] [--minutes 3]
+        [--breaching 5] [--write docs/benchmarks.md] [--profile DIR]
+
+``--profile DIR`` samples the controller with py-spy over the window (``pip install
+py-spy``; ``DIR/controller-N.txt``, collapsed stacks for a flame graph).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from benchmarks.sections import replace_sections
+
+SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
+GROUP = "rg-fleet"
+REGION = "eastus"
+INTERVAL_S = 60
+TICK = os.sysconf("SC_CLK_TCK")
+HEADING = "Fleet: cost per simulated minute for 100, 1,000 and 10,000 targets"
+
+
+def app_name(i: int) -> str:
+    return f"app-{i:05d}"
+
+
+def app_id(i: int) -> str:
+    return (
+        f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{GROUP}/providers/"
+        f"Microsoft.App/containerApps/{app_name(i)}"
+    )
+
+
+def policy(i: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "remediator/v1",
+        "kind": "Policy",
+        "metadata": {"name": f"app-{i}"},
+        "target": {"type": "containerApp", "resourceId": app_id(i), "region": REGION},
+        "objectives": [
+            {
+                "name": "cpu",
+                "signal": {"metric": "CpuPercentage", "aggregation": "Average", "grain": "1m"},
+                "comparison": "<",
+                "threshold": 70,
+                "for": "3m",
+            }
+        ],
+        "remediation": [{"scaleOut": {"maxReplicas": 4}}],
+    }
+
+
+def scenario(n: int, speed: float, breaching: list[int]) -> dict[str, Any]:
+    """N quiet apps (0.15 cores of 0.5: 30 % CPU); ``breaching`` ones at 0.8 (100 %)."""
+    entry: dict[str, Any] = {
+        "type": "containerApp",
+        "count": n,
+        "name": "app-{i:05d}",
+        "resourceGroup": GROUP,
+        "location": REGION,
+        "minReplicas": 1,
+        "maxReplicas": 10,
+        "containers": [{"name": "app", "image": "fleet/app:1.0.0", "cpu": 0.5, "memory": "1Gi"}],
+        "workload": {"cpuDemandCores": 0.15, "baseMemoryMiB": 300},
+    }
+    if breaching:
+        entry["vary"] = [{"indices": breaching, "workload": {"cpuDemandCores": 0.8}}]
+    return {
+        "name": f"bench-fleet-{n}",
+        "description": "benchmarks/bench_fleet.py",
+        "start": "2026-01-01T00:00:00Z",
+        "duration": "24h",
+        "speed": speed,
+        "interval": f"{INTERVAL_S}s",
+        "subscription": SUBSCRIPTION,
+        "resources": [entry],
+    }
+
+
+PER_FILE = 1000  # policies per file: a policy file may be at most 1 MiB
+
+
+def write_policies(folder: Path, n: int) -> None:
+    """One policy per app, a thousand to a file, as a team would keep them (the loader
+    and the file watcher cost what ten files cost, not ten thousand)."""
+    folder.mkdir()
+    for first in range(1, n + 1, PER_FILE):
+        docs = [policy(i) for i in range(first, min(first + PER_FILE, n + 1))]
+        (folder / f"fleet-{first:05d}.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str, timeout: float = 120) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return bytes(r.read())
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+
+
+def status_kib(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def kind(request: dict[str, Any]) -> str:
+    path, method = request["path"].lower(), request["method"]
+    if path.endswith("metrics:getbatch"):
+        return "metrics batch"
+    if path.endswith("/providers/microsoft.insights/metrics"):
+        return "metrics single"
+    if "microsoft.resourcegraph" in path:
+        return "Resource Graph"
+    if "/providers/microsoft.app/" in path:
+        return f"ARM {method}"
+    return f"other {method}"
+
+
+def scrape(listen: str) -> dict[str, float]:
+    """Passes so far and the worst loop lag, from the controller's /metrics."""
+    passes = 0.0
+    lag = 0.0
+    for line in get(f"http://{listen}/metrics").decode().splitlines():
+        if line.startswith("remediator_reconcile_passes_total{"):
+            passes += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("remediator_loop_lag_seconds{"):
+            lag = max(lag, float(line.rsplit(" ", 1)[1]))
+    return {"passes": passes, "lag": lag}
+
+
+def reported(audit: Path) -> int:
+    """Targets with a line in the audit log (each writes its first verdict)."""
+    if not audit.exists():
+        return 0
+    names = set()
+    for line in audit.read_text().splitlines():
+        try:
+            names.add(json.loads(line).get("policy"))
+        except ValueError:
+            continue  # a line being written
+    names.discard(None)
+    return len(names)
+
+
+@dataclass
+class Run:
+    n: int
+    breaching: int
+    minutes: float  # simulated minutes measured
+    cpu: float  # controller CPU seconds in the window
+    hwm_mib: float
+    rss_mib: float
+    calls: Counter[str]
+    passes: float  # from every target's first pass to the end, scaled to the window
+    lag: float  # worst lag of any target's last pass, scenario seconds
+    startup_s: float  # wall seconds from start to every target's first pass
+
+    def per_minute(self, value: float) -> float:
+        return value / self.minutes
+
+
+def measure(
+    n: int, speed: float, minutes: float, breaching: int, mode: str, profile: Path | None
+) -> Run:
+    hot = [round(1 + k * (n - 1) / max(breaching - 1, 1)) for k in range(breaching)]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        spec = folder / "fleet.yaml"
+        spec.write_text(yaml.safe_dump(scenario(n, speed, hot), sort_keys=False))
+        config = folder / "settings.yaml"
+        port = free_port()
+        emulator = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "controller", "emulator", "--scenario", str(spec)),
+                *("--port", str(port), "--speed", str(speed), "--write-config", str(config)),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        controller = None
+        try:
+            while not (config.exists() and "clock" in config.read_text()):
+                if emulator.poll() is not None:
+                    raise SystemExit(f"the emulator exited {emulator.returncode}")
+                time.sleep(0.1)
+            policies = folder / "policies"
+            write_policies(policies, n)
+            settings = yaml.safe_load(config.read_text())
+            settings["policies"] = str(policies)
+            config.write_text(yaml.safe_dump(settings, sort_keys=False))
+            listen = f"127.0.0.1:{free_port()}"
+            env = {
+                **os.environ,
+                "REMEDIATOR_LISTEN": listen,
+                "REMEDIATOR_MODE": mode,
+                "REMEDIATOR_LOG_LEVEL": "warning",
+            }
+            command = [sys.executable, "-m", "controller"]
+            started = time.monotonic()
+            controller = subprocess.Popen(
+                [*command, "run", "--config", str(config)], env=env, stdout=subprocess.DEVNULL
+            )
+            audit = config.with_name(f"{config.stem}.audit.jsonl")
+            while reported(audit) < n:  # every target has passed once (its first verdict)
+                time.sleep(1.0)
+                if controller.poll() is not None:
+                    raise SystemExit(f"the controller exited {controller.returncode}")
+            ready = time.monotonic()
+            startup = ready - started
+            time.sleep(INTERVAL_S / speed)  # one more interval: jitter settles
+            requests_before = len(json.loads(get(f"http://127.0.0.1:{port}/_emulator/requests")))
+            cpu_before = cpu_seconds(controller.pid)
+            spy = None
+            if profile is not None:  # sampled from outside, without slowing the controller
+                out = profile / f"controller-{n}{'-breaching' if breaching else ''}.txt"
+                spy = subprocess.Popen(
+                    [
+                        *("py-spy", "record", "--pid", str(controller.pid), "--nonblocking"),
+                        *("--duration", str(int(minutes * 60 / speed)), "--format", "raw"),
+                        *("--output", str(out)),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            time.sleep(minutes * 60 / speed)
+            if spy is not None:
+                spy.wait()
+            cpu = cpu_seconds(controller.pid) - cpu_before
+            hwm = status_kib(controller.pid, "VmHWM") / 1024
+            rss = status_kib(controller.pid, "VmRSS") / 1024
+            since_ready = (time.monotonic() - ready) * speed / 60
+            requests = json.loads(get(f"http://127.0.0.1:{port}/_emulator/requests"))
+            # scraped last: rendering 10,000 targets' series is costly and not the loop's work
+            scraped = scrape(listen)
+        finally:
+            for proc in (controller, emulator):
+                if proc is not None and proc.poll() is None:
+                    proc.send_signal(signal.SIGINT if proc is controller else signal.SIGTERM)
+                    try:
+                        proc.wait(timeout=60)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+    return Run(
+        n=n,
+        breaching=breaching,
+        minutes=minutes,
+        cpu=cpu,
+        hwm_mib=hwm,
+        rss_mib=rss,
+        calls=Counter(kind(r) for r in requests[requests_before:]),
+        passes=(scraped["passes"] - n) / since_ready * minutes,
+        lag=scraped["lag"],
+        startup_s=startup,
+    )
+
+
+KINDS = ("metrics batch", "metrics single", "ARM GET", "ARM PATCH", "Resource Graph")
+
+
+def row(run: Run, speed: float) -> str:
+    pm = run.per_minute
+    calls = " | ".join(f"{pm(run.calls.get(k, 0)):.1f}" for k in KINDS)
+    other = sum(v for k, v in run.calls.items() if k not in KINDS)
+    share = pm(run.cpu) / 60 * 100
+    return (
+        f"| {run.n:,} | {run.breaching} | {pm(run.cpu):.2f} | {share:.1f} % | "
+        f"{run.hwm_mib:.0f} | {pm(run.passes) / run.n:.2f} | {run.lag:.1f} | {calls} | "
+        f"{pm(other):.1f} | {run.startup_s:.0f} |"
+    )
+
+
+def report(runs: list[Run], quiet: list[Run], speed: float, minutes: float, argv: str) -> list[str]:
+    lines = [
+        f"Produced by `python benchmarks/bench_fleet.py {argv}` on "
+        f"{datetime.now(UTC):%Y-%m-%d} ({os.cpu_count()} cores, shared). Emulator and "
+        f"controller each in its own process; the emulator's scenario time runs at {speed:g}× "
+        f"and every figure is per **simulated** minute, measured over {minutes:g} simulated "
+        "minutes after every target has passed once and one more interval has gone by.",
+        "",
+        "Each target is one policy (`app-{i}`) aimed at one Container App with its region "
+        f"given (batched metrics reads), one objective (CPU < 70 % for 3m, 1m grain), a "
+        f"{INTERVAL_S} s interval with 10 % jitter. Live mode: a quiet fleet never acts, so "
+        "it is the same as dry-run; the breaching apps act (scale out) as they would in Azure. "
+        "CPU is the controller's utime + stime (`/proc/PID/stat`); RSS its `VmHWM`; calls "
+        "are what the emulator received; passes per target and the worst loop lag (scenario "
+        "seconds) come from the controller's `/metrics`, scraped outside the window. "
+        "Targets: 10,000 targets ≤ 3 CPU-s per minute (5 % of a core) and ≤ 250 MiB; 100 "
+        "targets ≤ 80 MiB; metrics batches ≤ ⌈N/50⌉ per group and minute; 0 ARM reads in a "
+        "quiet minute.",
+        "",
+        "| targets | breaching | CPU s / min | of a core | peak RSS MiB | passes / target "
+        "/ min | max lag s | metrics batch | metrics single | ARM GET | ARM PATCH | "
+        "Resource Graph | other | start-up wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [row(r, speed) for r in runs]
+    by_n = {r.n: r for r in quiet}
+    growth = []
+    for small, large in ((100, 1000), (1000, 10000)):
+        if small in by_n and large in by_n:
+            a, b = by_n[small], by_n[large]
+            growth.append(
+                f"{large:,}/{small:,}: CPU ×{b.per_minute(b.cpu) / a.per_minute(a.cpu):.1f}, "
+                f"RSS ×{b.hwm_mib / a.hwm_mib:.1f}, metrics batches "
+                f"×{b.calls['metrics batch'] / max(a.calls['metrics batch'], 1):.1f}"
+            )
+    if growth:
+        lines += ["", "Growth with N (quiet fleet): " + "; ".join(growth) + "."]
+    bound = [
+        f"⌈{r.n}/50⌉ = {math.ceil(r.n / 50)}: {r.per_minute(r.calls['metrics batch']):.1f}"
+        for r in quiet
+    ]
+    lines += ["", "Metrics batches per minute against the bound: " + "; ".join(bound) + "."]
+    lines += ["", *BOUNDS]
+    return lines
+
+
+BOUNDS = [
+    "What bounds the cost (py-spy over the window at 10,000 targets, `--profile DIR`): a "
+    "quiet pass makes no Azure call of its own — the group's batch read serves it — so the "
+    "cost is the passes themselves (reconcile bookkeeping, Prometheus series per target, "
+    "structlog context, the event loop) plus decoding the batch answers (JSON, one "
+    "timestamp set per batch). Reading the batch through `MetricsClient.query_resources` "
+    "built two model objects per data point and was half the CPU; it is now read as JSON "
+    "through the same client's `send_request`. Memory is the interpreter with the Azure "
+    "SDKs imported (~125 MiB before any target) plus ~30 KiB a target, of which ~7.5 KiB "
+    "is Prometheus series labelled by policy (a duration histogram alone is 17 values).",
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="100,1000,10000")
+    parser.add_argument("--speed", type=float, default=6.0)
+    parser.add_argument("--minutes", type=float, default=3.0)
+    parser.add_argument("--breaching", type=int, default=5, help="0: skip the breaching runs")
+    parser.add_argument("--breaching-sizes", default="10000")
+    parser.add_argument("--mode", default="live", choices=("live", "dry-run"))
+    parser.add_argument("--profile", type=Path)
+    parser.add_argument("--write", type=Path)
+    args = parser.parse_args()
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    quiet = []
+    for n in sizes:
+        quiet.append(measure(n, args.speed, args.minutes, 0, args.mode, args.profile))
+        print(row(quiet[-1], args.speed), flush=True)
+    runs = list(quiet)
+    if args.breaching:
+        for n in (int(s) for s in args.breaching_sizes.split(",")):
+            runs.append(measure(n, args.speed, args.minutes, args.breaching, args.mode, None))
+            print(row(runs[-1], args.speed), flush=True)
+    argv = " ".join(a for a in sys.argv[1:])
+    lines = report(runs, quiet, args.speed, args.minutes, re.sub(r"\s+", " ", argv).strip())
+    print(f"## {HEADING}\n\n" + "\n".join(lines))
+    if args.write:
+        replace_sections(args.write, {HEADING: lines})
+
+
+if __name__ == "__main__":
+    main()
