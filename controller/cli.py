@@ -56,7 +56,13 @@ from controller.model import Mode
 from controller.policy.json_schema import policy_json_schema
 from controller.policy.loader import PolicyError, load_policies, policy_files
 from controller.registry import UnknownPlugin
-from controller.runtime import keep_discovering, open_runtime, survey_targets, watch_policies
+from controller.runtime import (
+    follow_partitions,
+    keep_discovering,
+    open_runtime,
+    survey_targets,
+    watch_policies,
+)
 from controller.server import serving
 from controller.settings_view import settings_view
 from controller.telemetry import configure_logging
@@ -612,6 +618,9 @@ async def _run_async(settings: Settings, policies: Any, once: bool) -> int:
             tg.start_soon(_stop_on_signal, tg.cancel_scope)
             if runtime.elector is not None:
                 tg.start_soon(runtime.elector.run)
+            if runtime.owner is not None:  # shards: claim partitions, run their targets
+                tg.start_soon(runtime.owner.run)
+                tg.start_soon(follow_partitions, runtime)
             if runtime.escalator is not None:
                 tg.start_soon(runtime.escalator.run)
             tg.start_soon(watch_policies, runtime)  # SIGHUP or a changed file: reload
