@@ -184,6 +184,8 @@ class Runtime:
             return list(targets)
         owned = set(owner.owned())
         self.metrics.partitions_owned.set(len(owned))
+        if self.fleet is not None:  # budgets: this replica's share of the estate's
+            self.fleet.reshare(len(owned), owner.partitions)
         return [
             item
             for item in targets
