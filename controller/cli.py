@@ -59,6 +59,7 @@ from controller.policy.schema import Guards
 from controller.registry import UnknownPlugin
 from controller.runtime import (
     clock_for,
+    follow_partitions,
     keep_discovering,
     open_runtime,
     survey_targets,
@@ -647,6 +648,9 @@ async def _run_async(settings: Settings, policies: Any, once: bool) -> int:
             tg.start_soon(_stop_on_signal, tg.cancel_scope, received)
             if runtime.elector is not None:
                 tg.start_soon(runtime.elector.run)
+            if runtime.owner is not None:  # shards: claim partitions, run their targets
+                tg.start_soon(runtime.owner.run)
+                tg.start_soon(follow_partitions, runtime)
             if runtime.escalator is not None:
                 tg.start_soon(runtime.escalator.run)
             tg.start_soon(watch_policies, runtime)  # SIGHUP or a changed file: reload

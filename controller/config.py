@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 import yaml
 from pydantic import (
@@ -135,35 +135,53 @@ class AuditRotationSettings(BaseModel):
     keep_actions: PositiveDuration = timedelta(days=7)
 
 
-class LeaderElectionSettings(BaseModel):
-    """One actor among replicas: a lease on a blob (client-go's timing by default)."""
+class _LeaseSettings(BaseModel):
+    """Where the leases live and their timing (client-go's by default): shared by leader
+    election and shards, so both obey the same URL and timing rules."""
 
     model_config = ConfigDict(
         extra="forbid", alias_generator=to_camel, populate_by_name=True, allow_inf_nan=False
     )
+    _section: ClassVar[str] = "leaderElection"
     enabled: bool = False
     account_url: str | None = None  # https://ACCOUNT.blob.core.windows.net (managed identity)
     connection_string: str | None = Field(default=None, repr=False)  # holds a key: never logged
     container: str = "remediator"
-    blob: str = "leader"
-    identity: str = Field(default_factory=lambda: socket.gethostname())
     lease_duration: PositiveDuration = timedelta(seconds=15)
     renew_deadline: PositiveDuration = timedelta(seconds=10)
     retry_period: PositiveDuration = timedelta(seconds=2)
 
     @model_validator(mode="after")
-    def _where(self) -> LeaderElectionSettings:
+    def _where(self) -> Self:
         if self.enabled and not (self.account_url or self.connection_string):
-            raise ValueError("leaderElection: needs accountUrl or connectionString")
+            raise ValueError(f"{self._section}: needs accountUrl or connectionString")
         problem = self.account_url and url_problem(self.account_url, cleartext=TOKEN_IN_CLEAR)
         if problem:
             raise ValueError(f"accountUrl: {problem}, got {self.account_url}")
         lease, renew = self.lease_duration, self.renew_deadline
         if not lease > renew > self.retry_period * 1.2:
             raise ValueError(
-                "leaderElection: needs leaseDuration > renewDeadline > 1.2 × retryPeriod"
+                f"{self._section}: needs leaseDuration > renewDeadline > 1.2 × retryPeriod"
             )
         return self
+
+
+class LeaderElectionSettings(_LeaseSettings):
+    """One actor among replicas: a lease on a blob."""
+
+    blob: str = "leader"
+    identity: str = Field(default_factory=lambda: socket.gethostname())
+
+
+class ShardSettings(_LeaseSettings):
+    """Replicas split the targets: a blob lease per partition, each replica acting only
+    for the partitions it holds."""
+
+    _section: ClassVar[str] = "shards"
+    partitions: int = Field(default=32, ge=1, le=1024)
+    prefix: str = "shards"  # blob names: <prefix>/<NNNNN> and <prefix>/replicas/<identity>
+    # unique per replica: a restarted one under the same name waits out its old presence
+    identity: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
 
 
 class Settings(BaseModel):
@@ -208,6 +226,7 @@ class Settings(BaseModel):
     escalation_webhook: str | None = Field(default=None, repr=False)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     leader_election: LeaderElectionSettings = Field(default_factory=LeaderElectionSettings)
+    shards: ShardSettings = Field(default_factory=ShardSettings)
     fail_static: FailStaticSettings = Field(default_factory=FailStaticSettings)
     audit_rotation: AuditRotationSettings = Field(default_factory=AuditRotationSettings)
 
@@ -244,6 +263,15 @@ class Settings(BaseModel):
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"expected HOST:PORT or 'off', got {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _one_way_to_share(self) -> Settings:
+        if self.leader_election.enabled and self.shards.enabled:
+            raise ValueError(
+                "leaderElection and shards are exclusive: one leader acts for every target, "
+                "or each replica for its partitions; enable one"
+            )
+        return self
 
     @model_validator(mode="after")
     def _safe_endpoints(self) -> Settings:

@@ -14,9 +14,11 @@
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Callable, Collection
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from controller.audit.replay import FAIL_STATIC, FAIL_STATIC_HOLDS
@@ -52,12 +54,41 @@ class Fleet:
         self._reports: list[datetime] = []  # the values of _noted, sorted: who reported since
         self._breach_since: dict[str, datetime] = {}
         self.engaged: str | None = None  # why the fleet holds still
+        # with shards, the share of the estate's partitions this replica owns: its
+        # budgets are that share of the estate's, so all replicas together stay within it
+        self.share = 1.0
         self._healthy_passes = 0
 
     def _bucket(self, subscription: str) -> Bucket:
-        b = self._budgets
-        default = Bucket(b.subscription_burst, b.subscription_per_hour, b.subscription_burst)
+        b, share = self._budgets, self.share
+        burst = b.subscription_burst * share
+        default = Bucket(burst, b.subscription_per_hour * share, burst)
         return self._buckets.get(subscription.lower(), default)
+
+    @property
+    def global_cap(self) -> int:
+        """Actions an hour across this replica's targets: its share of the estate's cap,
+        rounded down (shares of disjoint partitions never add up past the whole)."""
+        return math.floor(self._budgets.global_per_hour * self.share + 1e-9)
+
+    def reshare(self, owned: int, partitions: int) -> None:
+        """Shards: this replica owns ``owned`` of ``partitions`` now. Each bucket shrinks
+        or grows to the new share (never holding more tokens than its new burst)."""
+        share = owned / partitions if partitions else 1.0
+        if share == self.share:
+            return
+        self.share = share
+        b = self._budgets
+        burst = b.subscription_burst * share
+        self._buckets = {
+            key: replace(
+                bucket,
+                capacity=burst,
+                per_hour=b.subscription_per_hour * share,
+                tokens=min(bucket.tokens, burst),
+            )
+            for key, bucket in self._buckets.items()
+        }
 
     def spend(self, subscription: str, at: datetime) -> None:
         """An action ran (or would have): it costs a token and counts toward the hour."""
@@ -140,7 +171,7 @@ class Fleet:
         """Actions still allowed now: (this subscription's tokens, all targets this hour)."""
         tokens = int(self._bucket(subscription).refilled(now).tokens)
         spent = window_count(self._actions, now, HOUR)
-        return max(tokens, 0), max(self._budgets.global_per_hour - spent, 0)
+        return max(tokens, 0), max(self.global_cap - spent, 0)
 
     def holds(self, subscription: str, now: datetime, target: str | None = None) -> str | None:
         """Why no target (or not ``target``) may act now, or None.
@@ -162,13 +193,20 @@ class Fleet:
                     "began (a shared failure shows in one round)"
                 )
         per_hour = window_count(self._actions, now, HOUR)
-        if per_hour >= self._budgets.global_per_hour:
+        if per_hour >= self.global_cap:
+            shared = (
+                ""
+                if self.share == 1.0
+                else f" (this replica's share of {self._budgets.global_per_hour})"
+            )
             return (
                 f"{per_hour} actions across all targets in the last hour; the cap is "
-                f"{self._budgets.global_per_hour}"
+                f"{self.global_cap}{shared}"
             )
         if not self._bucket(subscription).available(now):
-            refill = timedelta(hours=1 / self._budgets.subscription_per_hour)
+            if self.share == 0:
+                return f"subscription {subscription}: this replica owns no partition"
+            refill = timedelta(hours=1 / (self._budgets.subscription_per_hour * self.share))
             return (
                 f"subscription {subscription} has spent its action budget "
                 f"(a token every {int(refill.total_seconds())}s)"

@@ -23,6 +23,7 @@ from controller.clock import Clock
 from controller.core.breaker import BreakerState
 from controller.lease import LeaderElector
 from controller.loop import Loop
+from controller.shards import PartitionOwner
 
 
 class Writable(Protocol):
@@ -41,6 +42,7 @@ class Readiness:
     scope: str
     audit: Writable | None = None
     elector: LeaderElector | None = None
+    owner: PartitionOwner | None = None  # shards: the partitions this replica acts for
     policy_error: str | None = None  # why the last policy reload was rejected, if it was
     # selector policies whose newest discovery was not believed: why (the last good set runs)
     discovery: dict[str, str] = field(default_factory=dict)
@@ -61,8 +63,16 @@ class Readiness:
             ),
             "credential": _entry(token),
             "audit": _entry(audit),
-            "role": _entry(None, role=self.elector.status() if self.elector else "single"),
+            "role": _entry(None, role=self._role()),
         }
+        if self.owner is not None:  # news, not unreadiness: a replica may own none a while
+            owned = self.owner.owned()
+            checks["shards"] = {
+                "ok": True,
+                "identity": self.owner.identity,
+                "partitions": self.owner.partitions,
+                "owned": owned,
+            }
         ready = all(c["ok"] for c in checks.values())
         # a discovery not believed is news, not unreadiness: the last good set still runs
         checks["discovery"] = {"ok": not self.discovery, "stale": dict(self.discovery)}
@@ -71,6 +81,11 @@ class Readiness:
             "checks": checks,
             "openBreakers": self.open_breakers(),
         }
+
+    def _role(self) -> str:
+        if self.elector is not None:
+            return self.elector.status()
+        return "shard" if self.owner is not None else "single"
 
     def open_breakers(self) -> list[dict[str, Any]]:
         now = self.clock.now()

@@ -42,6 +42,7 @@ from controller.readiness import Readiness
 from controller.reconcile import PassResult, Reconciler
 from controller.registry import Registry, UnknownPlugin
 from controller.server import make_app
+from controller.shards import PartitionOwner, partition_of
 from controller.status import LastPasses, pause_check
 from controller.targets import Expanded, expand, name_of
 from controller.telemetry import Metrics
@@ -70,6 +71,7 @@ class Runtime:
     passes: LastPasses = field(default_factory=LastPasses)  # the newest pass per target
     discovery: Discovery | None = None  # what selector policies found, the last good sets
     expanded: Expanded | None = None  # the targets running now, and what was refused
+    owner: PartitionOwner | None = None  # set when shards are enabled
 
     def app(self) -> web.Application:
         """The HTTP face: /, /metrics, /healthz, /readyz — all read-only."""
@@ -155,16 +157,13 @@ class Runtime:
         expanded = expand(self.policies, found)
         running = {r.key: r for r in self.loop.reconcilers}
         fresh = []
-        for item in expanded.targets:
+        for item in self.mine(expanded.targets):
             old = running.get(name_of(item))
             keep = old is not None and old.policy == item.policy
             fresh.append(old if keep and old is not None else self.rebuild(item, old))
-        before = {r.target for r in self.loop.reconcilers}
         self.loop.replace(fresh)
-        if self.fleet is not None:
-            self.fleet.resize(len(fresh))
-            for resource in before - {r.target for r in fresh}:
-                self.fleet.forget(resource)
+        if self.fleet is not None:  # a target that is gone counts toward no share or round
+            self.fleet.keep({r.target for r in fresh})
         for policy, count in expanded.per_policy.items():
             self.metrics.targets.labels(policy).set(count)
         self.metrics.target_conflicts.set(len(expanded.refused))
@@ -173,6 +172,22 @@ class Runtime:
             if resource not in known:  # said once, while it lasts; the gauge keeps it visible
                 log.error("target refused", reason=why)
         self.expanded = expanded
+
+    def mine(self, targets: Sequence[LoadedPolicy]) -> list[LoadedPolicy]:
+        """The targets this replica runs: all of them, or with shards those whose
+        partition it owns now (each replica observes and acts for its share only)."""
+        owner = self.owner
+        if owner is None:
+            return list(targets)
+        owned = set(owner.owned())
+        self.metrics.partitions_owned.set(len(owned))
+        if self.fleet is not None:  # budgets: this replica's share of the estate's
+            self.fleet.reshare(len(owned), owner.partitions)
+        return [
+            item
+            for item in targets
+            if partition_of(item.policy.target.resource_id, owner.partitions) in owned
+        ]
 
     def _rejected(self, problem: str) -> None:
         self.metrics.policy_reloads.labels("rejected").inc()
@@ -312,15 +327,21 @@ async def open_runtime(
         )
         rebuild_fleet(fleet, replayed)
         elector = await stack.enter_async_context(elector_for(settings, clients.credential))
+        owner = await stack.enter_async_context(owner_for(settings, clients.credential))
         # asked again by the pipeline as each write leaves: a pause between the action's
         # own read and its write is caught too
         clients.write_gate = elector.write_check if elector else None
+        clients.resource_gate = owner.may_act if owner else None
         # 1 when this replica may act: it holds the lease, or it is the only one
         metrics.leader.set_function(lambda: 0.0 if elector and not elector.is_leader else 1.0)
         escalator = Escalator(settings.escalation_webhook) if settings.escalation_webhook else None
 
         def reconciler(item: LoadedPolicy, memory: TargetMemory | None) -> Reconciler:
             policy = item.policy
+            resource = policy.target.resource_id
+            # with shards, asked before deciding and again right before each write: a
+            # partition lost stops this target's actions at once
+            gate = (lambda: owner.may_act(resource)) if owner else None
             return Reconciler(
                 item.policy,
                 registry,
@@ -333,8 +354,8 @@ async def open_runtime(
                 paused=kill_switch.reason,
                 decision_ttl=2 * (item.policy.interval or settings.interval),
                 fleet=fleet,
-                standby=elector.standby_reason if elector else None,
-                write_check=elector.write_check if elector else None,
+                standby=elector.standby_reason if elector else gate,
+                write_check=elector.write_check if elector else gate,
                 escalate=escalator.escalate if escalator else None,
                 answers=lambda: approvals.answers(settings.approvals_path),
                 action_deadline=settings.action_deadline.total_seconds(),
@@ -374,6 +395,7 @@ async def open_runtime(
             scope=settings.endpoints().arm_audience + "/.default",
             audit=audit,
             elector=elector,
+            owner=owner,
         )
         runtime = Runtime(
             settings, clock, loop, metrics, audit, registry, loaded, readiness, elector, escalator
@@ -382,6 +404,7 @@ async def open_runtime(
             item,
             carried(old.policy, old.memory, item.policy) if old else remembered(item),
         )
+        runtime.owner = owner
         runtime.discovery = Discovery(clients, clock)
         runtime.fleet = fleet
         for item in loaded:  # every selector's series exists from the start
@@ -421,6 +444,50 @@ async def elector_for(
     )
     async with container:
         yield LeaderElector(container, election.blob, election.identity, timing)
+
+
+@asynccontextmanager
+async def owner_for(
+    settings: Settings, credential: AsyncTokenCredential
+) -> AsyncIterator[PartitionOwner | None]:
+    """This replica's partition owner on the configured container, or None when shards
+    are off."""
+    shards = settings.shards
+    if not shards.enabled:
+        yield None
+        return
+    # no SDK retries, as for the elector: a round tries again every retry period
+    if shards.connection_string:
+        container = ContainerClient.from_connection_string(
+            shards.connection_string, shards.container, retry_total=0
+        )
+    else:
+        assert shards.account_url is not None
+        container = ContainerClient(shards.account_url, shards.container, credential, retry_total=0)
+    timing = LeaseTiming(
+        shards.lease_duration.total_seconds(),
+        shards.renew_deadline.total_seconds(),
+        shards.retry_period.total_seconds(),
+    )
+    async with container:
+        yield PartitionOwner(container, shards.prefix, shards.partitions, shards.identity, timing)
+
+
+async def follow_partitions(runtime: Runtime) -> None:
+    """Run the targets of the partitions this replica owns: every retry period (wall
+    time, as the leases are), a change of ``owned()`` applies the targets again. Runs
+    until cancelled."""
+    owner = runtime.owner
+    assert owner is not None
+    seen: list[int] = []
+    while True:
+        owned = owner.owned()
+        runtime.metrics.partitions_owned.set(len(owned))
+        if owned != seen:
+            seen = owned
+            log.info("partitions owned", identity=owner.identity, partitions=owned)
+            runtime.apply_targets()
+        await anyio.sleep(runtime.settings.shards.retry_period.total_seconds())
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,7 @@ def mask_connection_string(text: str) -> str:
 _MASKERS = {
     ("escalationWebhook",): mask_webhook,
     ("leaderElection", "connectionString"): mask_connection_string,
+    ("shards", "connectionString"): mask_connection_string,
 }
 
 

@@ -82,6 +82,11 @@ class Metrics:
             "1 while this replica may act: it holds the leader lease, or runs alone.",
             registry=r,
         )
+        self.partitions_owned = Gauge(
+            "remediator_partitions_owned",
+            "Shards: the partitions this replica owns and acts for now (0 with shards off).",
+            registry=r,
+        )
         self.last_pass = Gauge(
             "remediator_last_pass_timestamp_seconds",
             "When the loop last finished a pass.",

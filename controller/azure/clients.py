@@ -66,6 +66,22 @@ class WriteGatePolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
         refused = gate()
         if refused is not None:
             raise WriteRefused(refused)
+        owner_gate = self._clients.resource_gate
+        if owner_gate is not None:
+            refused = owner_gate(resource_of(request.http_request.url))
+            if refused is not None:
+                raise WriteRefused(refused)
+
+
+def resource_of(url: str) -> str:
+    """The top-level ARM resource a request URL writes to (a child resource or an
+    action belongs to its parent): /subscriptions/S/resourceGroups/G/providers/NS/T/N."""
+    parts = urlsplit(url).path.split("/")
+    lowered = [p.lower() for p in parts]
+    if "providers" in lowered:
+        end = lowered.index("providers") + 4
+        return "/".join(parts[:end])
+    return "/".join(parts)
 
 
 @dataclass
@@ -170,6 +186,8 @@ class AzureClients:
     call_metrics: Metrics | None = None  # when set, every call is counted
     # why a write to Azure may not leave now (None: it may); asked as each write is sent
     write_gate: Callable[[], str | None] | None = None
+    # the same, for the resource a write is about (shards: whether its partition is owned)
+    resource_gate: Callable[[str], str | None] | None = None
 
     async def __aenter__(self) -> AzureClients:
         await self._stack.__aenter__()

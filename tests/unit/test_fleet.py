@@ -230,3 +230,38 @@ def test_a_target_that_is_gone_counts_toward_no_share_and_no_wait() -> None:
             f.note(f"app{i}", OK if i > 2 else B, False, later)
     assert f.engaged is None
     assert f.holds("sub", later, "app2") is None  # app0 and app1 are not waited for
+
+
+def _spend_until_held(f: Fleet, subscription: str, every: timedelta, limit: int = 1000) -> int:
+    """How many actions the fleet lets through, one every ``every``, before it holds."""
+    now = START
+    for n in range(limit):
+        if f.holds(subscription, now) is not None:
+            return n
+        f.spend(subscription, now)
+        now += every
+    return limit
+
+
+def test_shards_split_the_estate_budgets_so_replicas_together_stay_within_them() -> None:
+    """Three replicas owning 11, 11 and 10 of 32 partitions: each gets its share of the
+    hourly cap (rounded down) and of each subscription's bucket; together never more
+    than the estate's 30 an hour or burst of 10."""
+    caps, bursts = [], []
+    for owned in (11, 11, 10):
+        f = fleet(globalPerHour=30, subscriptionBurst=1000, subscriptionPerHour=1000)
+        f.reshare(owned, 32)
+        caps.append(_spend_until_held(f, "sub", timedelta(seconds=1)))
+        g = fleet(globalPerHour=1000, subscriptionBurst=10, subscriptionPerHour=0.001)
+        g.reshare(owned, 32)
+        bursts.append(_spend_until_held(g, "sub", timedelta(seconds=1)))
+    assert caps == [10, 10, 9] and sum(caps) <= 30
+    assert bursts == [3, 3, 3] and sum(bursts) <= 10
+
+
+def test_a_replica_that_owns_no_partition_may_not_act() -> None:
+    f = fleet()
+    f.reshare(0, 32)
+    assert f.holds("sub", START) is not None
+    f.reshare(32, 32)
+    assert f.holds("sub", START) is None
