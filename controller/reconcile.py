@@ -222,7 +222,10 @@ class Reconciler:
         step = intent.get("step")
         opened = False
         verify_at = None
-        if outcome is OutcomeKind.SUCCEEDED and isinstance(step, int) and step >= 0:
+        # this process already counted the action (its result line was refused): the line
+        # is written now, but memory, breaker and verification are not fed a second time
+        noted = intent["seq"] in self._noted
+        if not noted and outcome is OutcomeKind.SUCCEEDED and isinstance(step, int) and step >= 0:
             # landed: judged after it settles, like any action (it feeds the breaker too)
             verify_at = now + self.policy.settle
             baseline = baseline_of(intent)
@@ -234,11 +237,10 @@ class Reconciler:
                 verify_at,
                 {k: v for k, v in baseline.items() if k not in watched},
             )
-        if outcome is OutcomeKind.FAILED:
+        if outcome is OutcomeKind.FAILED and not noted:
             self._metrics.efficacy.labels(action, Efficacy.FAILED).inc()
             opened = self._feed_breaker(action, Efficacy.FAILED, now)
         fields = {k: v for k, v in intent.items() if k not in ("seq", "prev", "hash")}
-        noted = intent["seq"] in self._noted
         fields.update(
             ts=now,
             kind="result",
@@ -675,7 +677,9 @@ class Reconciler:
         intent = self._last_intent
         try:
             self._record(result, now, reconcile_id, "result")
-        except AuditUnavailable:
+        except AuditUnavailable as exc:
+            if exc.written:  # the result is on disk; only its head or anchor failed
+                raise
             if result.intent is not None and intent.get("seq") == result.intent:
                 self.open_intents.append(intent)
                 self._noted.add(result.intent)

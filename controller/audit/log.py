@@ -99,7 +99,10 @@ class Record(BaseModel):
 
 
 class AuditUnavailable(Exception):
-    """The audit log cannot be written: nothing may run until it can."""
+    """The audit log cannot be written: nothing may run until it can. ``written``: the
+    line itself is on disk; what failed came after it (the head, the anchor)."""
+
+    written: bool = False
 
 
 class AuditCorrupt(Exception):
@@ -308,8 +311,9 @@ class AuditLog:
         try:
             self._write_head()
             self._write_anchor()
-        except AuditUnavailable:
+        except AuditUnavailable as exc:
             self._tell(None)
+            exc.written = True  # the line stands: a caller must not write it again
             raise
         self._failure = None
         self._tell(time.perf_counter() - started)

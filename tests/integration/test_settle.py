@@ -162,3 +162,37 @@ async def test_a_result_the_disk_refused_is_settled_at_the_next_pass(
     assert emu.writes == len(intents)  # nothing sent twice
     assert min_replicas(emu) == 1 + len(intents)
     assert replay(records).open_intents == {}
+
+
+class HeadLost:
+    """The file sink whose head write fails once, just after a result line is on disk."""
+
+    def __init__(self, log: AuditLog) -> None:
+        self.log, self.failing = log, 1
+
+    def append(self, record: Record) -> int:
+        seq = self.log.append(record)
+        if record.kind == "result" and self.failing > 0:
+            self.failing -= 1
+            refused = AuditUnavailable("cannot record the log's head")
+            refused.written = True
+            raise refused
+        return seq
+
+    def problem(self) -> str | None:
+        return self.log.problem()
+
+
+async def test_a_result_on_disk_whose_head_failed_is_not_written_twice(
+    tmp_path: Path, clock: VirtualClock, emulator: tuple[Emulator, str]
+) -> None:
+    """The result line stands though what followed it failed: the intent is closed once."""
+    emu, base_url = emulator
+    settings = emulator_settings(base_url, tmp_path, mode="live")
+    with AuditLog(settings.audit_path) as log:
+        await run_with(HeadLost(log), settings, clock, 12)
+    records = audit_records(Path(settings.audit_path))
+    closed = [r["intent"] for r in records if r["kind"] == "result"]
+    assert closed and len(closed) == len(set(closed))
+    assert not any(SETTLED in r["reason"] for r in records)
+    assert emu.writes == len([r for r in records if r["kind"] == "intent"])
