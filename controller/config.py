@@ -135,7 +135,7 @@ class AuditRotationSettings(BaseModel):
     keep_actions: PositiveDuration = timedelta(days=7)
 
 
-class _LeaseSettings(BaseModel):
+class LeaseSettings(BaseModel):
     """Where the leases live and their timing (client-go's by default): shared by leader
     election and shards, so both obey the same URL and timing rules."""
 
@@ -166,14 +166,14 @@ class _LeaseSettings(BaseModel):
         return self
 
 
-class LeaderElectionSettings(_LeaseSettings):
+class LeaderElectionSettings(LeaseSettings):
     """One actor among replicas: a lease on a blob."""
 
     blob: str = "leader"
     identity: str = Field(default_factory=lambda: socket.gethostname())
 
 
-class ShardSettings(_LeaseSettings):
+class ShardSettings(LeaseSettings):
     """Replicas split the targets: a blob lease per partition, each replica acting only
     for the partitions it holds."""
 

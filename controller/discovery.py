@@ -14,7 +14,7 @@ answer where the last one found resources, or more resources than the selector's
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -26,6 +26,7 @@ from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 from controller.azure import retry
 from controller.azure.clients import AzureClients
 from controller.clock import Clock
+from controller.policy.loader import LoadedPolicy
 from controller.policy.selector import Selector, graph_query
 
 log = structlog.get_logger("remediator.discovery")
@@ -57,7 +58,6 @@ class Discovered:
     believed: tuple[Found, ...] = ()  # the last good set: what the targets are
     at: datetime | None = None  # when it was found
     problem: str | None = None  # why the last query was not believed, until one is
-    pages: int = 0  # pages read by the last query
     seconds: float = 0.0  # how long the last query took (wall)
 
 
@@ -83,6 +83,17 @@ class Discovery:
         self.quota = Quota()
         self.sets: dict[str, Discovered] = {}  # by policy name
 
+    async def refresh_all(self, loaded: Sequence[LoadedPolicy]) -> dict[str, Discovered]:
+        """Ask again for every selector policy of ``loaded``; what each now holds."""
+        out: dict[str, Discovered] = {}
+        for item in loaded:
+            selector = item.policy.target.selector
+            if selector is not None:
+                out[item.policy.name] = await self.refresh(
+                    item.policy.name, item.policy.target.type, selector
+                )
+        return out
+
     def found(self) -> dict[str, tuple[Found, ...]]:
         """What each selector policy runs on: its last good set."""
         return {policy: known.believed for policy, known in self.sets.items()}
@@ -92,7 +103,7 @@ class Discovery:
         known = self.sets.setdefault(policy, Discovered())
         started = time.perf_counter()
         try:
-            found, pages = await self.query(resource_type, selector)
+            found, _ = await self.query(resource_type, selector)
             self._judge(found, known, selector)
         except (AzureError, OSError, ValueError, KeyError, TypeError) as exc:
             known.problem = f"discovery failed: {retry.describe(exc)}; keeping the last good set"
@@ -104,12 +115,7 @@ class Discovery:
             return known
         finally:
             known.seconds = time.perf_counter() - started
-        known.believed, known.at, known.problem, known.pages = (
-            tuple(found),
-            self._clock.now(),
-            None,
-            pages,
-        )
+        known.believed, known.at, known.problem = tuple(found), self._clock.now(), None
         return known
 
     @staticmethod

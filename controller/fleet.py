@@ -145,10 +145,6 @@ class Fleet:
         """Targets whose last report is at or after ``since``: a bisection, not a scan."""
         return len(self._reports) - bisect_left(self._reports, since)
 
-    def resize(self, targets: int) -> None:
-        """The number of targets changed (a policy reload, or a selector's discovery)."""
-        self._targets = targets
-
     def keep(self, targets: Collection[str]) -> None:
         """The targets now running (a policy reload, a discovery): the rest are forgotten,
         so a target that is gone counts toward no share, and no wait for its report."""

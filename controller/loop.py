@@ -117,6 +117,7 @@ class Loop:
         wanted = {r.key: r for r in reconcilers}
         for old in self.reconcilers:
             if wanted.get(old.key) is not old:
+                old.unregister()
                 scope = self._scopes.pop(old.key, None)
                 if scope is not None:
                     scope.cancel()

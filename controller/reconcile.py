@@ -155,6 +155,11 @@ class Reconciler:
         for kind, objectives in self._by_signal().items():
             self._registry.signal(kind).register(self.policy.target, objectives)
 
+    def unregister(self) -> None:
+        """The target is gone (or replaced): its signal sources stop reading it."""
+        for kind, objectives in self._by_signal().items():
+            self._registry.signal(kind).unregister(self.policy.target, objectives)
+
     def _by_signal(self) -> dict[str, list[Objective]]:
         grouped: dict[str, list[Objective]] = {}
         for objective in self.policy.objectives:

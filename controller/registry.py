@@ -22,6 +22,10 @@ class SignalSource(Protocol):
         """Learn of a target before the first pass, so reads can be batched."""
         ...
 
+    def unregister(self, target: Target, objectives: Sequence[Objective]) -> None:
+        """Forget a target that is gone, so later reads leave it out."""
+        ...
+
     async def observe(
         self, target: Target, objectives: Sequence[Objective], now: datetime
     ) -> dict[str, Observation]:

@@ -26,7 +26,7 @@ from controller.audit.snapshot import Retention
 from controller.azure.clients import AzureClients
 from controller.azure.credentials import make_credential
 from controller.clock import Clock, ScaledClock, SystemClock
-from controller.config import Settings
+from controller.config import LeaseSettings, Settings
 from controller.discovery import Discovery, Found
 from controller.escalation import Escalator
 from controller.fleet import Fleet
@@ -129,13 +129,8 @@ class Runtime:
         """Ask Resource Graph again for every selector policy's resources, then run the
         targets they give. A query not believed keeps that policy's last good set."""
         if self.discovery is not None:
-            for item in self.policies:
-                selector = item.policy.target.selector
-                if selector is not None:
-                    found = await self.discovery.refresh(
-                        item.policy.name, item.policy.target.type, selector
-                    )
-                    self._note_discovery(item.policy.name, found.problem, found.seconds)
+            for policy, found in (await self.discovery.refresh_all(self.policies)).items():
+                self._note_discovery(policy, found.problem, found.seconds)
         self.apply_targets()
 
     def _note_discovery(self, policy: str, problem: str | None, seconds: float) -> None:
@@ -417,6 +412,27 @@ async def open_runtime(
         yield runtime
 
 
+def _lease_storage(
+    lease: LeaseSettings, credential: AsyncTokenCredential
+) -> tuple[ContainerClient, LeaseTiming]:
+    """The blob container holding leases, and their timing. No SDK retries: a holder
+    tries again every retry period, and the storage SDK's backoff (15 s and up) would
+    outlast the renew deadline."""
+    if lease.connection_string:
+        container = ContainerClient.from_connection_string(
+            lease.connection_string, lease.container, retry_total=0
+        )
+    else:
+        assert lease.account_url is not None
+        container = ContainerClient(lease.account_url, lease.container, credential, retry_total=0)
+    timing = LeaseTiming(
+        lease.lease_duration.total_seconds(),
+        lease.renew_deadline.total_seconds(),
+        lease.retry_period.total_seconds(),
+    )
+    return container, timing
+
+
 @asynccontextmanager
 async def elector_for(
     settings: Settings, credential: AsyncTokenCredential
@@ -426,22 +442,7 @@ async def elector_for(
     if not election.enabled:
         yield None
         return
-    # no SDK retries: the elector tries again every retry period, and the storage SDK's
-    # backoff (15 s and up) would outlast the renew deadline
-    if election.connection_string:
-        container = ContainerClient.from_connection_string(
-            election.connection_string, election.container, retry_total=0
-        )
-    else:
-        assert election.account_url is not None
-        container = ContainerClient(
-            election.account_url, election.container, credential, retry_total=0
-        )
-    timing = LeaseTiming(
-        election.lease_duration.total_seconds(),
-        election.renew_deadline.total_seconds(),
-        election.retry_period.total_seconds(),
-    )
+    container, timing = _lease_storage(election, credential)
     async with container:
         yield LeaderElector(container, election.blob, election.identity, timing)
 
@@ -456,19 +457,7 @@ async def owner_for(
     if not shards.enabled:
         yield None
         return
-    # no SDK retries, as for the elector: a round tries again every retry period
-    if shards.connection_string:
-        container = ContainerClient.from_connection_string(
-            shards.connection_string, shards.container, retry_total=0
-        )
-    else:
-        assert shards.account_url is not None
-        container = ContainerClient(shards.account_url, shards.container, credential, retry_total=0)
-    timing = LeaseTiming(
-        shards.lease_duration.total_seconds(),
-        shards.renew_deadline.total_seconds(),
-        shards.retry_period.total_seconds(),
-    )
+    container, timing = _lease_storage(shards, credential)
     async with container:
         yield PartitionOwner(container, shards.prefix, shards.partitions, shards.identity, timing)
 
@@ -505,13 +494,8 @@ async def survey_targets(settings: Settings, loaded: Sequence[LoadedPolicy]) -> 
     credential = make_credential(settings.credential, settings.identity_client_id)
     async with AzureClients(settings, credential) as clients:
         discovery = Discovery(clients, clock_for(settings))
-        problems: dict[str, str] = {}
-        for item in loaded:
-            selector = item.policy.target.selector
-            if selector is not None:
-                known = await discovery.refresh(item.policy.name, item.policy.target.type, selector)
-                if known.problem is not None:
-                    problems[item.policy.name] = known.problem
+        answers = await discovery.refresh_all(loaded)
+        problems = {policy: known.problem for policy, known in answers.items() if known.problem}
         found = discovery.found()
     return Survey(expand(loaded, found), found, problems)
 

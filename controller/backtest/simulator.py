@@ -218,6 +218,9 @@ class ReplaySource:
     def register(self, target: Target, objectives: Sequence[Objective]) -> None:
         """Nothing to prepare: the history is in memory."""
 
+    def unregister(self, target: Target, objectives: Sequence[Objective]) -> None:
+        """Nothing kept per target."""
+
     async def observe(
         self, target: Target, objectives: Sequence[Objective], now: datetime
     ) -> dict[str, Observation]:

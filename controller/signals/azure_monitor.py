@@ -17,6 +17,7 @@ why — the evaluator then calls the objective unknown.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -90,7 +91,9 @@ class AzureMonitorSource:
         self._clock = clock
         self._share_for = share_for
         self._history_chunk = history_chunk  # the range of one history call
-        self._members: dict[QueryShape, set[str]] = {}
+        # the targets of each query shape, counted (a Cosmos DB database and container
+        # share their account's metrics): what a batch read fetches
+        self._members: dict[QueryShape, Counter[str]] = {}
         self._fetches: dict[QueryShape, _Fetch] = {}
         # resource ID → (target, objectives, their query shapes), for identical asks
         self._shape_cache: dict[
@@ -101,7 +104,19 @@ class AzureMonitorSource:
     def register(self, target: Target, objectives: Sequence[Objective]) -> None:
         """Declare a target up front so the first fetch of its group includes it."""
         for shape in self._shapes(target, objectives):
-            self._members.setdefault(shape, set()).add(target.metrics_id)
+            self._members.setdefault(shape, Counter())[target.metrics_id] += 1
+
+    def unregister(self, target: Target, objectives: Sequence[Objective]) -> None:
+        """A target that is gone (a deleted app, a reload): later batches no longer read it."""
+        for shape in self._shapes(target, objectives):
+            members = self._members.get(shape)
+            if members is not None:
+                members[target.metrics_id] -= 1
+                if members[target.metrics_id] <= 0:
+                    del members[target.metrics_id]
+                if not members:
+                    del self._members[shape]
+        self._shape_cache.pop(target.resource_id, None)
 
     def _shapes(
         self, target: Target, objectives: Sequence[Objective]
@@ -298,7 +313,7 @@ class AzureMonitorSource:
     ) -> tuple[Series, str | None]:
         fetch = self._fetches.get(shape)
         if fetch is None or resource_id not in fetch.ids or not self._serves(fetch, shape, now):
-            fetch = _Fetch(at=now, ids=frozenset(self._members.get(shape, {resource_id})))
+            fetch = _Fetch(at=now, ids=frozenset(self._members.get(shape) or {resource_id}))
             self._fetches[shape] = fetch
             await self._run_batch(shape, fetch, now)
         else:

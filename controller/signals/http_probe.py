@@ -67,6 +67,9 @@ class HttpProbeSource:
     def register(self, target: Target, objectives: Sequence[Objective]) -> None:
         """Nothing to prepare: every objective is its own probe, made when observed."""
 
+    def unregister(self, target: Target, objectives: Sequence[Objective]) -> None:
+        """Nothing kept per target."""
+
     async def observe(
         self, target: Target, objectives: Sequence[Objective], now: datetime
     ) -> dict[str, Observation]:

@@ -36,6 +36,9 @@ class LogsSource:
     def register(self, target: Target, objectives: Sequence[Objective]) -> None:
         """Nothing to batch: each objective is its own query."""
 
+    def unregister(self, target: Target, objectives: Sequence[Objective]) -> None:
+        """Nothing kept per target."""
+
     async def observe(
         self, target: Target, objectives: Sequence[Objective], now: datetime
     ) -> dict[str, Observation]:

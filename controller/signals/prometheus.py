@@ -54,6 +54,9 @@ class PrometheusSource:
     def register(self, target: Target, objectives: Sequence[Objective]) -> None:
         """Nothing to prepare: every objective is its own query, read when observed."""
 
+    def unregister(self, target: Target, objectives: Sequence[Objective]) -> None:
+        """Nothing kept per target."""
+
     async def observe(
         self, target: Target, objectives: Sequence[Objective], now: datetime
     ) -> dict[str, Observation]:

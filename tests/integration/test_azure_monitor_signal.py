@@ -94,6 +94,22 @@ async def test_one_read_per_group_and_grain_however_the_passes_are_spread(
     assert metric_calls(emu) == ([10, 10, 50, 50], 0)
 
 
+async def test_a_target_that_is_gone_is_no_longer_read(
+    fleet: tuple[Emulator, AzureMonitorSource], clock: VirtualClock
+) -> None:
+    """Sixty registered, ten forgotten (deleted apps, a reload): the next read asks for
+    fifty, in one call."""
+    emu, source = fleet
+    policies = [app_policy(i) for i in range(60)]
+    for p in policies:
+        source.register(p.target, p.objectives)
+    for p in policies[50:]:
+        source.unregister(p.target, p.objectives)
+    await clock.advance(300)
+    await source.observe(policies[0].target, policies[0].objectives, clock.now())
+    assert metric_calls(emu) == ([50], 0)
+
+
 async def test_a_failed_read_is_retried_within_the_bucket(
     fleet: tuple[Emulator, AzureMonitorSource], clock: VirtualClock
 ) -> None:

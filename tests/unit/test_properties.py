@@ -108,6 +108,9 @@ class ControllerMachine(RuleBasedStateMachine):
             def register(self, target: Target, objectives: Sequence[Objective]) -> None:
                 return None
 
+            def unregister(self, target: Target, objectives: Sequence[Objective]) -> None:
+                return None
+
             async def observe(
                 self, target: Target, objectives: Sequence[Objective], now: datetime
             ) -> dict[str, Observation]:
