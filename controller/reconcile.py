@@ -57,6 +57,8 @@ log = structlog.get_logger("remediator.reconcile")
 ACTION_DEADLINE = 300.0  # seconds an action may run, shielded from shutdown
 
 PauseCheck = Callable[[ResourceState], Awaitable[str | None]]  # why acting is paused, if it is
+# a target's intents still without a result, oldest first: given, or asked for at its first pass
+OpenIntents = Sequence[dict[str, Any]] | Callable[[], Sequence[dict[str, Any]]]
 
 _SEVERITY = {
     VerdictState.OK: 0,
@@ -115,7 +117,7 @@ class Reconciler:
         audit: AuditSink,
         metrics: Metrics,
         memory: TargetMemory | None = None,
-        open_intents: Sequence[dict[str, Any]] = (),
+        open_intents: OpenIntents = (),
         paused: PauseCheck | None = None,
         decision_ttl: timedelta = timedelta(minutes=1),
         fleet: Fleet | None = None,
@@ -125,6 +127,7 @@ class Reconciler:
         answers: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
         action_deadline: float = ACTION_DEADLINE,
         key: str | None = None,
+        succeeds: Reconciler | None = None,
     ) -> None:
         self.policy = policy
         # the target's name in schedules and status: the policy's own name when it names
@@ -133,8 +136,11 @@ class Reconciler:
         self.memory = memory or TargetMemory()
         # actions a crash (or an audit write that failed after the action) left without a
         # result, oldest first: each is settled, by reading the resource, before anything else
-        self.open_intents: list[dict[str, Any]] = list(open_intents)
+        self.open_intents: list[dict[str, Any]] = []
         self._noted: set[int] = set()  # open intents whose action memory already counts
+        # taken at the first pass, not now: a replaced reconciler's action in flight (the
+        # loop lets it finish first) may still add to what is open, or close it
+        self._inherit: tuple[OpenIntents, Reconciler | None] | None = (open_intents, succeeds)
         self._last_intent: dict[str, Any] = {}  # the last intent written, as stored
         self._registry = registry
         self._clock = clock
@@ -200,6 +206,7 @@ class Reconciler:
         A settled action succeeded only if the resource shows exactly what its intent meant
         to write; otherwise it failed, and feeds the action's breaker like any failure.
         """
+        self._take_open_intents()
         if not self.open_intents:
             return
         state = await self.read_state()
@@ -208,6 +215,20 @@ class Reconciler:
             later = self.open_intents[1] if len(self.open_intents) > 1 else None
             self._settle_one(intent, state, later)
             self.open_intents.pop(0)
+
+    def _take_open_intents(self) -> None:
+        """What is still open for this target: a reconciler this one replaces (a reloaded
+        policy) hands over its own list, with what it already counted; otherwise what the
+        log holds open for the target."""
+        if self._inherit is None:
+            return
+        given, succeeds = self._inherit
+        self._inherit = None
+        if succeeds is not None:
+            succeeds._take_open_intents()
+            self.open_intents, self._noted = succeeds.open_intents, succeeds._noted
+            return
+        self.open_intents = list(given() if callable(given) else given)
 
     def _settle_one(
         self, intent: dict[str, Any], state: ResourceState, later: dict[str, Any] | None
@@ -519,11 +540,12 @@ class Reconciler:
                 f"(limit {int(self._ttl.total_seconds())}s); dropped, not run"
             )
             decision = Decision(DecisionKind.DENY, reason, proposal, "ttl")
-        self._metrics.decisions.labels(proposal.action, decision.kind, decision.guard or "").inc()
         if decision.kind is DecisionKind.DENY:
+            self._count(decision)
             return PassResult(policy.name, verdicts, decision, None, decision.reason)
         gate = self._approval_gate(proposal, decision, verdicts, now, reconcile_id)
         if gate is not None:
+            self._count(gate.decision or decision)
             return gate
         memory.breakers[proposal.action] = breakers.on_allowed(breaker, now, open_for)
         if self._fleet is not None:
@@ -540,8 +562,10 @@ class Reconciler:
             if isinstance(acted, str):  # leadership not proven at the write: nothing sent
                 memory.breakers[proposal.action] = breaker  # no trial was taken
                 refused = Decision(DecisionKind.DENY, acted, proposal, "leader")
+                self._count(refused)
                 return PassResult(policy.name, verdicts, refused, None, acted, intent)
             outcome = acted
+        self._count(decision)
         memory.note_action(now, proposal.action, outcome.kind, proposal.step_index)
         self._metrics.actions.labels(proposal.action, outcome.kind).inc()
         if outcome.kind is OutcomeKind.SUCCEEDED and proposal.step_index >= 0:
@@ -573,6 +597,13 @@ class Reconciler:
             intent,
             breaker_opened=opened,
         )
+
+    def _count(self, decision: Decision) -> None:
+        """The decisions metric, counted once the decision is final (a write refused at
+        the last moment is a deny, as its audit line says)."""
+        proposal = decision.proposal
+        action = proposal.action if proposal else ""
+        self._metrics.decisions.labels(action, decision.kind, decision.guard or "").inc()
 
     def _approval_gate(
         self,
@@ -665,6 +696,8 @@ class Reconciler:
             try:
                 return await apply(self.policy.target, proposal)
             except WriteRefused as stopped:  # the same check, as the write itself left
+                # nothing of this action ran: a write is tried again only after an answer
+                # that proves it did not run (409 busy, 412, 429), never after a timeout
                 log.warning("action not sent", action=proposal.action, reason=str(stopped))
                 return str(stopped)
             except Exception as exc:  # the outcome is recorded; the loop keeps going

@@ -33,13 +33,13 @@ from controller.fleet import Fleet
 from controller.kill_switch import KillSwitch
 from controller.lease import LeaderElector, LeaseTiming
 from controller.loop import Loop
-from controller.memory import TargetMemory
+from controller.memory import TargetMemory, target_key
 from controller.model import Mode, VerdictState
 from controller.plugins import default_registry
 from controller.policy.loader import LoadedPolicy, PolicyError, load_policies, policy_files
 from controller.policy.schema import Policy
 from controller.readiness import Readiness
-from controller.reconcile import PassResult, Reconciler
+from controller.reconcile import OpenIntents, PassResult, Reconciler
 from controller.registry import Registry, UnknownPlugin
 from controller.server import make_app
 from controller.shards import PartitionOwner, partition_of
@@ -331,7 +331,9 @@ async def open_runtime(
         metrics.leader.set_function(lambda: 0.0 if elector and not elector.is_leader else 1.0)
         escalator = Escalator(settings.escalation_webhook) if settings.escalation_webhook else None
 
-        def reconciler(item: LoadedPolicy, memory: TargetMemory | None) -> Reconciler:
+        def reconciler(
+            item: LoadedPolicy, memory: TargetMemory | None, old: Reconciler | None
+        ) -> Reconciler:
             policy = item.policy
             resource = policy.target.resource_id
             # with shards, asked before deciding and again right before each write: a
@@ -345,7 +347,8 @@ async def open_runtime(
                 audit,
                 metrics,
                 memory=memory,
-                open_intents=replayed.intents_of(policy.name, policy.target.resource_id),
+                open_intents=open_intents(item),
+                succeeds=old,
                 paused=kill_switch.reason,
                 decision_ttl=2 * (item.policy.interval or settings.interval),
                 fleet=fleet,
@@ -364,6 +367,16 @@ async def open_runtime(
             if isinstance(audit, AuditLog) and started:
                 return copy.deepcopy(audit.state.memory_of(policy.name, policy.target.resource_id))
             return replayed.memory_of(policy.name, policy.target.resource_id)
+
+        def open_intents(item: LoadedPolicy) -> OpenIntents:
+            """A target's intents still without a result: at start what replay found; later
+            (a target found again, or a policy added back) what the log holds open for it
+            when it first runs."""
+            policy = item.policy
+            if isinstance(audit, AuditLog) and started:
+                kept, key = audit, target_key(policy.name, policy.target.resource_id)
+                return lambda: copy.deepcopy(kept.state.open_intents.get(key, []))
+            return replayed.intents_of(policy.name, policy.target.resource_id)
 
         started = False
         passes = LastPasses()
@@ -398,6 +411,7 @@ async def open_runtime(
         runtime.rebuild = lambda item, old: reconciler(
             item,
             carried(old.policy, old.memory, item.policy) if old else remembered(item),
+            old,
         )
         runtime.owner = owner
         runtime.discovery = Discovery(clients, clock)

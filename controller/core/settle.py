@@ -69,6 +69,10 @@ _ACTIONS: dict[str, tuple[tuple[str, ...], _Viewer]] = {
 }
 
 
+# keys that name which part of the resource an action changes, rather than a value
+_IDENTITY = ("container",)
+
+
 def view(action: str, intended: Mapping[str, Any], state: ResourceState) -> View | None:
     """What ``state`` holds of the values ``action`` changes; None if it cannot show them."""
     known = _ACTIONS.get(action)
@@ -118,4 +122,6 @@ def evidence(
     keys = [key for key in known[0] if key in intended]
     if not keys or not all(key in later_before for key in keys):
         return None
+    if any(later_before[key] != intended[key] for key in _IDENTITY if key in keys):
+        return None  # the later intent read another part (another container): no evidence
     return {key: later_before[key] for key in keys}

@@ -16,11 +16,14 @@ import anyio
 import pytest
 import yaml
 
+from controller.audit.log import AuditLog, Record
+from controller.audit.replay import replay
 from controller.clock import VirtualClock
 from controller.emulator import Emulator
 from controller.runtime import fingerprint, open_runtime, watch_policies
 from controller.server import serving
 from tests.conftest import BASE_POLICY, START, emulator_settings
+from tests.integration.helpers import audit_records
 
 pytestmark = pytest.mark.anyio
 WORKER = BASE_POLICY["target"]["resourceId"].replace("agentstudio-api", "agentstudio-worker")
@@ -251,3 +254,64 @@ async def test_a_reload_reads_the_files_off_the_event_loop(
         assert status == 200 and before_the_file
         assert applied == [True]
         assert [r.policy.name for r in runtime.loop.reconcilers] == ["api-cpu", "worker-cpu"]
+
+
+def open_intent(wanted: int) -> Record:
+    """An intent a crash left without a result: minReplicas 1 → ``wanted``, never sent."""
+    after = {"minReplicas": wanted, "maxReplicas": 10}
+    return Record.model_validate(
+        {
+            "ts": START - timedelta(minutes=2),
+            "kind": "intent",
+            "policy": "api-cpu",
+            "target": BASE_POLICY["target"]["resourceId"],
+            "verdict": "breach",
+            "verdicts": [],
+            "action": "scaleOut",
+            "params": after,
+            "decision": "allow",
+            "reason": "guards passed",
+            "mode": "live",
+            "outcome": None,
+            "before": {"minReplicas": 1},
+            "after": after,
+            "reconcile_id": "crashed",
+            "step": 0,
+        }
+    )
+
+
+@pytest.mark.parametrize("change", ["edited", "removed-and-back"])
+async def test_a_reload_keeps_what_is_still_open(
+    tmp_path: Path, clock: VirtualClock, emulator: tuple[Emulator, str], change: str
+) -> None:
+    """An intent left open by a crash is settled though the policy is reloaded before its
+    target's first pass: an edited policy hands its open intents to the new reconciler,
+    and a policy removed and added back takes what the log still holds open."""
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    write(folder, "api.yaml", BASE_POLICY)
+    write(folder, "worker.yaml", worker_policy())
+    settings = emulator_settings(emulator[1], tmp_path, policies=str(folder), mode="live")
+    with AuditLog(settings.audit_path) as audit:
+        audit.append(open_intent(2))
+    async with (
+        open_runtime(settings, clock=clock, rng=random.Random(2)) as runtime,
+        anyio.create_task_group() as tg,
+    ):
+        edited = copy.deepcopy(BASE_POLICY)
+        edited["objectives"][0]["threshold"] = 75
+        if change == "removed-and-back":
+            (folder / "api.yaml").unlink()
+            assert await runtime.reload() is True
+            assert [r.policy.name for r in runtime.loop.reconcilers] == ["worker-cpu"]
+        write(folder, "api.yaml", edited)
+        assert await runtime.reload() is True
+        tg.start_soon(runtime.loop.run)
+        await clock.drive(START + timedelta(minutes=2), sleepers=2)
+        tg.cancel_scope.cancel()
+    records = audit_records(Path(settings.audit_path))
+    settled = [r for r in records if r["kind"] == "result" and r.get("intent") == 1]
+    assert [r["outcome"] for r in settled] == ["failed"]
+    assert "settled after an interruption" in settled[0]["reason"]
+    assert replay(records).open_intents == {}

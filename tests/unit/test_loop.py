@@ -256,3 +256,29 @@ async def test_a_reloaded_target_waits_for_its_action_in_flight() -> None:
         assert loop.health.stalled(clock.now() + timedelta(hours=1)) == []
         assert "app-a" not in loop.health.due
         tg.cancel_scope.cancel()
+
+
+async def test_a_write_refused_at_the_last_moment_counts_as_denied(clock: VirtualClock) -> None:
+    """Leadership lost between the guards and the write: nothing runs, and the decisions
+    metric says deny by the leader guard — not allow — as the audit line does."""
+    reg, applied = registry(ConstantSignal(95.0), set())
+    audit, metrics = MemoryAudit(), Metrics()
+    rec = Reconciler(
+        policy("a"),
+        reg,
+        clock,
+        Mode.LIVE,
+        audit,
+        metrics,
+        write_check=lambda: "not sent: leadership could not be proven",
+    )
+    loop = Loop([rec], clock, metrics, interval=timedelta(seconds=30), rng=random.Random(1))
+    await run_for(loop, clock, 12)
+    assert applied == []
+    counted = {
+        (s.labels["decision"], s.labels["guard"]): s.value
+        for family in metrics.decisions.collect()
+        for s in family.samples
+        if s.name.endswith("_total") and s.value
+    }
+    assert set(counted) == {("deny", "leader")}

@@ -91,3 +91,17 @@ def test_an_older_intent_is_judged_by_what_the_next_one_read() -> None:
     assert landed("scaleOut", first, view("scaleOut", first, app(3)), {"minReplicas": 1}) is None
     # a later intent of another kind read other values: no evidence, the resource decides
     assert evidence("scaleOut", first, SIZE_05) is None
+
+
+def test_a_later_intent_on_another_container_is_no_evidence() -> None:
+    """The next intent resized another container: what it read says nothing of this one,
+    so the resource as it is now decides (here it shows the change: it landed)."""
+    worker = {"container": "worker", "cpu": 1.0, "memory": "2Gi"}
+    assert evidence("scaleUp", worker, SIZE_05) is None
+    both = ResourceState(
+        APP, containers=(ContainerSize("api", 0.5, "1Gi"), ContainerSize("worker", 1.0, "2Gi"))
+    )
+    before = {"container": "worker", "cpu": 0.5, "memory": "1Gi"}
+    shown = evidence("scaleUp", worker, SIZE_05) or view("scaleUp", worker, both)
+    assert landed("scaleUp", worker, shown, before) is True
+    assert evidence("scaleUp", SIZE_1, SIZE_05) == SIZE_05  # the same container: evidence
