@@ -897,13 +897,17 @@ def _audit_show(args: argparse.Namespace) -> int:
                 emit(record)
         return EXIT_FAILED if tail.bad else EXIT_OK
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C is how a person stops following: like SIGTERM it ends the loop between
+    # lines (a KeyboardInterrupt could land anywhere, even after the loop ended)
+    previous = {
+        signum: signal.signal(signum, lambda *_: stop.set())
+        for signum in (signal.SIGTERM, signal.SIGINT)
+    }
     try:
         follow(tail, keep, emit, stopped=stop.is_set, sleep=stop.wait)
-    except KeyboardInterrupt:
-        pass  # Ctrl-C is how a person stops following
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return EXIT_FAILED if tail.bad else EXIT_OK
 
 

@@ -180,6 +180,7 @@ class AuditLog:
         self._size = 0  # bytes in the active file
         self._started: datetime | None = None  # the active file's first line's time
         self._tail = 0  # lines after the active file's snapshot
+        self._reopening = False  # the active file could not be opened again after a rotation
 
     def __enter__(self) -> AuditLog:
         self.open()
@@ -292,6 +293,12 @@ class AuditLog:
 
     def append_fields(self, fields: dict[str, Any]) -> int:
         """Seal any line (a record, or a ``repair``) into the chain; return its ``seq``."""
+        if self._file is None and self._reopening:
+            try:
+                self._reopen()
+            except AuditUnavailable as exc:
+                exc.written = False  # this line is not on disk
+                raise
         if self._file is None:
             raise AuditUnavailable(f"{self.path}: the audit log is not open")
         sealed = seal(fields, self._seq + 1, self._prev, self.key)
@@ -333,19 +340,35 @@ class AuditLog:
         sealed = seal(fields, self._seq + 1, self._prev, self.key)
         text = json.dumps(sealed, ensure_ascii=False) + "\n"
         self._file.close()
+        self._file = None
         try:
             rotate(self.path, text)
         except OSError as exc:
             log.warning("audit rotation failed; the active file goes on", error=str(exc))
-            self._file = self.path.open("a", encoding="utf-8")
+            self._reopen()
             return
-        self._file = self.path.open("a", encoding="utf-8")
         self._seq, self._prev = sealed["seq"], sealed["hash"]
         self._started, self._tail, self._size = _time(ts), 0, len(text.encode("utf-8"))
+        self._reopen()
         # a head one line behind the snapshot still checks; the next line rewrites both
         with contextlib.suppress(AuditUnavailable):
             self._write_head()
             self._write_anchor()
+
+    def _reopen(self) -> None:
+        """Open the active file again after a rotation (done or not). When it cannot be,
+        the line just written stands (AuditUnavailable says so) and the next write tries
+        again; until then nothing is acted on."""
+        try:
+            self._file = self.path.open("a", encoding="utf-8")
+        except OSError as exc:
+            self._reopening = True
+            self._failure = f"{self.path}: cannot reopen the audit log after rotation: {exc}"
+            self._tell(None)
+            refused = AuditUnavailable(self._failure)
+            refused.written = True
+            raise refused from exc
+        self._reopening = False
 
     def _tell(self, seconds: float | None) -> None:
         if self.on_write is not None:

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.audit.log import AuditLog, check_file, read_records
+from controller.audit.log import AuditLog, AuditUnavailable, check_file, read_records
 from controller.audit.replay import Replayed, replay
 from controller.audit.rotation import Rotation, next_path, rotated, series
 from controller.audit.show import Tail
@@ -266,3 +266,37 @@ def test_following_carries_on_across_a_rotation(tmp_path: Path) -> None:
     seen += tail.read()
     assert len(rotated(path)) >= 5
     assert [r["seq"] for r in seen] == list(range(1, seen[-1]["seq"] + 1))
+
+
+def test_a_file_that_cannot_be_reopened_after_rotation_is_told_not_raised_raw(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rotation is done but the new active file cannot be opened (out of file
+    descriptors): the line just written stands (AuditUnavailable, ``written``), the next
+    write opens it again, and the chain runs on unbroken."""
+    path = tmp_path / "audit.jsonl"
+    real_open = Path.open
+    failing = [0]
+
+    def flaky_open(self: Path, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if self == path and mode == "a" and failing[0] > 0:
+            failing[0] -= 1
+            raise OSError(24, "Too many open files")
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", flaky_open)
+    with AuditLog(path, rotation=ROTATION) as audit:
+        writer = Writer(audit, START)
+        failing[0] = 1  # the first reopen after a rotation fails
+        refused = []
+        for i in range(30):
+            try:
+                writer.line(i % POLICIES, "verdict", ("ok", "ok"))
+            except AuditUnavailable as exc:
+                refused.append(exc.written)
+    assert refused == [True]  # told once; the line before the failed reopen stands
+    assert len(rotated(path)) >= 2
+    for f in series(path):
+        assert check_file(f).ok
+    written = [r["reconcile_id"] for f in series(path) for r in read_records(f)]
+    assert [r for r in written if r is not None] == [f"r{i}" for i in range(30)]
