@@ -351,3 +351,35 @@ def parse_spec(check: _Checker, node: _Map, subscription: str) -> CosmosSpec:
     if "ruPerRequest" in wl:
         spec = replace(spec, ru_per_request=check.number(wl, "ruPerRequest", "workload", 0.1))
     return spec
+
+
+@dataclass
+class CosmosOperation:
+    """An accepted PUT or migrate. As in Azure, it proceeds after the 202 whether or not
+    anyone polls: it ends at ``due`` (or sooner, once polled ``lro_polls`` times)."""
+
+    id: str
+    offer: CosmosOffer
+    change: Offer | str  # the new offer, or "autoscale" / "manual" for a migrate
+    location: str
+    resource_url: str
+    due: datetime
+    fail: bool = False  # the ``lro-fail`` fault: it ends Failed and is not applied
+    polls: int = 0
+    status: str = "InProgress"
+    error: dict[str, str] | None = None
+
+    def end(self, now: datetime) -> None:
+        """Apply (or fail) the change as of ``now``."""
+        if self.fail:
+            self.status = "Failed"
+            self.error = {
+                "code": "InternalServerError",
+                "message": "The operation failed (injected).",
+            }
+        elif isinstance(self.change, Offer):
+            self.offer.replace(now, self.change)
+            self.status = "Succeeded"
+        else:
+            self.offer.migrate(now, to_autoscale=self.change == "autoscale")
+            self.status = "Succeeded"

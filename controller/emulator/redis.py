@@ -28,12 +28,13 @@ Workload, per minute:
 * ``errors`` (type ``UnresponsiveClients``): none below 90 % load; from 90 % on,
   connected × (load − 85) / 50 a minute, the load uncapped (95 clients at 95 % give 19).
 
-A scale is accepted as ``Scaling``; it lands when the cache has been read
-``lro_polls`` more times (the SDK polls the cache itself), and the new SKU serves from
-that moment on. An ``AllNodes`` or ``PrimaryNode`` reboot drops every client: none in
-the minute of the reboot, then a third more each minute until all are back after three
-minutes; the error count starts again from 0 for the five minutes after it. A
-``SecondaryNode`` reboot is recorded but clients never notice it.
+A scale is accepted as ``Scaling``; as in Azure it proceeds whether or not anyone
+watches: it lands when its time has come (the emulator's operation time), or sooner once
+the cache has been read ``lro_polls`` more times (the SDK polls the cache itself), and
+the new SKU serves from that moment on. An ``AllNodes`` or ``PrimaryNode`` reboot drops
+every client: none in the minute of the reboot, then a third more each minute until all
+are back after three minutes; the error count starts again from 0 for the five minutes
+after it. A ``SecondaryNode`` reboot is recorded but clients never notice it.
 """
 
 from __future__ import annotations
@@ -250,6 +251,7 @@ class RedisCache:
         self.pending: Sku | None = None  # the SKU a scale in progress goes to
         self.pending_fail = False  # the scale ends Failed (the ``lro-fail`` fault)
         self.polls = 0  # reads of the cache since the scale was accepted
+        self.due: datetime | None = None  # when a scale in progress ends, read or not
         self.modified_at: datetime | None = None
 
     # -- ARM -------------------------------------------------------------------------------
@@ -274,12 +276,17 @@ class RedisCache:
         self.polls += 1
         if self.polls <= lro_polls:
             return "Scaling"
-        if self.pending_fail:
-            self.pending = None
-            return "Failed"  # the scale is rolled back; later reads say Succeeded
-        self.skus.set(now, self.pending)
-        self.pending = None
-        return "Succeeded"
+        return self.land(now)
+
+    def land(self, now: datetime) -> str:
+        """End the scale in progress as of ``now``: the new SKU serves from then (or, with
+        the ``lro-fail`` fault, it is rolled back). Returns the state a read reports."""
+        assert self.pending is not None
+        failed = self.pending_fail
+        if not failed:
+            self.skus.set(now, self.pending)
+        self.pending, self.due = None, None
+        return "Failed" if failed else "Succeeded"  # after a failure, later reads: Succeeded
 
     def validate(self, body: Any) -> Update:
         """The change a PATCH asks for, or PatchRefused with the service's answer."""
@@ -350,8 +357,11 @@ class RedisCache:
             raise PatchRefused(400, "BadRequest", "A cache cannot scale down to C0 (250 MB).")
         return wanted
 
-    def apply(self, now: datetime, update: Update, fail: bool = False) -> None:
-        """Apply a validated PATCH: settings at once; a new SKU starts ``Scaling``."""
+    def apply(
+        self, now: datetime, update: Update, fail: bool = False, due: datetime | None = None
+    ) -> None:
+        """Apply a validated PATCH: settings at once; a new SKU starts ``Scaling`` and
+        ends at ``due`` whether or not anyone reads the cache (sooner once read enough)."""
         self.settings.update(update.settings)
         self.configuration.update(update.configuration)
         if update.tags is not None:
@@ -360,6 +370,7 @@ class RedisCache:
             self.pending = update.sku
             self.pending_fail = fail
             self.polls = 0
+            self.due = due
         self.modified_at = now
 
     def reboot(self, now: datetime, body: Any) -> Reboot:

@@ -4,11 +4,10 @@ and the ``operationsStatus`` long-running operation both answer with."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 
 from aiohttp import web
 
-from .cosmos import CosmosOffer, Offer
+from .cosmos import CosmosOffer, CosmosOperation, Offer
 from .routing import Route, route
 from .timeutil import format_datetime
 from .wire import error, json_response, read_json
@@ -26,20 +25,6 @@ _STATUS = (
     r"/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.DocumentDB/locations/(?P<loc>[^/]+)"
     r"/operationsStatus/(?P<op>[^/]+)"
 )
-
-
-@dataclass
-class CosmosOperation:
-    """An accepted PUT or migrate, applied when its status is polled to completion."""
-
-    id: str
-    offer: CosmosOffer
-    change: Offer | str  # the new offer, or "autoscale" / "manual" for a migrate
-    location: str
-    resource_url: str
-    polls: int = 0
-    status: str = "InProgress"
-    error: dict[str, str] | None = None
 
 
 def _find(world: World, p: dict[str, str]) -> CosmosOffer | None:
@@ -75,6 +60,7 @@ async def get_offer(world: World, request: web.Request, p: dict[str, str]) -> we
 def _accept(
     world: World, request: web.Request, offer: CosmosOffer, change: Offer | str
 ) -> web.StreamResponse:
+    now = world.now()
     op = CosmosOperation(
         id=str(uuid.uuid4()),
         offer=offer,
@@ -85,8 +71,11 @@ def _accept(
                 {"api-version": request.query.get("api-version", "")}
             )
         ),
+        due=now + world.lro_duration,
+        fail=world.faults.consume("lro-fail", now) is not None,
     )
     world.cosmos_ops[op.id] = op
+    world.cosmos_in_flight.append(op)
     world.writes += 1
     api = request.query.get("api-version", "")
     url = (
@@ -98,7 +87,8 @@ def _accept(
 
 
 async def put_offer(world: World, request: web.Request, p: dict[str, str]) -> web.StreamResponse:
-    """Accept a new offer: 202 + ``Azure-AsyncOperation``; it lands when polled done."""
+    """Accept a new offer: 202 + ``Azure-AsyncOperation``; it lands when it ends, polled
+    or not (see ``World.land_due``)."""
     offer = _find(world, p)
     if offer is None:
         return _not_found(p)
@@ -129,18 +119,7 @@ async def operation_status(
     op.polls += 1
     now = world.now()
     if op.status == "InProgress" and op.polls > world.lro_polls:
-        if world.faults.consume("lro-fail", now) is not None:
-            op.status = "Failed"
-            op.error = {
-                "code": "InternalServerError",
-                "message": "The operation failed (injected).",
-            }
-        elif isinstance(op.change, Offer):
-            op.offer.replace(now, op.change)
-            op.status = "Succeeded"
-        else:
-            op.offer.migrate(now, to_autoscale=op.change == "autoscale")
-            op.status = "Succeeded"
+        world.end_cosmos(op, now)
     body: dict[str, object] = {"status": op.status, "startTime": format_datetime(now)}
     if op.status == "Succeeded":
         body["resourceLocation"] = op.resource_url  # where the SDK reads the result

@@ -62,7 +62,9 @@ async def patch_cache(world: World, request: web.Request, p: dict[str, str]) -> 
         return _refused(exc)
     now = world.now()
     fail = update.sku is not None and world.faults.consume("lro-fail", now) is not None
-    cache.apply(now, update, fail)
+    cache.apply(now, update, fail, now + world.lro_duration)
+    if cache.pending is not None:
+        world.caches_scaling.append(cache)
     world.writes += 1
     return json_response(cache.to_json(cache.provisioning_state))
 

@@ -21,7 +21,7 @@ from .containerapp import (
     containers_json,
     traffic_from_json,
 )
-from .cosmos import CosmosAccount, CosmosOffer
+from .cosmos import CosmosAccount, CosmosOffer, CosmosOperation
 from .faults import Fault, FaultSet
 from .graph import Quota, Results
 from .merge_patch import merge_patch
@@ -69,7 +69,9 @@ class World:
     extra_metered: list[dict[str, Any]] = field(default_factory=list)
     offers: dict[str, CosmosOffer] = field(default_factory=dict)  # by lower-case resource id
     accounts: dict[str, CosmosAccount] = field(default_factory=dict)
-    cosmos_ops: dict[str, Any] = field(default_factory=dict)
+    cosmos_ops: dict[str, CosmosOperation] = field(default_factory=dict)
+    cosmos_in_flight: list[CosmosOperation] = field(default_factory=list)
+    caches_scaling: list[RedisCache] = field(default_factory=list)
     caches: dict[str, RedisCache] = field(default_factory=dict)  # by lower-case resource id
     graph_quota: Quota = field(default_factory=Quota)  # Resource Graph's per-user quota
     graph_results: Results = field(default_factory=Results)  # kept for their skip tokens
@@ -244,6 +246,17 @@ class World:
         now = self.now()
         for op in [op for op in self.in_flight if op.due <= now]:
             self._end(op, op.due)
+        for cosmos_op in [op for op in self.cosmos_in_flight if op.due <= now]:
+            self.end_cosmos(cosmos_op, cosmos_op.due)
+        for cache in self.caches_scaling:
+            if cache.pending is not None and cache.due is not None and cache.due <= now:
+                cache.land(cache.due)
+        self.caches_scaling = [c for c in self.caches_scaling if c.pending is not None]
+
+    def end_cosmos(self, op: CosmosOperation, now: datetime) -> None:
+        """End a Cosmos DB operation as of ``now`` (at its due time, or when polled done)."""
+        self.cosmos_in_flight.remove(op)
+        op.end(now)
 
     def poll(self, op: Operation) -> Operation:
         """Advance an operation by one status poll, applying it when it completes."""

@@ -147,3 +147,19 @@ async def test_migrate_answers_with_location_and_async_operation_like_the_exampl
     result = await poller.result()
     assert result.resource is not None and result.resource.autoscale_settings is None
     assert emu.writes == 2
+
+
+async def test_an_accepted_offer_lands_though_nobody_polls(cosmos: Cosmos) -> None:
+    """A controller that died right after its PUT's 202 finds the new offer in place:
+    Azure ends the operation whether or not its status is polled."""
+    emu, client, clock, _ = cosmos
+    await client.sql_resources.begin_update_sql_database_throughput(
+        RG, ACCOUNT, DB, {"properties": {"resource": {"throughput": 6000}}}
+    )  # the poller is dropped: nobody asks for the status
+    clock.advance(minutes=2)
+    state = emu.state()["resources"][OFFER_ID]
+    assert state["throttledPercent"] == 0.0
+    done = await client.sql_resources.get_sql_database_throughput(RG, ACCOUNT, DB)
+    assert done.resource is not None and done.resource.throughput == 6000
+    statuses = [r for r in emu.requests if "operationsStatus" in r["path"]]
+    assert statuses == []

@@ -524,3 +524,17 @@ def test_timeline_fields_must_fit_the_cache() -> None:
     )
     with pytest.raises(ScenarioError, match="ruDemand does not apply to a redisCache"):
         parse_scenario(text)
+
+
+async def test_an_accepted_scale_lands_though_nobody_reads_the_cache(redis: Redis) -> None:
+    """As in Azure, a scale proceeds after its answer whether or not anyone watches: a
+    controller that died right after the PATCH finds the new SKU serving, from the time
+    the scale ended (its load halved in the metrics of the minutes after it)."""
+    emu, session, clock = redis.emu, redis.session, redis.clock
+    status, _ = await patch(session, {"properties": {"sku": C2}})
+    assert status == 200
+    clock.advance(minutes=5)  # nobody reads the cache meanwhile
+    state = emu.state()["resources"][CACHE_ID]
+    assert state["sku"] == C2 and state["provisioningState"] == "Succeeded"
+    assert state["serverLoad"] == 47.5
+    assert [r["method"] for r in emu.requests if "Microsoft.Cache" in r["path"]] == ["PATCH"]
