@@ -15,10 +15,12 @@ from typing import Any
 from .history import History
 from .metered import Aggregates, MetricDef
 from .metrics import APP_CATALOG, app_minute
-from .revisions import RequestSample, RevisionSpec
+from .revisions import LATEST, RequestSample, Revision, Revisions, RevisionSpec, with_image
 from .scenario import ResourceSpec
 from .timeutil import format_datetime
-from .workload import AppConfig, AppModel, Container, consumption_pair_error
+from .workload import AppConfig, AppModel, Container, Sample, consumption_pair_error
+
+DAY, WEEK = timedelta(days=1), timedelta(days=7)
 
 
 class PatchError(Exception):
@@ -44,6 +46,8 @@ class AppResource:
     created: datetime | None = None  # exists from then (None: since before the scenario)
     deleted: datetime | None = None  # gone from then (None: not deleted)
 
+    revisions: Revisions = field(init=False)
+
     def exists(self, now: datetime) -> bool:
         """Whether ARM, Resource Graph and the metrics APIs know the app at ``now``."""
         return (self.created is None or self.created <= now) and (
@@ -51,22 +55,49 @@ class AppResource:
         )
 
     def __post_init__(self) -> None:
-        initial = {r.name: r.traffic_percent for r in self.revision_specs if r.traffic_percent}
-        self.traffic = History(self.model.start, initial or {self.latest_revision: 100})
+        start, config, spec = self.model.start, self.model.current, self.spec
+        if spec.revisions:  # declared: multiple-revision mode
+            items = [
+                Revision(r.name, with_image(config, r.image), r, start - r.age, start - r.age)
+                for r in spec.revisions
+            ]
+            traffic = {r.name: r.traffic_percent for r in spec.revisions if r.traffic_percent}
+            newest = min(spec.revisions, key=lambda r: r.age)
+            if spec.latest_traffic and newest.name in traffic:
+                traffic[LATEST] = traffic.pop(newest.name)
+        else:  # one active revision, and an older one deactivated when it took over
+            old = self.old_revision_name
+            items = [
+                Revision(old, config, RevisionSpec(old), start - WEEK, start - WEEK, start - DAY),
+                Revision(
+                    spec.revision, config, RevisionSpec(spec.revision), start - DAY, start - DAY
+                ),
+            ]
+            traffic = {LATEST: 100}
+        self.revisions = Revisions(items, bool(spec.revisions), spec.revision_ready)
+        self.traffic = History(start, traffic)
 
     @property
     def multiple(self) -> bool:
         """``activeRevisionsMode: Multiple``: several revisions active, traffic split."""
         return bool(self.spec.revisions)
 
-    @property
-    def revision_specs(self) -> tuple[RevisionSpec, ...]:
-        if self.spec.revisions:
-            return self.spec.revisions
-        return (RevisionSpec(self.spec.revision, traffic_percent=100),)
+    def weights_at(self, at: datetime) -> dict[str, int]:
+        """Which revisions serve at ``at``, with their share of traffic in percent."""
+        return self.revisions.weights(at, self.traffic.at(at))
 
-    def revision_spec(self, name: str) -> RevisionSpec | None:
-        return next((r for r in self.revision_specs if r.name.lower() == name.lower()), None)
+    def serving_at(self, at: datetime) -> list[tuple[Revision, int]]:
+        found = (
+            (self.revisions.find(name), weight) for name, weight in self.weights_at(at).items()
+        )
+        return [(revision, weight) for revision, weight in found if revision is not None]
+
+    def sample(self, minute: datetime) -> Sample:
+        """The app's metrics for a minute: the load served by the revisions taking traffic,
+        each with its own replicas and size; every active revision's replicas run."""
+        serving = [(revision.config, weight) for revision, weight in self.serving_at(minute)]
+        running = sum(r.config.replicas for r in self.revisions.items if r.active(minute))
+        return self.model.sample(minute, serving, running)
 
     def requests(self, minute: datetime) -> RequestSample:
         """Application Insights' view of one minute: traffic split over revisions, each
@@ -76,14 +107,13 @@ class AppResource:
         count = demand.requests_per_minute
         if self.model.hung(minute):
             return RequestSample(count, count, 30_000.0, 30_000.0, 100.0, count)
-        weights = self.traffic.at(minute)
-        total = sum(weights.values()) or 100
+        serving = self.serving_at(minute)
+        total = sum(weight for _, weight in serving) or 100
         error = p95 = 0.0
-        for name, weight in weights.items():
-            revision = self.revision_spec(name) or RevisionSpec(name)
-            error += revision.error_rate_percent * weight / total
-            p95 += revision.p95_ms * weight / total
-        cpu = self.model.sample(minute).cpu_percent
+        for revision, weight in serving:
+            error += revision.quality.error_rate_percent * weight / total
+            p95 += revision.quality.p95_ms * weight / total
+        cpu = self.sample(minute).cpu_percent
         slowdown = 1.0 + max(0.0, cpu - 85.0) / 15.0
         failed = count * error / 100
         return RequestSample(count, failed, p95 * slowdown, p95 * slowdown * 1.6, error / 2, failed)
@@ -104,20 +134,22 @@ class AppResource:
 
     @property
     def latest_revision(self) -> str:
-        if self.spec.revisions:
-            return min(self.spec.revisions, key=lambda r: r.age).name
-        return self.spec.revision
+        """``latestRevisionName``: the newest revision, ready or not."""
+        return self.revisions.latest.name
 
     @property
-    def old_revision(self) -> str:
+    def template(self) -> AppConfig:
+        """``properties.template`` as it stands: the newest revision's."""
+        return self.revisions.latest.config
+
+    @property
+    def old_revision_name(self) -> str:
         """An older, inactive revision, so "pick the latest active one" is a real choice."""
         name = f"{self.spec.name}--r0"
         return name if name != self.spec.revision else f"{self.spec.name}--r00"
 
     def revision_names(self) -> list[str]:
-        if self.spec.revisions:
-            return [r.name for r in self.spec.revisions]
-        return [self.latest_revision, self.old_revision]
+        return [r.name for r in self.revisions.items]
 
     # -- Metered ---------------------------------------------------------------------------
 
@@ -138,7 +170,7 @@ class AppResource:
         return APP_CATALOG
 
     def minute(self, metric: MetricDef, at: datetime, dimensions: Mapping[str, str]) -> Aggregates:
-        return app_minute(self.model.sample(at), metric)
+        return app_minute(self.sample(at), metric)
 
     def dimension_value(self, dimension: str) -> str:
         return {
@@ -161,9 +193,11 @@ def containers_json(config: AppConfig) -> list[dict[str, Any]]:
     ]
 
 
-def app_json(res: AppResource) -> dict[str, Any]:
-    """The ContainerApp body (ContainerApps_Get.json shape, fields the controller reads)."""
-    config = res.model.current
+def app_json(res: AppResource, now: datetime) -> dict[str, Any]:
+    """The ContainerApp body (ContainerApps_Get.json shape, fields the controller reads):
+    the template is the newest revision's; ``latestReadyRevisionName`` lags behind
+    ``latestRevisionName`` while a new revision is provisioned."""
+    config = res.template
     spec = res.spec
     created = res.model.start - timedelta(days=1)
     return {
@@ -188,7 +222,7 @@ def app_json(res: AppResource) -> dict[str, Any]:
                 f"/providers/Microsoft.App/managedEnvironments/{spec.resource_group}-env"
             ),
             "latestRevisionName": res.latest_revision,
-            "latestReadyRevisionName": res.latest_revision,
+            "latestReadyRevisionName": res.revisions.latest_ready(now).name,
             "configuration": configuration_json(res),
             "template": {
                 "containers": containers_json(config),
@@ -203,7 +237,8 @@ def app_json(res: AppResource) -> dict[str, Any]:
 
 
 def configuration_json(res: AppResource) -> dict[str, Any]:
-    """``properties.configuration``: revision mode, and the ingress traffic split."""
+    """``properties.configuration``: revision mode, and the ingress traffic split (an entry
+    on ``latestRevision: true`` follows the newest ready revision)."""
     if not res.multiple:
         return {"activeRevisionsMode": "Single"}
     weights = res.traffic.current
@@ -213,7 +248,12 @@ def configuration_json(res: AppResource) -> dict[str, Any]:
             "external": True,
             "targetPort": 8080,
             "transport": "Auto",
-            "traffic": [{"revisionName": n, "weight": w} for n, w in weights.items()],
+            "traffic": [
+                {"latestRevision": True, "weight": w}
+                if n == LATEST
+                else {"revisionName": n, "weight": w}
+                for n, w in weights.items()
+            ],
         },
     }
 
@@ -233,33 +273,39 @@ def traffic_from_json(doc: Any, res: AppResource) -> dict[str, int] | None:
         )
     weights: dict[str, int] = {}
     for item in traffic if isinstance(traffic, list) else [None]:
+        latest = isinstance(item, dict) and item.get("latestRevision") is True
         name = item.get("revisionName") if isinstance(item, dict) else None
         weight = item.get("weight") if isinstance(item, dict) else None
-        if not isinstance(name, str) or res.revision_spec(name) is None:
+        if latest and name is not None:
+            raise PatchError(
+                "ContainerAppInvalidTraffic",
+                "A traffic entry names a revision or sets latestRevision, not both.",
+            )
+        if not latest and (not isinstance(name, str) or res.revisions.find(name) is None):
             raise PatchError("ContainerAppRevisionNotFound", f"Revision {name!r} was not found.")
         if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 100:
             raise PatchError("ContainerAppInvalidTraffic", f"Bad traffic weight {weight!r}.")
-        weights[name] = weights.get(name, 0) + weight
+        key = LATEST if latest else str(name)
+        weights[key] = weights.get(key, 0) + weight
     if sum(weights.values()) != 100:
         raise PatchError("ContainerAppInvalidTraffic", "Traffic weights must add up to 100.")
     return {n: w for n, w in weights.items() if w}
 
 
-def revision_json(res: AppResource, name: str, start: datetime) -> dict[str, Any]:
-    """A revision (Revisions_List.json item shape)."""
-    declared = res.revision_spec(name) if res.multiple else None
-    active = name == res.latest_revision or declared is not None
-    config = res.model.current if active else res.model.config_at(start)
-    created = start - (timedelta(days=1) if active else timedelta(days=7))
-    if declared is not None:
-        created = start - declared.age
+def revision_json(res: AppResource, revision: Revision, now: datetime) -> dict[str, Any]:
+    """A revision (Revisions_Get.json shape): its own template; provisioning until ready;
+    its effective share of traffic."""
+    active, ready = revision.active(now), revision.is_ready(now)
+    config = revision.config
     return {
-        "id": f"{res.resource_id}/revisions/{name}",
-        "name": name,
+        "id": f"{res.resource_id}/revisions/{revision.name}",
+        "name": revision.name,
         "type": "Microsoft.App/containerApps/revisions",
         "properties": {
-            "createdTime": format_datetime(created),
-            "lastActiveTime": format_datetime(start if active else created),
+            "createdTime": format_datetime(revision.created),
+            "lastActiveTime": format_datetime(
+                now if active else revision.deactivated or revision.created
+            ),
             "template": {
                 "containers": containers_json(config),
                 "scale": {
@@ -269,37 +315,40 @@ def revision_json(res: AppResource, name: str, start: datetime) -> dict[str, Any
             },
             "active": active,
             "replicas": config.replicas if active else 0,
-            "trafficWeight": res.traffic.current.get(name, 0) if active else 0,
-            "healthState": "Healthy" if active else "None",
-            "runningState": "Running" if active else "Stopped",
-            "provisioningState": "Provisioned",
+            "trafficWeight": res.weights_at(now).get(revision.name, 0) if active else 0,
+            "healthState": "Healthy" if active and ready else "None",
+            "runningState": ("Running" if ready else "Processing") if active else "Stopped",
+            "provisioningState": "Provisioned" if ready else "Provisioning",
         },
     }
 
 
-def replicas_json(res: AppResource, revision: str, start: datetime) -> dict[str, Any]:
-    """The replicas of a revision (ReplicaCollection shape; not paged)."""
-    if revision != res.latest_revision:
+def replicas_json(res: AppResource, revision: Revision, now: datetime) -> dict[str, Any]:
+    """The replicas of a revision (ReplicaCollection shape; not paged): none once it is
+    deactivated; not ready while it is provisioned."""
+    if not revision.active(now):
         return {"value": []}
-    config = res.model.current
-    restarts = len(res.model.restarts)
+    config = revision.config
+    restarts = len(revision.restarts)
+    ready = revision.is_ready(now)
+    name = revision.name
     return {
         "value": [
             {
-                "id": f"{res.resource_id}/revisions/{revision}/replicas/{revision}-{i}",
-                "name": f"{revision}-{i}",
+                "id": f"{res.resource_id}/revisions/{name}/replicas/{name}-{i}",
+                "name": f"{name}-{i}",
                 "type": "Microsoft.App/containerApps/revisions/replicas",
                 "properties": {
-                    "createdTime": format_datetime(start),
-                    "runningState": "Running",
+                    "createdTime": format_datetime(revision.created),
+                    "runningState": "Running" if ready else "NotRunning",
                     "containers": [
                         {
                             "name": c.name,
-                            "containerId": f"{revision}-{i}-{c.name}",
-                            "ready": True,
-                            "started": True,
+                            "containerId": f"{name}-{i}-{c.name}",
+                            "ready": ready,
+                            "started": ready,
                             "restartCount": restarts,
-                            "runningState": "Running",
+                            "runningState": "Running" if ready else "Waiting",
                         }
                         for c in config.containers
                     ],

@@ -81,7 +81,7 @@ def row_of(res: Any) -> dict[str, Any]:
     """One ``Resources`` row for an emulated resource of any kind."""
     if isinstance(res, AppResource):
         spec = res.spec
-        config = res.model.current
+        config = res.template
         props = {
             "provisioningState": "Succeeded",
             "runningStatus": "Running",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .containerapp import AppResource, PatchError, app_json, replicas_json, revision_json
+from .revisions import Revision
 from .routing import Route, route
 from .timeutil import format_datetime
 from .wire import error, json_response, read_json
@@ -43,7 +44,7 @@ async def get_app(world: World, request: web.Request, p: dict[str, str]) -> web.
     res = _app(world, p)
     if res is None:
         return _not_found(f"Microsoft.App/containerApps/{p['app']}")
-    return json_response(app_json(res), headers={"ETag": res.etag, **_reads()})
+    return json_response(app_json(res, world.now()), headers={"ETag": res.etag, **_reads()})
 
 
 async def patch_app(world: World, request: web.Request, p: dict[str, str]) -> web.StreamResponse:
@@ -79,7 +80,9 @@ async def patch_app(world: World, request: web.Request, p: dict[str, str]) -> we
         f"?api-version={api}"
     )
     return json_response(
-        app_json(res), status=202, headers={"Azure-AsyncOperation": url, **_writes(world)}
+        app_json(res, world.now()),
+        status=202,
+        headers={"Azure-AsyncOperation": url, **_writes(world)},
     )
 
 
@@ -115,56 +118,55 @@ async def list_revisions(
     res = _app(world, p)
     if res is None:
         return _not_found(f"Microsoft.App/containerApps/{p['app']}")
-    start = world.scenario.start
-    value = [revision_json(res, name, start) for name in res.revision_names()]
+    now = world.now()
+    value = [revision_json(res, revision, now) for revision in res.revisions.items]
     return json_response({"value": value, "nextLink": None}, headers=_reads())
 
 
-def _revision(world: World, p: dict[str, str]) -> tuple[AppResource | None, web.Response | None]:
+def _revision(world: World, p: dict[str, str]) -> tuple[AppResource, Revision] | web.Response:
     res = _app(world, p)
     if res is None:
-        return None, _not_found(f"Microsoft.App/containerApps/{p['app']}")
-    if p["rev"].lower() not in {n.lower() for n in res.revision_names()}:
-        return None, _not_found(f"Microsoft.App/containerApps/{p['app']}/revisions/{p['rev']}")
-    return res, None
+        return _not_found(f"Microsoft.App/containerApps/{p['app']}")
+    revision = res.revisions.find(p["rev"])
+    if revision is None:
+        return _not_found(f"Microsoft.App/containerApps/{p['app']}/revisions/{p['rev']}")
+    return res, revision
 
 
 async def get_revision(world: World, request: web.Request, p: dict[str, str]) -> web.StreamResponse:
-    res, failed = _revision(world, p)
-    if res is None:
-        assert failed is not None
-        return failed
-    name = next(n for n in res.revision_names() if n.lower() == p["rev"].lower())
-    return json_response(revision_json(res, name, world.scenario.start), headers=_reads())
+    found = _revision(world, p)
+    if isinstance(found, web.Response):
+        return found
+    res, revision = found
+    return json_response(revision_json(res, revision, world.now()), headers=_reads())
 
 
 async def restart_revision(
     world: World, request: web.Request, p: dict[str, str]
 ) -> web.StreamResponse:
-    """Restart the active revision now: memory leaked so far is released."""
-    res, failed = _revision(world, p)
-    if res is None:
-        assert failed is not None
-        return failed
-    if p["rev"].lower() != res.latest_revision.lower():
+    """Restart an active revision's replicas now (what a serving one leaked is released)."""
+    found = _revision(world, p)
+    if isinstance(found, web.Response):
+        return found
+    res, revision = found
+    if not revision.active(world.now()):
         return error(
             400,
             "RevisionNotActive",
             f"Revision '{p['rev']}' is not active and cannot be restarted.",
         )
-    world.restart(res)
+    world.restart(res, revision)
     return web.Response(status=200, headers=_writes(world))
 
 
 async def list_replicas(
     world: World, request: web.Request, p: dict[str, str]
 ) -> web.StreamResponse:
-    res, failed = _revision(world, p)
-    if res is None:
-        assert failed is not None
-        return failed
-    name = next(n for n in res.revision_names() if n.lower() == p["rev"].lower())
-    return json_response(replicas_json(res, name, world.scenario.start), headers=_reads())
+    found = _revision(world, p)
+    if isinstance(found, web.Response):
+        return found
+    res, revision = found
+    return json_response(replicas_json(res, revision, world.now()), headers=_reads())
 
 
 _GROUP = r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"

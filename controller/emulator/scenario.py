@@ -25,7 +25,7 @@ from .faults import FAULT_KINDS
 from .redis import WORKLOAD_FIELDS as REDIS_FIELDS
 from .redis import RedisSpec
 from .redis import parse_spec as parse_redis
-from .revisions import RevisionSpec
+from .revisions import READY_AFTER, RevisionSpec
 from .timeutil import parse_datetime, parse_duration
 from .workload import consumption_pair_error
 
@@ -78,6 +78,10 @@ class ResourceSpec:
     workload: WorkloadSpec
     tags: dict[str, str] = field(default_factory=dict)
     revisions: tuple[RevisionSpec, ...] = ()  # declared: multiple-revision mode
+    # how long a new revision (made by a template change) is provisioned before it is ready
+    revision_ready: dt.timedelta = READY_AFTER
+    # multiple mode: the newest declared revision's share is on ``latestRevision: true``
+    latest_traffic: bool = False
     created_at: dt.timedelta | None = None  # exists from start + created_at (None: always)
     deleted_at: dt.timedelta | None = None  # gone from start + deleted_at (None: never)
 
@@ -346,6 +350,8 @@ _APP_OPTIONAL = frozenset(
         "revision",
         "tags",
         "revisions",
+        "revisionReady",
+        "trafficToLatest",
         "subscription",
         "createdAt",
         "deletedAt",
@@ -573,7 +579,18 @@ def _resource(check: _Checker, raw: Any, subscription: str) -> ResourceSpec:
         workload=workload,
         tags={str(k): str(v) for k, v in tags.items()},
         revisions=_revisions(check, node, what),
+        revision_ready=(
+            check.duration(node, "revisionReady", what) if "revisionReady" in node else READY_AFTER
+        ),
+        latest_traffic=_flag(check, node, "trafficToLatest", what),
     )
+
+
+def _flag(check: _Checker, node: _Map, key: str, what: str) -> bool:
+    value = node.get(key, False)
+    if not isinstance(value, bool):
+        raise check.fail(node, f"{what}.{key} must be true or false", key)
+    return value
 
 
 def _revisions(check: _Checker, node: _Map, what: str) -> tuple[RevisionSpec, ...]:
@@ -587,7 +604,10 @@ def _revisions(check: _Checker, node: _Map, what: str) -> tuple[RevisionSpec, ..
     for item in raw:
         r = check.mapping(item, f"{what}: revision", node)
         check.keys(
-            r, f"{what}: revision", {"name"}, {"errorRatePercent", "p95Ms", "traffic", "age"}
+            r,
+            f"{what}: revision",
+            {"name"},
+            {"errorRatePercent", "p95Ms", "traffic", "age", "image"},
         )
         found.append(
             RevisionSpec(
@@ -602,6 +622,7 @@ def _revisions(check: _Checker, node: _Map, what: str) -> tuple[RevisionSpec, ..
                 if "traffic" in r
                 else 0,
                 age=check.duration(r, "age", "revision") if "age" in r else dt.timedelta(days=1),
+                image=check.string(r, "image", "revision") if "image" in r else None,
             )
         )
     if sum(r.traffic_percent for r in found) != 100:

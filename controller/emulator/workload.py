@@ -12,6 +12,7 @@ import bisect
 import itertools
 import re
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -198,38 +199,59 @@ class AppModel:
         unit = (zlib.crc32(seed) % 20001) / 10000 - 1.0  # -1.0 .. 1.0
         return 1.0 + self.wobble * unit
 
-    def _average_cpu_used(self, minute: datetime, replicas: int, capacity: float) -> float:
+    def _average_cpu_used(
+        self, minute: datetime, replicas: int, capacity: float, share: float = 1.0
+    ) -> float:
         """Cores used, averaged over the minute: demand may change inside it (a metric's
-        one-minute Average smooths what happened within the minute)."""
+        one-minute Average smooths what happened within the minute). ``share``: the part
+        of the app's traffic these replicas serve."""
         end = minute + timedelta(minutes=1)
         cuts = [minute, *(t for t in self._demand_times if minute < t < end), end]
         total = 0.0
         for start, stop in itertools.pairwise(cuts):
             demand = self.demand_at(start)
-            wanted = demand.cpu_demand_cores + demand.cpu_demand_per_replica * replicas
+            wanted = demand.cpu_demand_cores * share + demand.cpu_demand_per_replica * replicas
             total += min(wanted, capacity) * (stop - start).total_seconds()
         return total / 60.0
 
-    def sample(self, minute: datetime) -> Sample:
-        """All metrics for the minute starting at ``minute`` (config and demand at its start)."""
-        config = self.config_at(minute)
+    def sample(
+        self,
+        minute: datetime,
+        serving: Sequence[tuple[AppConfig, int]] | None = None,
+        running: int | None = None,
+    ) -> Sample:
+        """All metrics for the minute starting at ``minute`` (config and demand at its start).
+
+        ``serving``: the revisions taking traffic, each with its own template and its share
+        in percent (default: the app's configuration at that minute, all of it); the load
+        splits between them as the traffic does. ``running``: every active revision's
+        replicas, those taking no traffic too (default: the serving ones')."""
+        if not serving:
+            serving = [(self.config_at(minute), 100)]
         demand = self.demand_at(minute)
-        replicas = config.replicas
-        capacity = replicas * config.cpu_per_replica
-        used = self._average_cpu_used(minute, replicas, capacity) * self._jitter(minute, "cpu")
-        used = min(used, capacity)
+        total_weight = sum(weight for _, weight in serving) or 1
+        used = capacity = 0.0
+        replicas = 0
+        for config, weight in serving:
+            own = config.replicas * config.cpu_per_replica
+            cores = self._average_cpu_used(minute, config.replicas, own, weight / total_weight)
+            used += min(cores * self._jitter(minute, "cpu"), own)
+            capacity += own
+            replicas += config.replicas
         cpu_percent = min(100.0, used / capacity * 100) if capacity else 0.0
-        limit = config.memory_mib_per_replica
+        heaviest = max(serving, key=lambda item: item[1])[0]
+        limit = heaviest.memory_mib_per_replica
         mem = demand.base_memory_mib + self.leaked_mib(minute)
         mem = min(mem * self._jitter(minute, "mem"), limit)
         end = minute + timedelta(minutes=1)
         restarts = bisect.bisect_left(self.restarts, end) - bisect.bisect_left(
             self.restarts, minute
         )
+        running = running if running is not None else replicas
         return Sample(
-            replicas=replicas,
-            cpu_percent=cpu_percent,
-            usage_nano_cores=used / replicas * 1e9,
+            replicas=running,
+            cpu_percent=cpu_percent,  # of the replicas serving: idle ones would hide a hot one
+            usage_nano_cores=used / running * 1e9 if running else 0.0,  # its Total: cores used
             memory_percent=mem / limit * 100 if limit else 0.0,
             working_set_bytes=mem * MIB,
             restarts=restarts,

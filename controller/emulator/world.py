@@ -27,6 +27,7 @@ from .graph import Quota, Results
 from .merge_patch import merge_patch
 from .metered import Metered
 from .redis import RedisCache
+from .revisions import Revision
 from .scenario import ResourceSpec, Scenario
 from .timeutil import MINUTE, floor_minute, format_datetime
 from .workload import AppConfig, AppModel, Container, Demand
@@ -215,7 +216,7 @@ class World:
 
     def begin_patch(self, res: AppResource, patch: dict[str, Any]) -> Operation:
         """Validate ``patch`` against the current body (raises PatchError) and queue it."""
-        merged = merge_patch(app_json(res), patch)
+        merged = merge_patch(app_json(res, self.now()), patch)
         config_from_json(merged)
         traffic_from_json(merged, res)
         now = self.now()
@@ -274,7 +275,7 @@ class World:
             op.error = {"code": "InternalError", "message": "The operation failed (injected)."}
             return
         try:
-            merged = merge_patch(app_json(op.resource), op.patch)
+            merged = merge_patch(app_json(op.resource, now), op.patch)
             config, tags = config_from_json(merged)
             traffic = traffic_from_json(merged, op.resource)
         except PatchError as exc:  # another operation got there first; ARM fails the op
@@ -283,8 +284,11 @@ class World:
             return
         res = op.resource
         moved = traffic is not None and traffic != res.traffic.current
-        if config != res.model.current or tags != res.tags or moved:
+        new_template = config != res.template
+        if new_template:  # revision scope: a new revision, built from the template
+            res.revisions.add(res.spec.name, now, config, _suffix(merged))
             res.model.apply_config(now, config)
+        if new_template or tags != res.tags or moved:
             res.tags = tags
             if traffic is not None and moved:
                 res.traffic.set(now, traffic)
@@ -292,8 +296,9 @@ class World:
         op.status = "Succeeded"
 
     def operator_change(self, res: AppResource, params: dict[str, Any]) -> None:
-        """Someone else changes the app (the ``concurrent-write`` fault): a new ETag."""
-        current = res.model.current
+        """Someone else changes the app (the ``concurrent-write`` fault): a new ETag, and
+        a new revision when the scale changed."""
+        current = res.template
         config = AppConfig(
             int(params.get("minReplicas", current.min_replicas)),
             max(int(params.get("maxReplicas", current.max_replicas)), current.min_replicas),
@@ -301,11 +306,17 @@ class World:
         )
         now = self.now()
         if config != current:
+            res.revisions.add(res.spec.name, now, config, None)
             res.model.apply_config(now, config)
         res.changed(now, "User")
 
-    def restart(self, res: AppResource) -> None:
-        res.model.record_restart(self.now())
+    def restart(self, res: AppResource, revision: Revision) -> None:
+        """Restart a revision's replicas: what hung or leaked in the app is cleared only
+        when that revision is the one serving (restarting an idle one changes nothing)."""
+        now = self.now()
+        revision.restarts.append(now)
+        if revision.name in res.weights_at(now):
+            res.model.record_restart(now)
         self.writes += 1
 
     # -- faults ----------------------------------------------------------------------------
@@ -327,20 +338,34 @@ class World:
         for res in self.resources.values():
             if not res.exists(now):
                 continue
-            config = res.model.current
-            sample = res.model.sample(last_minute)
+            config = res.template
+            sample = res.sample(last_minute)
             served = res.requests(last_minute)
             resources[res.resource_id] = {
                 "type": res.spec.type,
                 "name": res.spec.name,
                 "minReplicas": config.min_replicas,
                 "maxReplicas": config.max_replicas,
-                "replicas": config.replicas,
+                "replicas": sum(r.config.replicas for r in res.revisions.items if r.active(now)),
                 "containers": [
                     {"name": c["name"], "image": c["image"], **c["resources"]}
                     for c in containers_json(config)
                 ],
                 "latestRevision": res.latest_revision,
+                "latestReadyRevision": res.revisions.latest_ready(now).name,
+                "revisions": [
+                    {
+                        "name": r.name,
+                        "active": r.active(now),
+                        "ready": r.is_ready(now),
+                        "minReplicas": r.config.min_replicas,
+                        "containers": [
+                            {"name": c.name, "image": c.image, "cpu": c.cpu, "memory": c.memory}
+                            for c in r.config.containers
+                        ],
+                    }
+                    for r in res.revisions.items
+                ],
                 "restarts": len(res.model.restarts),
                 "cpuPercent": round(sample.cpu_percent, 2),
                 "memoryPercent": round(sample.memory_percent, 2),
@@ -348,7 +373,7 @@ class World:
                 if served.requests
                 else 0.0,
                 "p95Ms": round(served.p95_ms, 1),
-                "traffic": dict(res.traffic.current),
+                "traffic": res.weights_at(now),  # who serves now, latestRevision resolved
                 "hung": res.model.hung(now),
             }
         for offer in self.offers.values():
@@ -386,3 +411,11 @@ class World:
             "resources": resources,
             "faults": self.faults.to_json(now),
         }
+
+
+def _suffix(merged: dict[str, Any]) -> str | None:
+    """``properties.template.revisionSuffix``: the new revision's name is the app's name,
+    ``--`` and this (generated when absent)."""
+    template = merged.get("properties", {}).get("template", {})
+    suffix = template.get("revisionSuffix") if isinstance(template, dict) else None
+    return suffix if isinstance(suffix, str) and suffix else None

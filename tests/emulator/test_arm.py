@@ -109,7 +109,14 @@ def test_patch_is_a_merge_patch_applied_when_the_operation_completes(
         tpl = app["properties"]["template"]
         assert tpl["scale"]["minReplicas"] == 2
         assert tpl["containers"][0]["image"] == "agentstudio/api:1.4.2"  # untouched by the patch
-        assert emu.state()["resources"][API_APP]["replicas"] == 2
+        state = emu.state()["resources"][API_APP]
+        # a new revision: provisioned while the old one still runs, then it takes over
+        assert state["latestRevision"] != state["latestReadyRevision"] == "agentstudio-api--r1"
+        assert state["replicas"] == 1 + 2
+        clock.advance(seconds=30)
+        state = emu.state()["resources"][API_APP]
+        assert state["latestReadyRevision"] == state["latestRevision"]
+        assert state["replicas"] == 2
 
     run(body)
 

@@ -86,6 +86,10 @@ def test_container_apps_client(make_emulator: Make, clock: ManualClock) -> None:
             updated = await poller.result()
             assert updated.template.scale.min_replicas == 2
             assert updated.template.containers[0].resources.cpu == 1.0
+            # a template change is a new revision; the old one serves until it is ready
+            scaled = updated.latest_revision_name
+            assert scaled != "agentstudio-api--r1"
+            assert updated.latest_ready_revision_name == "agentstudio-api--r1"
 
             emu.set_fault("lro-fail")
             poller = await aca.container_apps.begin_update(RG, "agentstudio-api", envelope)
@@ -96,13 +100,21 @@ def test_container_apps_client(make_emulator: Make, clock: ManualClock) -> None:
             revisions = [
                 r async for r in aca.container_apps_revisions.list_revisions(RG, "agentstudio-api")
             ]
-            active = [r for r in revisions if r.active]
-            assert [r.name for r in active] == ["agentstudio-api--r1"]
-            assert active[0].replicas == 2 and active[0].health_state == "Healthy"
+            active = {r.name: r for r in revisions if r.active}
+            assert active.keys() == {"agentstudio-api--r1", scaled}
+            assert active[scaled].provisioning_state == "Provisioning"
+            assert active[scaled].traffic_weight == 0
+            clock.set(6.5)  # ready: it takes over, the old one is deactivated
+            revisions = [
+                r async for r in aca.container_apps_revisions.list_revisions(RG, "agentstudio-api")
+            ]
+            [serving] = [r for r in revisions if r.active]
+            assert serving.name == scaled and serving.traffic_weight == 100
+            assert serving.replicas == 2 and serving.health_state == "Healthy"
+            app = await aca.container_apps.get(RG, "agentstudio-api")
+            assert app.latest_ready_revision_name == scaled
             assert (
-                await aca.container_apps_revisions.restart_revision(
-                    RG, "agentstudio-api", "agentstudio-api--r1"
-                )
+                await aca.container_apps_revisions.restart_revision(RG, "agentstudio-api", scaled)
                 is None
             )
 
