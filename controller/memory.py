@@ -25,6 +25,9 @@ class PendingVerification:
     decided_at: datetime
     due: datetime
     baseline: dict[str, float]  # objective → value when the action was decided
+    # a Container Apps change: the revision it made has been seen ready (until then, the
+    # settle time runs again from each pass that finds it still provisioned)
+    revision_ready: bool = False
 
 
 @dataclass(frozen=True)

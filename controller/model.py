@@ -138,6 +138,9 @@ class RevisionInfo:
     active: bool
     traffic: int  # percent of ingress traffic
     healthy: bool | None = None  # the platform's health state (None: not reported)
+    # what makes it a deploy: its containers' images and settings, not their size or the
+    # scale (a revision a scale change made has the build of the one it was made from)
+    build: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,17 @@ class ResourceState:
     cache_state: str | None = None  # the cache's provisioningState (Scaling, Succeeded …)
     revisions: tuple[RevisionInfo, ...] = ()  # Container Apps in multiple-revision mode
     multiple_revisions: bool = False
+    # Container Apps: the newest revision (``latest_revision`` is the newest *ready* one:
+    # they differ while a template change's revision is provisioned)
+    newest_revision: str | None = None
+    # multiple mode, traffic on named revisions only: a new revision would get none of it
+    traffic_pinned: bool = False
+
+    @property
+    def provisioning(self) -> str | None:
+        """The revision a template change made that is not ready yet, if any."""
+        newest = self.newest_revision
+        return newest if newest is not None and newest != self.latest_revision else None
 
     def summary(self) -> dict[str, Any]:
         """A JSON-friendly picture for audit lines and the demo's summary."""

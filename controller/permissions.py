@@ -49,7 +49,13 @@ ALLOWED: tuple[Operation, ...] = (
         "GET",
         _SUB + r"/providers/Microsoft\.App/locations/[^/]+/containerappOperationResults/[^/]+",
         "Microsoft.App/locations/containerappOperationResults/read",
-        "follow a long-running update",
+        "follow a long-running update (its result)",
+    ),
+    _op(
+        "GET",
+        _SUB + r"/providers/Microsoft\.App/locations/[^/]+/containerappOperationStatuses/[^/]+",
+        "Microsoft.App/locations/containerappOperationStatuses/read",
+        "follow a long-running update (its status, where Azure answers with one)",
     ),
     _op(
         "GET",

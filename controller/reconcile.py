@@ -28,7 +28,7 @@ from controller.clock import Clock
 from controller.core import breaker as breakers
 from controller.core import guards, step_back
 from controller.core.evaluate import evaluate
-from controller.core.plan import NoProposal, nothing_to_do, plan
+from controller.core.plan import REVISION_SCOPE, NoProposal, nothing_to_do, plan
 from controller.core.settle import evidence, landed, view
 from controller.core.verify import judge
 from controller.durations import format_duration
@@ -312,7 +312,7 @@ class Reconciler:
                 self._metrics.escalations.labels(policy.name, "fail-static").inc()
                 self._line(now, reconcile_id, "escalation", tuple(verdicts), reason=alarm)
                 self._send("fail-static", alarm, now)
-        efficacy = self._judge(tuple(verdicts), now, reconcile_id)
+        efficacy = await self._judge(tuple(verdicts), now, reconcile_id)
         result = await self._decide(tuple(verdicts), now, reconcile_id)
         if efficacy is not None:
             result = PassResult(**{**result.__dict__, "efficacy": efficacy})
@@ -328,7 +328,9 @@ class Reconciler:
         watched_breach = any(
             v.objective in watched and v.state is VerdictState.BREACH for v in result.verdicts
         )
-        if (result.needs_human or watched_breach) and not memory.told_human:
+        # a used-up ladder is told once the last action is judged: it may yet fix it
+        exhausted = result.needs_human and memory.pending is None
+        if (exhausted or watched_breach) and not memory.told_human:
             memory.told_human = True
             self._tell_human(now, reconcile_id, result)
         memory.last_reason = result.reason
@@ -354,12 +356,26 @@ class Reconciler:
         held = result.decision is not None and result.decision.guard == "paused"
         metrics.paused.labels(policy.name).set(1 if held else 0)
 
-    def _judge(
+    async def _judge(
         self, verdicts: tuple[Verdict, ...], now: datetime, reconcile_id: str
     ) -> Efficacy | None:
-        """Judge the last action once it settled; feed its breaker; escalate an opening."""
+        """Judge the last action once it settled; feed its breaker; escalate an opening.
+
+        A change that made a new revision shows only once that revision is ready: each
+        pass reads whether it is, and the settle time runs again from each pass that finds
+        it still provisioned."""
         pending = self.memory.pending
-        if pending is None or now < pending.due:
+        if pending is None:
+            return None
+        if pending.action in REVISION_SCOPE and not pending.revision_ready:
+            provisioning = (await self.read_state()).provisioning
+            if provisioning is not None:
+                due = max(pending.due, now + self.policy.settle)
+                self.memory.pending = replace(pending, due=due)
+                log.info("verification waits for the new revision", revision=provisioning)
+                return None
+            self.memory.pending = pending = replace(pending, revision_ready=True)
+        if now < pending.due:
             return None
         efficacy = judge(
             self.policy.objectives,

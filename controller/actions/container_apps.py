@@ -7,17 +7,19 @@ and reads back what is now there for the audit's ``after``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from azure.core.exceptions import HttpResponseError
-from azure.mgmt.appcontainers.models import ContainerApp
+from azure.mgmt.appcontainers.models import ContainerApp, Template, TrafficWeight
 
 from controller.azure import retry
 from controller.azure.clients import AzureClients
 from controller.clock import Clock
+from controller.core.plan import serving_revision
 from controller.model import (
     ContainerSize,
     Outcome,
@@ -68,6 +70,7 @@ class ContainerAppsActuator:
                         bool(r.active),
                         int(r.traffic_weight or 0),
                         _healthy(r.health_state),
+                        build_of(r.template),
                     )
                     async for r in client.container_apps_revisions.list_revisions(rg, name)
                     if r.name
@@ -75,11 +78,10 @@ class ContainerAppsActuator:
                 return tuple(found)
 
             state = replace(state, revisions=await retry.call(self._clock, revisions))
+        serving = serving_revision(state) or ""  # what runs for users: its replicas count
         revision = await retry.call(
             self._clock,
-            lambda: client.container_apps_revisions.get_revision(
-                rg, name, state.latest_revision or ""
-            ),
+            lambda: client.container_apps_revisions.get_revision(rg, name, serving),
         )
         return replace(state, replicas=revision.replicas)
 
@@ -221,11 +223,12 @@ class ContainerAppsActuator:
 
         def change(app: ContainerApp, before: ResourceState) -> dict[str, Any] | Outcome:
             ingress = app.configuration.ingress if app.configuration else None
-            weights = {
-                w.revision_name: int(w.weight or 0)
-                for w in (ingress.traffic if ingress and ingress.traffic else [])
-                if w.revision_name
-            }
+            weights: dict[str, int] = {}
+            for w in ingress.traffic if ingress and ingress.traffic else []:
+                # latestRevision: the newest ready revision serves that share
+                served = app.latest_ready_revision_name if w.latest_revision else w.revision_name
+                if served:
+                    weights[served] = weights.get(served, 0) + int(w.weight or 0)
             seen = {"traffic": weights}
             if ingress is None:
                 return Outcome(OutcomeKind.FAILED, seen, seen, "the app has no ingress")
@@ -309,8 +312,10 @@ def to_state(resource_id: str, app: ContainerApp) -> ResourceState:
         max_replicas=int(scale.max_replicas or 10) if scale else 10,
         containers=containers,
         latest_revision=app.latest_ready_revision_name or app.latest_revision_name,
+        newest_revision=app.latest_revision_name,
         tags=dict(app.tags or {}),
         multiple_revisions=mode == "multiple",
+        traffic_pinned=mode == "multiple" and _pinned(ingress.traffic if ingress else None),
         revisions=tuple(
             RevisionInfo(w.revision_name, None, True, int(w.weight or 0))
             for w in (ingress.traffic if ingress and ingress.traffic else [])
@@ -318,6 +323,26 @@ def to_state(resource_id: str, app: ContainerApp) -> ResourceState:
         ),
         last_modified=_utc(app.system_data.last_modified_at) if app.system_data else None,
     )
+
+
+def _pinned(traffic: list[TrafficWeight] | None) -> bool:
+    """Traffic on named revisions only: none of it follows ``latestRevision``."""
+    if not traffic:
+        return False
+    return not any(w.latest_revision and (w.weight or 0) > 0 for w in traffic)
+
+
+def build_of(template: Template | None) -> str | None:
+    """What makes a revision a deploy: each container's image and settings (env, command,
+    args, probes, mounts), its size left out; the scale is not part of it either."""
+    if template is None or not template.containers:
+        return None
+    parts = []
+    for c in template.containers:
+        fields = c.as_dict()
+        fields.pop("resources", None)
+        parts.append(json.dumps(fields, sort_keys=True, default=str))
+    return "|".join(sorted(parts))
 
 
 def _healthy(state: object) -> bool | None:

@@ -42,6 +42,8 @@ from controller.sizes import (
 )
 
 ONE_SHOT_ACTIONS = frozenset({"restartRevision", "rebootCache", "rollbackRevision"})
+# Container Apps actions that change the template: each makes a new revision
+REVISION_SCOPE = frozenset({"scaleOut", "scaleIn", "scaleUp", "scaleDown"})
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ def _propose(
     policy: Policy, index: int, step: Step, state: ResourceState, why: str, now: datetime | None
 ) -> Proposal | NoProposal:
     params = step.params
+    if isinstance(params, ScaleOut | ScaleUp) and state.traffic_pinned:
+        return NoProposal(pinned_reason(step.action, state))
     if isinstance(params, ScaleOut):
         return _scale_out(index, params, state, why)
     if isinstance(params, ScaleUp):
@@ -148,43 +152,91 @@ def _scale_up(
     return Proposal("scaleUp", index, after, before, after, why)
 
 
+def pinned_reason(action: str, state: ResourceState) -> str:
+    """Why a template change is refused while traffic is pinned to named revisions."""
+    serving = ", ".join(f"{r.name} {r.traffic}%" for r in state.revisions if r.traffic > 0)
+    return (
+        f"{action}: traffic is pinned to named revisions ({serving or 'none'}); a scale or "
+        "size change makes a new revision from the latest template, which would take 0 % "
+        "of it: nothing is changed, a person must scale what serves"
+    )
+
+
+def serving_revision(state: ResourceState) -> str | None:
+    """The revision users are served by now: the newest of those taking traffic (multiple
+    mode), else the newest ready one (single mode: a revision still provisioned does not
+    serve yet)."""
+    serving = [r for r in state.revisions if r.traffic > 0 and r.active]
+    if serving:
+        return max(serving, key=lambda r: (r.traffic, _created(r))).name
+    return state.latest_revision
+
+
 def _restart(index: int, state: ResourceState, why: str) -> Proposal | NoProposal:
-    if state.latest_revision is None:
+    revision = serving_revision(state)
+    if revision is None:
         return NoProposal("restartRevision: the app has no active revision")
-    params = {"revision": state.latest_revision}
+    params = {"revision": revision}
     return Proposal("restartRevision", index, params, params, params, why)
 
 
 def _rollback(
     index: int, step: RollbackRevision, state: ResourceState, why: str, now: datetime | None
 ) -> Proposal | NoProposal:
-    """All traffic back to the revision that served before the newest one took traffic:
-    an older one still taking a share if there is one (a split deploy), else the newest
-    older one — active, and not reported unhealthy."""
+    """All traffic back to the revision that served before the newest deploy took traffic.
+
+    A deploy is a revision whose build (images and settings) differs from the one before
+    it; a revision a scale or size change made has its predecessor's build and is not one:
+    it is neither what is rolled back from (the deploy it was made from is, and the window
+    counts from that) nor what is rolled back to. The target is an older revision of
+    another build — one still taking a share if there is one (a split deploy), else the
+    newest — active, and not reported unhealthy."""
     if not state.multiple_revisions:
         return NoProposal("rollbackRevision: the app is in single-revision mode")
     serving = [r for r in state.revisions if r.traffic > 0]
     if not serving:
         return NoProposal("rollbackRevision: no revision takes traffic")
     newest = max(serving, key=_created)
-    if now is not None and newest.created is not None and now - newest.created > step.within:
+    deploy = _deploy_of(newest, state.revisions)
+    if now is not None and deploy.created is not None and now - deploy.created > step.within:
         return NoProposal(
-            f"rollbackRevision: {newest.name} has served since {newest.created:%Y-%m-%d %H:%M}, "
+            f"rollbackRevision: {deploy.name} has served since {deploy.created:%Y-%m-%d %H:%M}, "
             f"longer than the policy's {format_duration(step.within)}: not a fresh deploy"
         )
     older = [
         r
         for r in state.revisions
-        if _created(r) < _created(newest) and r.active and r.healthy is not False
+        if _created(r) < _created(deploy)
+        and r.active
+        and r.healthy is not False
+        and (r.build is None or r.build != deploy.build)
     ]
     if not older:
-        return NoProposal(f"rollbackRevision: no active, healthy revision older than {newest.name}")
+        return NoProposal(
+            f"rollbackRevision: no active, healthy revision of another build older than "
+            f"{deploy.name}"
+        )
     # one still taking a share of traffic has served for sure; else the newest of the rest
     previous = max(older, key=lambda r: (r.traffic > 0, _created(r)))
     before = {"traffic": {r.name: r.traffic for r in serving}}
     after = {"traffic": {previous.name: 100}}
     params = {"revision": previous.name, "from": newest.name}
     return Proposal("rollbackRevision", index, params, before, after, why)
+
+
+def _deploy_of(revision: RevisionInfo, revisions: Sequence[RevisionInfo]) -> RevisionInfo:
+    """The deploy ``revision`` belongs to: going back through older revisions of the same
+    build (made by scale or size changes), the first of them."""
+    if revision.build is None:
+        return revision
+    deploy = revision
+    for older in sorted(revisions, key=_created, reverse=True):
+        if _created(older) >= _created(deploy):
+            continue
+        if older.build != revision.build:
+            break
+        deploy = older
+    return deploy
 
 
 def _created(revision: RevisionInfo) -> datetime:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from controller.core.evaluate import holds
-from controller.core.plan import NoProposal
+from controller.core.plan import NoProposal, pinned_reason
 from controller.model import ActionRecord, Proposal, ResourceState, Verdict, VerdictState
 from controller.policy.schema import Policy, RaiseThroughput, StepBack
 from controller.sizes import (
@@ -85,6 +85,8 @@ def propose(
     if step is None:
         return NoProposal(AT_BASELINE)
     proposal, factor, percent_only = step
+    if state.traffic_pinned and proposal.action in ("scaleDown", "scaleIn"):
+        return NoProposal(f"step back held: {pinned_reason(proposal.action, state)}")
     for verdict in verdicts:
         objective = next(o for o in policy.objectives if o.name == verdict.objective)
         worst = verdict.worst if verdict.worst is not None else verdict.value

@@ -39,6 +39,7 @@ var remediatorActions = [
   'Microsoft.App/containerApps/revisions/restart/action'
   'Microsoft.App/containerApps/write'
   'Microsoft.App/locations/containerappOperationResults/read'
+  'Microsoft.App/locations/containerappOperationStatuses/read'
   'Microsoft.Cache/redis/forceReboot/action'
   'Microsoft.Cache/redis/read'
   'Microsoft.Cache/redis/write'

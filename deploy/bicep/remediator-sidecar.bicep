@@ -37,6 +37,9 @@ param image string
 @description('Registry to pull the Remediator image from with its managed identity (which needs AcrPull there); empty for one the app can already pull from or that needs no credential.')
 param registryServer string = ''
 
+@description('Resource ID of that registry when it is an Azure Container Registry: the identity this deployment creates is given AcrPull there before the app is created, so the first revision can pull its image. Empty: grant AcrPull yourself beforehand (or use a registry that needs no credential).')
+param registryResourceId string = ''
+
 @description('dry-run (the default) decides and records but changes nothing; live acts.')
 @allowed([
   'dry-run'
@@ -161,6 +164,16 @@ module remediatorIdentity 'identity-and-role.bicep' = {
     leaderElection: leaderElection
     storageAccountName: storageAccountName
     leaseContainerName: leaseContainerName
+  }
+}
+
+// AcrPull on the registry, before the app: its first revision pulls with this identity
+module registryPull 'acr-pull.bicep' = if (!empty(registryResourceId)) {
+  name: take('remediator-acrpull-${appName}', 64)
+  scope: resourceGroup(split(registryResourceId, '/')[2], split(registryResourceId, '/')[4])
+  params: {
+    registryName: last(split(registryResourceId, '/'))
+    principalId: remediatorIdentity.outputs.principalId
   }
 }
 
@@ -404,6 +417,7 @@ module app 'sidecar-app.bicep' = {
   }
   dependsOn: [
     remediatorIdentity
+    registryPull
     auditStorage
     policiesStorage
   ]

@@ -25,6 +25,9 @@ param image string
 @description('Registry to pull the image from with the managed identity (it needs AcrPull there); empty for a registry that needs no credential.')
 param registryServer string = ''
 
+@description('Resource ID of that registry when it is an Azure Container Registry: the identity this deployment creates is given AcrPull there before the app is created, so the first revision can pull its image. Empty: grant AcrPull yourself beforehand (or use a registry that needs no credential).')
+param registryResourceId string = ''
+
 @description('dry-run (the default) decides and records but changes nothing; live acts.')
 @allowed([
   'dry-run'
@@ -147,6 +150,16 @@ module remediatorIdentity 'identity-and-role.bicep' = {
     leaderElection: electLeader
     storageAccountName: storageAccountName
     leaseContainerName: leaseContainerName
+  }
+}
+
+// AcrPull on the registry, before the app: its first revision pulls with this identity
+module registryPull 'acr-pull.bicep' = if (!empty(registryResourceId)) {
+  name: take('remediator-acrpull-${appName}', 64)
+  scope: resourceGroup(split(registryResourceId, '/')[2], split(registryResourceId, '/')[4])
+  params: {
+    registryName: last(split(registryResourceId, '/'))
+    principalId: remediatorIdentity.outputs.principalId
   }
 }
 
@@ -342,6 +355,7 @@ resource app 'Microsoft.App/containerApps@2024-03-01' = {
   }
   dependsOn: [
     remediatorIdentity
+    registryPull
     auditStorage
     policiesStorage
   ]

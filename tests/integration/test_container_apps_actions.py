@@ -54,9 +54,10 @@ async def test_read_reports_size_and_revision(
 
 
 async def test_scale_out_patches_only_the_scale(
-    actuator: ContainerAppsActuator, emulator: tuple[Emulator, str]
+    actuator: ContainerAppsActuator, emulator: tuple[Emulator, str], clock: VirtualClock
 ) -> None:
-    """minReplicas rises through a PATCH of the scale alone, and the LRO completes."""
+    """minReplicas rises through a PATCH of the scale alone, and the LRO completes. As in
+    Azure the change makes a new revision: the old one runs until the new one is ready."""
     emu = emulator[0]
     outcome = await actuator.scale_out(
         TARGET, proposal("scaleOut", {"minReplicas": 3, "maxReplicas": 10})
@@ -66,7 +67,12 @@ async def test_scale_out_patches_only_the_scale(
     assert outcome.after == {"minReplicas": 3, "maxReplicas": 10}
     [write] = writes_of(emu)
     assert write["body"] == {"properties": {"template": {"scale": {"minReplicas": 3}}}}
-    assert emu.state()["resources"][TARGET.resource_id]["replicas"] == 3
+    app = emu.state()["resources"][TARGET.resource_id]
+    assert app["latestRevision"] != app["latestReadyRevision"] == "agentstudio-api--r1"
+    assert app["replicas"] == 1 + 3
+    await clock.advance(30)
+    app = emu.state()["resources"][TARGET.resource_id]
+    assert app["latestReadyRevision"] == app["latestRevision"] and app["replicas"] == 3
 
 
 async def test_scale_out_raises_max_when_the_new_minimum_needs_it(

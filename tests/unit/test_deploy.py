@@ -317,3 +317,28 @@ def test_bicep_brackets_balance_and_every_declaration_is_used(path: Path) -> Non
         assert (path.parent / module).exists(), module
     for version in re.findall(r"'Microsoft\.App/[\w/]+@([\d-]+)'", text(path)):
         assert version >= "2024-03-01", version
+
+
+@pytest.mark.parametrize("path", [SIDECAR, STANDALONE], ids=lambda p: p.name)
+def test_the_app_can_pull_its_image_on_the_first_deployment(path: Path) -> None:
+    """The app pulls with the identity the same template creates: given the registry's
+    resource ID, AcrPull is assigned to that identity, at the registry, before the app."""
+    bicep = text(path)
+    module = bicep[bicep.index("module registryPull 'acr-pull.bicep'") :]
+    module = module[: module.index("\n}\n")]
+    assert "if (!empty(registryResourceId))" in module
+    assert "principalId: remediatorIdentity.outputs.principalId" in module
+    assert "scope: resourceGroup(split(registryResourceId, '/')[2]" in module
+    # the module (or resource) that writes the app waits for the assignment
+    depends = bicep[bicep.rindex("dependsOn: [") :]
+    assert "registryPull" in depends[: depends.index("]")]
+    pull = text(BICEP / "acr-pull.bicep")
+    assert "7f951dda-4ed3-4680-a7ca-43fe172d538d" in pull  # the built-in AcrPull role
+    assert "scope: registry" in pull
+
+
+def test_the_role_follows_long_running_operations_both_ways() -> None:
+    """The SDK's poller reads an operation's status and its result: both are allowed."""
+    actions = set(role_actions())
+    assert "Microsoft.App/locations/containerappOperationResults/read" in actions
+    assert "Microsoft.App/locations/containerappOperationStatuses/read" in actions

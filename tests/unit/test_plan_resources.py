@@ -11,6 +11,7 @@ from controller.core import step_back
 from controller.core.plan import NoProposal, plan
 from controller.model import (
     CacheSku,
+    ContainerSize,
     Proposal,
     ResourceState,
     RevisionInfo,
@@ -252,3 +253,85 @@ def test_rollback_prefers_an_older_revision_still_taking_traffic() -> None:
     proposal = plan(policy, breach, state, now=NOW)
     assert isinstance(proposal, Proposal) and proposal.params["revision"] == "api--r0"
     assert proposal.after == {"traffic": {"api--r0": 100}}
+
+
+BREACH_CPU = (Verdict("cpu", VerdictState.BREACH, 95.0, 70.0, "x"),)
+V1, V2 = '{"image": "api:1.4"}', '{"image": "api:1.5"}'
+
+
+def test_a_revision_a_scale_made_is_neither_rolled_back_from_nor_to() -> None:
+    """r2 deployed 1.5 40 minutes ago; r3 is r2 scaled out 5 minutes ago (the same build).
+    The deploy is r2 — its window counts — and the rollback goes to r1, the previous
+    build: not to r2, which would only undo the scale-out and keep the bad build."""
+    policy = make_policy(remediation=[{"rollbackRevision": {"within": "1h"}}])
+    state = ResourceState(
+        "app",
+        multiple_revisions=True,
+        revisions=(
+            RevisionInfo("api--r1", NOW - timedelta(days=3), True, 0, build=V1),
+            RevisionInfo("api--r2", NOW - timedelta(minutes=40), True, 0, build=V2),
+            RevisionInfo("api--r3", NOW - timedelta(minutes=5), True, 100, build=V2),
+        ),
+    )
+    proposal = plan(policy, BREACH_CPU, state, now=NOW)
+    assert isinstance(proposal, Proposal)
+    assert proposal.params == {"revision": "api--r1", "from": "api--r3"}
+    # the deploy's age decides the window, not the scale-out's
+    later = plan(policy, BREACH_CPU, state, now=NOW + timedelta(minutes=30))
+    assert isinstance(later, NoProposal) and "api--r2 has served since" in later.reason
+    # nothing but scale-made revisions of one build: no deploy to roll back
+    same = ResourceState(
+        "app",
+        multiple_revisions=True,
+        revisions=(
+            RevisionInfo("api--r1", NOW - timedelta(minutes=30), True, 0, build=V1),
+            RevisionInfo("api--r2", NOW - timedelta(minutes=5), True, 100, build=V1),
+        ),
+    )
+    none = plan(policy, BREACH_CPU, same, now=NOW)
+    assert isinstance(none, NoProposal) and "another build" in none.reason
+
+
+def pinned(**extra: Any) -> ResourceState:
+    return ResourceState(
+        "app",
+        min_replicas=2,
+        containers=(ContainerSize("api", 0.5, "1Gi"),),
+        multiple_revisions=True,
+        traffic_pinned=True,
+        revisions=(
+            RevisionInfo("api--r1", NOW - timedelta(days=3), True, 100, build=V1),
+            RevisionInfo("api--r2", NOW - timedelta(minutes=40), True, 0, build=V2),
+        ),
+        **extra,
+    )
+
+
+def test_scaling_is_refused_while_traffic_is_pinned_and_a_person_is_told() -> None:
+    """After a rollback traffic is pinned to r1: a scale or size change would make a
+    revision of the latest template (r2's bad build) taking 0 % — refused, and with
+    nothing else on the ladder the breach needs a human."""
+    ladder = [{"scaleOut": {"step": 1, "maxReplicas": 6}}, {"scaleUp": {"maxCpu": 2.0}}]
+    policy = make_policy(remediation=ladder)
+    refused = plan(policy, BREACH_CPU, pinned(), now=NOW)
+    assert isinstance(refused, NoProposal) and refused.needs_human
+    assert refused.reason.count("traffic is pinned to named revisions (api--r1 100%)") == 2
+    # traffic on latestRevision follows the new revision: the scale-out goes ahead
+    following = ResourceState("app", min_replicas=2, containers=pinned().containers)
+    proposal = plan(policy, BREACH_CPU, following, now=NOW)
+    assert isinstance(proposal, Proposal) and proposal.action == "scaleOut"
+    back = make_policy(remediation=ladder, stepBack={"baseline": {"minReplicas": 1}})
+    held = step_back.propose(back, OK, pinned())
+    assert isinstance(held, NoProposal) and "traffic is pinned" in held.reason
+
+
+def test_a_restart_goes_to_the_revision_that_serves() -> None:
+    """Pinned to r1 while r2 is newer: the restart is r1's. In single mode, while a new
+    revision is provisioned, the one still serving (the newest ready) is restarted."""
+    policy = make_policy(remediation=[{"restartRevision": {}}])
+    proposal = plan(policy, BREACH_CPU, pinned(latest_revision="api--r2"), now=NOW)
+    assert isinstance(proposal, Proposal) and proposal.params == {"revision": "api--r1"}
+    single = ResourceState("app", latest_revision="api--r1", newest_revision="api--r5")
+    assert single.provisioning == "api--r5"
+    restart = plan(policy, BREACH_CPU, single, now=NOW)
+    assert isinstance(restart, Proposal) and restart.params == {"revision": "api--r1"}
