@@ -116,6 +116,8 @@ def pass_line(
         line += f" → {proposal.action} ({change}): {outcome}"
         if decision.kind.value == "deny":
             line += f" [{tidy(decision.reason)}]"
+    for verdict in result.failed_signals:
+        line += f" [{verdict.objective}: signal failed: {verdict.error}]"
     return line
 
 
