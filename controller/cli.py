@@ -43,6 +43,7 @@ from controller.audit.show import RecordFilter, Tail, follow, parse_kinds, parse
 from controller.backtest import commands as backtest_commands
 from controller.backtest.from_audit import from_audit
 from controller.backtest.history import RecordingError, read_recording
+from controller.backtest.model import Backtest
 from controller.backtest.prices import Prices, PricesError, load_prices
 from controller.backtest.report import render as render_report
 from controller.backtest.sources import HistoryUnavailable
@@ -1026,8 +1027,17 @@ def _backtest_out(args: argparse.Namespace, results: Any, prices: Prices | None)
     if args.report is not None:
         args.report.write_text(render_report(results, prices=prices or Prices()), encoding="utf-8")
         print(f"report: {args.report}", file=sys.stderr)
+    _warn(results)
     print(json.dumps(backtest_commands.summary(results)))
     return EXIT_OK
+
+
+def _warn(results: Sequence[Backtest]) -> None:
+    """A replay that may understate demand says so on stderr, per policy and objective."""
+    for result in results:
+        for target in result.targets:
+            for warning in target.summary.warnings:
+                print(f"warning: {result.label}: {target.policy}: {warning}", file=sys.stderr)
 
 
 def _record(args: argparse.Namespace) -> int:
@@ -1081,6 +1091,7 @@ def _report(args: argparse.Namespace) -> int:
     result = from_audit(records, " ".join(map(str, args.audit)), policies, history, prices)
     title = f"Remediator audit report ({result.mode})"
     args.report.write_text(render_report([result], title, prices=prices), encoding="utf-8")
+    _warn([result])
     print(json.dumps(backtest_commands.summary([result])))
     return EXIT_OK
 
