@@ -43,6 +43,7 @@ from controller.audit.show import RecordFilter, Tail, follow, parse_kinds, parse
 from controller.backtest import commands as backtest_commands
 from controller.backtest.from_audit import from_audit
 from controller.backtest.history import RecordingError, read_recording
+from controller.backtest.model import Backtest
 from controller.backtest.prices import Prices, PricesError, load_prices
 from controller.backtest.report import render as render_report
 from controller.backtest.sources import HistoryUnavailable
@@ -56,6 +57,7 @@ from controller.model import Mode
 from controller.policy.json_schema import policy_json_schema
 from controller.policy.loader import PolicyError, load_policies, policy_files
 from controller.policy.schema import Guards
+from controller.reconcile import PassResult
 from controller.registry import UnknownPlugin
 from controller.runtime import (
     clock_for,
@@ -70,6 +72,7 @@ from controller.settings_view import settings_view
 from controller.telemetry import configure_logging
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_SIGNALS_FAILED = 3  # plan / run --once: a signal could not be read, its verdict unknown
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 T = TypeVar("T")
 
@@ -88,6 +91,8 @@ exit codes:
   1  failure: the command ran and found a problem (a target that could not be read,
      a broken audit chain, a file that could not be written)
   2  bad input: policies, settings, scenario or usage
+  3  plan, run --once: every target was read, but a signal failed (HTTP 500, 403,
+     a timeout): its objective is unknown, the cause in the WHY column
   130  interrupted (Ctrl-C); a recording keeps what it captured
 
 Every command's --help shows examples."""
@@ -592,7 +597,17 @@ def _plan(args: argparse.Namespace) -> int:
         print(json.dumps([render.pass_json(r) for r in results], indent=2))
     else:
         print(render.plan_table(results))
-    return EXIT_FAILED if any(isinstance(r, PassFailure) for r in results) else EXIT_OK
+    return pass_exit(results)
+
+
+def pass_exit(results: Sequence[PassResult | PassFailure]) -> int:
+    """1 when a target could not be read, 3 when a signal could not be: "nothing to do"
+    that is really "could not see" must fail a pipeline that gates on it."""
+    if any(isinstance(r, PassFailure) for r in results):
+        return EXIT_FAILED
+    if any(r.failed_signals for r in results if isinstance(r, PassResult)):
+        return EXIT_SIGNALS_FAILED
+    return EXIT_OK
 
 
 def _targets(args: argparse.Namespace) -> int:
@@ -635,7 +650,7 @@ async def _run_async(settings: Settings, policies: Any, once: bool) -> int:
             results = await runtime.loop.run_once()
             for result in results:
                 print(render.pass_line(result, runtime.clock.now()))
-            return EXIT_FAILED if any(isinstance(r, PassFailure) for r in results) else EXIT_OK
+            return pass_exit(results)
         app = runtime.app()
         address = settings.listen_address
         # bound before any task starts: a port taken is a plain OSError (exit 1), not a group
@@ -1016,8 +1031,17 @@ def _backtest_out(args: argparse.Namespace, results: Any, prices: Prices | None)
     if args.report is not None:
         args.report.write_text(render_report(results, prices=prices or Prices()), encoding="utf-8")
         print(f"report: {args.report}", file=sys.stderr)
+    _warn(results)
     print(json.dumps(backtest_commands.summary(results)))
     return EXIT_OK
+
+
+def _warn(results: Sequence[Backtest]) -> None:
+    """A replay that may understate demand says so on stderr, per policy and objective."""
+    for result in results:
+        for target in result.targets:
+            for warning in target.summary.warnings:
+                print(f"warning: {result.label}: {target.policy}: {warning}", file=sys.stderr)
 
 
 def _record(args: argparse.Namespace) -> int:
@@ -1071,6 +1095,7 @@ def _report(args: argparse.Namespace) -> int:
     result = from_audit(records, " ".join(map(str, args.audit)), policies, history, prices)
     title = f"Remediator audit report ({result.mode})"
     args.report.write_text(render_report([result], title, prices=prices), encoding="utf-8")
+    _warn([result])
     print(json.dumps(backtest_commands.summary([result])))
     return EXIT_OK
 

@@ -218,7 +218,8 @@ class Loop:
         now = self._clock.now()
         self.health.last_tick[name] = now
         self._metrics.reconciles.labels(policy, "ok").inc()
-        self._metrics.last_pass.set(now.timestamp())
+        # wall time, whatever the loop's clock: an alert compares it with Prometheus' time()
+        self._metrics.last_pass.set_to_current_time()
         if self._on_pass is not None:
             self._on_pass(result)
         return result

@@ -84,10 +84,12 @@ class Verdict:
     threshold: float
     reason: str
     worst: float | None = None  # the value most against the objective in the samples read
+    error: str | None = None  # the signal could not be read: why (``HTTP 403 …``, a timeout)
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON form used by the audit log and ``plan --output json``."""
-        return {
+        """The JSON form used by the audit log and ``plan --output json`` (``error`` only
+        when the signal failed)."""
+        body: dict[str, Any] = {
             "objective": self.objective,
             "state": self.state.value,
             "value": self.value,
@@ -95,6 +97,9 @@ class Verdict:
             "reason": self.reason,
             "worst": self.worst,
         }
+        if self.error is not None:
+            body["error"] = self.error
+        return body
 
 
 @dataclass(frozen=True)

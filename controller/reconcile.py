@@ -88,6 +88,19 @@ class PassResult:
     def worst(self) -> VerdictState:
         return worst(self.verdicts)
 
+    @property
+    def failed_signals(self) -> tuple[Verdict, ...]:
+        """The objectives whose signal could not be read (each verdict's ``error`` says
+        why): their state is unknown, and "nothing to do" may only mean "could not see"."""
+        return tuple(v for v in self.verdicts if v.error is not None)
+
+
+def with_failures(reason: str, verdicts: Iterable[Verdict]) -> str:
+    """A pass's reason with the cause of each failed signal after it, so the plan, the
+    log, the audit line and the status page say why an objective is unknown."""
+    failed = [f"{v.objective}: signal failed: {v.error}" for v in verdicts if v.error is not None]
+    return "; ".join([reason, *failed]) if failed else reason
+
 
 _BREAKER_VALUE = {
     breakers.BreakerState.CLOSED: 0,
@@ -314,6 +327,7 @@ class Reconciler:
                 self._send("fail-static", alarm, now)
         efficacy = await self._judge(tuple(verdicts), now, reconcile_id)
         result = await self._decide(tuple(verdicts), now, reconcile_id)
+        result = replace(result, reason=with_failures(result.reason, verdicts))
         if efficacy is not None:
             result = PassResult(**{**result.__dict__, "efficacy": efficacy})
         if result.intent is not None:
@@ -809,7 +823,9 @@ class Reconciler:
         seq = self._audit.append(record)
         if kind == "intent":  # kept to settle it, should its result fail to be written
             self._last_intent = {**record.model_dump(mode="json"), "seq": seq}
-        log.info(
+        # a signal that could not be read is a warning: the line may say "nothing to do"
+        failed = any(v.error is not None for v in verdicts)
+        (log.warning if failed else log.info)(
             kind,
             verdict=record.verdict,
             action=record.action,

@@ -8,7 +8,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from controller.audit.show import record_time
+from controller.audit.log import WALL_TS
+from controller.audit.show import record_time, written_time
 from controller.loop import PassFailure
 from controller.policy.loader import LoadedPolicy
 from controller.reconcile import PassResult
@@ -116,6 +117,8 @@ def pass_line(
         line += f" → {proposal.action} ({change}): {outcome}"
         if decision.kind.value == "deny":
             line += f" [{tidy(decision.reason)}]"
+    for verdict in result.failed_signals:
+        line += f" [{verdict.objective}: signal failed: {verdict.error}]"
     return line
 
 
@@ -123,7 +126,10 @@ def audit_line(record: dict[str, Any]) -> str:
     """One audit record on one line: when, what kind, which policy, the verdict, the
     action, the decision (and the guard that denied), the outcome, and why."""
     ts = record_time(record)
-    when = ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if ts else str(record.get("ts"))
+    when = _utc(ts) if ts else str(record.get("ts"))
+    written = written_time(record) if WALL_TS in record else None
+    if written is not None:  # a scenario clock: when it was written, then scenario time
+        when = f"{_utc(written)} (scenario {when})"
     decision = record.get("decision") or "-"
     if record.get("guard"):
         decision = f"{decision}:{record['guard']}"
@@ -140,6 +146,10 @@ def audit_line(record: dict[str, Any]) -> str:
         tidy(str(record.get("reason", ""))),
     )
     return "  ".join(cells)
+
+
+def _utc(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def targets_table(

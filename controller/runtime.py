@@ -8,7 +8,7 @@ import signal
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -250,6 +250,11 @@ def _subscription(resource_id: str) -> str:
     return parts[2] if len(parts) > 2 else ""
 
 
+def wall_now() -> datetime:
+    """Wall time, whatever the runtime's clock says (a scenario's, a test's)."""
+    return datetime.now(UTC)
+
+
 def clock_for(settings: Settings) -> Clock:
     """Scenario time when the settings carry an emulator's clock anchor, else wall time."""
     if settings.clock is None:
@@ -296,6 +301,7 @@ async def open_runtime(
                 rotation_for(settings, [item.policy for item in loaded]),
                 key=load_key(settings.audit_key, settings.audit_key_file),
                 anchor=settings.audit_anchor,
+                wall=None if isinstance(clock, SystemClock) else wall_now,
             )
             replayed = stack.enter_context(log_file).memory()
             for note in log_file.notes:

@@ -55,6 +55,14 @@ Kind = Literal[
 ]
 
 
+WALL_TS = "wall_ts"  # when a line was written, in wall time, beside a scenario ``ts``
+
+
+def rfc3339(ts: datetime) -> str:
+    """A time as the audit log writes it: UTC, ``Z``."""
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 class Record(BaseModel):
     """One decision, intent, result or change of verdict for one target.
 
@@ -95,7 +103,7 @@ class Record(BaseModel):
 
     @field_serializer("ts", "verify_at")
     def _rfc3339(self, ts: datetime | None) -> str | None:
-        return None if ts is None else ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        return None if ts is None else rfc3339(ts)
 
 
 class AuditUnavailable(Exception):
@@ -162,8 +170,12 @@ class AuditLog:
         *,
         key: bytes | None = None,
         anchor: Path | None = None,
+        wall: Callable[[], datetime] | None = None,
     ) -> None:
         self.path = Path(path)
+        # a controller on a scenario clock: each line's ``ts`` is scenario time (what its
+        # memory is replayed by), so the wall time it was written goes beside it
+        self.wall = wall
         self.on_write = on_write  # told each write's duration (None: it failed), for metrics
         self.rotation = rotation
         self.key = key  # seal lines with HMAC-SHA256 (None: plain SHA-256)
@@ -301,6 +313,8 @@ class AuditLog:
                 raise
         if self._file is None:
             raise AuditUnavailable(f"{self.path}: the audit log is not open")
+        if self.wall is not None:
+            fields = {**fields, WALL_TS: rfc3339(self.wall())}
         sealed = seal(fields, self._seq + 1, self._prev, self.key)
         text = json.dumps(sealed, ensure_ascii=False) + "\n"
         started = time.perf_counter()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from controller.audit.chain import SNAPSHOT
-from controller.audit.log import Kind
+from controller.audit.log import WALL_TS, Kind
 from controller.audit.rotation import rotated
 from controller.durations import parse_duration
 
@@ -46,7 +46,7 @@ class RecordFilter:
         if self.kinds is not None and record.get("kind", "decision") not in self.kinds:
             return False
         if self.since is not None:
-            ts = record_time(record)
+            ts = written_time(record)
             if ts is None or ts < self.since:
                 return False
         return True
@@ -76,12 +76,19 @@ def parse_kinds(text: str) -> frozenset[str]:
     return kinds
 
 
-def record_time(record: dict[str, Any]) -> datetime | None:
+def record_time(record: dict[str, Any], key: str = "ts") -> datetime | None:
+    """The line's ``ts``: the controller's clock (a scenario's, against an emulator)."""
     try:
-        ts = datetime.fromisoformat(str(record["ts"]))
+        ts = datetime.fromisoformat(str(record[key]))
     except (KeyError, ValueError):
         return None
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
+
+
+def written_time(record: dict[str, Any]) -> datetime | None:
+    """When the line was written, in wall time: ``wall_ts`` where a scenario clock set
+    ``ts``, else ``ts`` (the controller's clock is the wall's)."""
+    return record_time(record, WALL_TS) if WALL_TS in record else record_time(record)
 
 
 class Tail:

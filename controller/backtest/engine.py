@@ -8,7 +8,7 @@ kept in memory; passes run on the loop's schedule (:mod:`controller.backtest.sch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -26,6 +26,7 @@ from controller.backtest.model import (
     TargetTrace,
 )
 from controller.backtest.prices import Prices, cost_of
+from controller.backtest.saturation import saturation
 from controller.backtest.schedule import ReplayClock, Trace, run_schedule
 from controller.backtest.simulator import ReplaySource, Simulator, default_state
 from controller.config import BudgetSettings, FailStaticSettings
@@ -134,11 +135,11 @@ def _trace(
         for i, o in enumerate(policy.objectives)
     )
     markers = tuple(markers_from(policy.name, records))
-    stretches = windows(list(zip(passes.times, passes.worst, strict=True)), end)
+    stretches = union(w for o in objectives for w in o.exceeded)
     sim = simulator.targets[policy.target.resource_id.lower()]
     cost = cost_of(usage(sim.capacity, sim.states, end), prices)
     would_cost = cost_of_markers(proposals(markers), end, prices)
-    summary = summarize(markers, stretches, cost, would_cost)
+    summary = summarize(markers, stretches, cost, would_cost, warnings_of(objectives))
     return TargetTrace(policy.name, policy.target.resource_id, objectives, markers, summary)
 
 
@@ -147,9 +148,11 @@ def summarize(
     stretches: Sequence[tuple[datetime, datetime]],
     cost: Cost,
     would_cost: Cost | None = None,
+    warnings: Sequence[str] = (),
 ) -> TargetSummary:
-    """The summary table of one target, from its markers and breach stretches: actions
-    applied apart from the distinct proposals a dry-run would have run."""
+    """The summary table of one target, from its markers and the stretches any objective
+    was past its threshold (``for`` windows included): actions applied apart from the
+    distinct proposals a dry-run would have run."""
     acted = [m for m in markers if m.kind == "acted"]
     actions: dict[str, int] = {}
     for marker in acted:
@@ -179,7 +182,13 @@ def summarize(
         cost=cost,
         would_run=would_run,
         would_cost=would_cost if would else None,
+        warnings=tuple(warnings),
     )
+
+
+def warnings_of(objectives: Sequence[ObjectiveTrace]) -> tuple[str, ...]:
+    """Each objective whose replayed values may understate demand, with why."""
+    return tuple(f"{o.name}: {o.saturated}" for o in objectives if o.saturated)
 
 
 def proposals(markers: Sequence[Marker]) -> list[Marker]:
@@ -207,15 +216,19 @@ def _objective(
     values: list[float | None],
     end: datetime,
 ) -> ObjectiveTrace:
-    breaches = windows(list(zip(times, states, strict=True)), end)
+    timed = list(zip(times, states, strict=True))
+    points = Points(times, values)
+    over = tuple(exceeded(timed, end))
     return ObjectiveTrace(
         objective.name,
         objective.measures,
         objective.comparison,
         objective.threshold,
         objective.clear_line,
-        Points(times, values),
-        tuple(breaches),
+        points,
+        tuple(windows(timed, end)),
+        over,
+        saturation(objective.measures, objective.comparison, objective.threshold, points, over),
     )
 
 
@@ -237,6 +250,39 @@ def windows(
     if opened is not None:
         windows.append((opened, end))
     return windows
+
+
+def exceeded(
+    states: Sequence[tuple[datetime, VerdictState]], end: datetime
+) -> list[tuple[datetime, datetime]]:
+    """The stretches judged in breach, each from the first of the ``pending`` passes that
+    led to it: the objective was past its threshold through its ``for`` window too, and
+    a policy that reacts sooner shortens exactly that."""
+    stretches: list[tuple[datetime, datetime]] = []
+    run: datetime | None = None  # the first pending pass of the current run
+    opened: datetime | None = None
+    for ts, state in states:
+        if state is VerdictState.BREACH:
+            if opened is None:
+                opened = run if run is not None else ts
+        elif opened is not None:
+            stretches.append((opened, ts))
+            opened = None
+        run = (run or ts) if state is VerdictState.PENDING else None
+    if opened is not None:
+        stretches.append((opened, end))
+    return stretches
+
+
+def union(stretches: Iterable[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """Overlapping or touching stretches merged, in order: time any of them covers."""
+    merged: list[tuple[datetime, datetime]] = []
+    for start, stop in sorted(stretches):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], stop))
+        else:
+            merged.append((start, stop))
+    return merged
 
 
 def markers_from(policy: str, records: list[dict[str, object]]) -> list[Marker]:

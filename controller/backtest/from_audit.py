@@ -15,10 +15,19 @@ from datetime import datetime
 from typing import Any
 
 from controller.backtest.action_cost import cost_of_markers
-from controller.backtest.engine import markers_from, proposals, summarize, windows
+from controller.backtest.engine import (
+    exceeded,
+    markers_from,
+    proposals,
+    summarize,
+    union,
+    warnings_of,
+    windows,
+)
 from controller.backtest.history import History
 from controller.backtest.model import Backtest, ObjectiveTrace, Point, TargetTrace
 from controller.backtest.prices import Prices
+from controller.backtest.saturation import saturation
 from controller.model import VerdictState
 from controller.policy.schema import Policy
 
@@ -49,12 +58,12 @@ def from_audit(
         policy = (policies or {}).get(name)
         objectives = tuple(_objectives(name, mine, end, policy, history))
         markers = tuple(markers_from(name, [r for _, r in mine]))
-        stretches = windows([(ts, VerdictState(r["verdict"])) for ts, r in mine], end)
+        stretches = union(w for o in objectives for w in o.exceeded)
         target = str(mine[0][1].get("target", ""))
         applied = [m for m in markers if m.kind == "acted"]
         cost = cost_of_markers(applied, end, table)
         would_cost = cost_of_markers(proposals(markers), end, table)
-        summary = summarize(markers, stretches, cost, would_cost)
+        summary = summarize(markers, stretches, cost, would_cost, warnings_of(objectives))
         traces.append(TargetTrace(name, target, objectives, markers, summary))
     modes = {str(r["mode"]) for _, r in stamped if r.get("mode")}
     mode = modes.pop() if len(modes) == 1 else "mixed" if modes else "live"
@@ -82,15 +91,21 @@ def _objectives(
         if history is not None and (name, objective) in history.values:
             points = [Point(ts, value) for ts, value in history.series(name, objective)]
         states = [(ts, VerdictState(v["state"])) for ts, v in verdicts]
+        measures = declared.measures if declared else objective
+        comparison = declared.comparison if declared else "<"
+        line = declared.threshold if declared else threshold
+        over = tuple(exceeded(states, end))
         traces.append(
             ObjectiveTrace(
                 objective,
-                declared.measures if declared else objective,
-                declared.comparison if declared else "<",
-                declared.threshold if declared else threshold,
+                measures,
+                comparison,
+                line,
                 declared.clear_line if declared else threshold,
                 tuple(points),
                 tuple(windows(states, end)),
+                over,
+                saturation(measures, comparison, line, points, over),
             )
         )
     return traces

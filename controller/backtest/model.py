@@ -78,6 +78,10 @@ class ObjectiveTrace:
     clear: float  # the clearing line (the threshold when none is set)
     points: Sequence[TimedValue]
     breaches: tuple[tuple[datetime, datetime], ...]  # [start, end) judged in breach
+    # [start, end) past the threshold: each breach from the first pass of its ``for``
+    # window (the passes that judged it pending), the time a reaction can shorten
+    exceeded: tuple[tuple[datetime, datetime], ...] = ()
+    saturated: str | None = None  # why the values may understate demand, if they may
 
 
 @dataclass(frozen=True)
@@ -105,8 +109,8 @@ class Cost:
 class TargetSummary:
     actions: Mapping[str, int]  # action → times applied
     denied: Mapping[str, int]  # guard → count
-    breach_minutes: float  # time any objective was in breach
-    first_action_minutes: float | None  # from the first breach to the first action
+    breach_minutes: float  # time any objective was past its threshold, ``for`` window included
+    first_action_minutes: float | None  # from the first breach's window to the first action
     breaker_openings: int
     escalations: int
     cost: Cost  # of the actions applied
@@ -114,6 +118,9 @@ class TargetSummary:
     # while nothing changed counts once), and what applying them would have cost
     would_run: Mapping[str, int] = field(default_factory=dict)
     would_cost: Cost | None = None
+    # "objective: why": a series pinned at its ceiling while in breach understates
+    # demand, so the replay may show fewer actions than the incident needed
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,8 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 table.summary{width:auto;min-width:min(100%,560px)}
 .better{color:#137333;font-weight:600}.worse{color:#b3261e;font-weight:600}
 .muted{color:#80869a}
+.warning{background:#fff4e0;border-left:3px solid #c26a00;color:#6b3d00;font-size:12px;
+  margin:4px 0;padding:4px 8px}
 details{margin:6px 0}summary{cursor:pointer;color:#5a6275}
 """
 
@@ -573,7 +575,8 @@ def _target(runs: tuple[Backtest, ...], key: tuple[str, str], prices: Prices | N
                 holds += f"; clears at {chosen.clear:g}"
             parts.append(
                 f'<div><h4>{e(chosen.name)} <small class="muted">{e(holds)}</small></h4>'
-                f"{chart(chosen, trace.markers, run.start, run.end, scale)}</div>"
+                f"{chart(chosen, trace.markers, run.start, run.end, scale)}"
+                f"{_saturated(chosen)}</div>"
             )
     parts.append("</div>")
     sides = [[t.summary] if t else None for t in traces]
@@ -582,6 +585,16 @@ def _target(runs: tuple[Backtest, ...], key: tuple[str, str], prices: Prices | N
     parts.append(_decisions(runs, traces))
     parts.append("</section>")
     return "".join(parts)
+
+
+def _saturated(trace: ObjectiveTrace) -> str:
+    """The warning under a chart whose values were pinned at a ceiling while in breach."""
+    if trace.saturated is None:
+        return ""
+    return (
+        f'<p class="warning" data-objective="{e(trace.name)}">'
+        f"Saturated: {e(trace.saturated)}. Open-loop (--no-effects) shows the other bound.</p>"
+    )
 
 
 DECISION: dict[MarkerKind, str] = {  # the decisions table's words for each marker

@@ -49,7 +49,15 @@ def evaluate(
         return Verdict(objective.name, state, value, objective.threshold, reason, worst_value)
 
     if observation.quality is Quality.ERROR:
-        return verdict(VerdictState.UNKNOWN, None, f"signal failed: {observation.error}")
+        error = observation.error or "no answer"
+        return Verdict(
+            objective.name,
+            VerdictState.UNKNOWN,
+            None,
+            objective.threshold,
+            f"signal failed: {error}",
+            error=error,
+        )
     valued = sorted((s for s in observation.samples if s.value is not None), key=_ts)
     if not valued:
         return verdict(VerdictState.UNKNOWN, None, "no data points in the window")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.e2e import test_emulator_and_run as run
@@ -131,3 +132,29 @@ def test_the_replays_audit_log_reads_like_the_controllers(tmp_path: Path, capsys
     assert reported["targets"][name]["actions"] == summary["actions"] == {"scaleOut": 1}
     assert reported["targets"][name]["denied"] == summary["denied"]
     assert main(["backtest", "--scenario", "cpu-spike", "--audit-out", str(log)]) == 2
+
+
+def test_a_saturated_cpu_is_flagged_in_the_output_and_both_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """cpu-spike records 160 % of demand as 100 %: the replay's one scale-out (the demo
+    needed two) comes with a warning on stderr, in the JSON and under the chart; the
+    report of its audit log says the same from the values the log recorded."""
+    from controller.cli import main
+
+    report, log = tmp_path / "replay.html", tmp_path / "replay.jsonl"
+    args = ["backtest", "--scenario", "cpu-spike", "--report", str(report), "--audit-out", str(log)]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    target = json.loads(out)["backtests"][0]["targets"]["agentstudio-api-cpu"]
+    assert target["actions"] == {"scaleOut": 1}
+    [warning] = target["warnings"]
+    assert warning.startswith("cpu: CpuPercentage read 100 %")
+    assert f"warning: cpu-spike's policies: agentstudio-api-cpu: {warning}" in err
+    assert '<p class="warning" data-objective="cpu">Saturated: ' in report.read_text()
+    audit_report = tmp_path / "audit.html"
+    assert main(["report", "--audit", str(log), "--report", str(audit_report)]) == 0
+    out, err = capsys.readouterr()
+    # without --config the log does not say what cpu measures: its flat top at 100 says it
+    assert f"{log}: agentstudio-api-cpu: cpu: cpu held its recorded maximum 100 for" in err
+    assert '<p class="warning" data-objective="cpu">Saturated: ' in audit_report.read_text()

@@ -314,3 +314,40 @@ async def test_every_answer_carries_the_security_headers(
     digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
     assert f"style-src 'sha256-{digest}'" in page_policy
     assert html.count("<style>") == 1 and " style=" not in html
+
+
+async def test_a_signal_that_cannot_be_read_shows_its_cause(
+    tmp_path: Path, clock: VirtualClock, emulator: tuple[Emulator, str]
+) -> None:
+    """Metrics answering 500: the page says so, not only "no objective in breach"."""
+    emu, base_url = emulator
+    emu.set_fault("metrics-error")
+    settings = emulator_settings(base_url, tmp_path)
+    loaded = [LoadedPolicy(make_policy(), "test", 1)]
+    board = LastPasses()
+    async with (
+        open_runtime(
+            settings, clock=clock, policies=loaded, rng=random.Random(1), on_pass=board.note
+        ) as runtime,
+        serving(
+            make_app(
+                runtime.loop,
+                clock,
+                runtime.metrics,
+                audit_path=settings.audit_path,
+                passes=board.by_target,
+            ),
+            "127.0.0.1",
+            0,
+        ) as base,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(runtime.loop.run)
+        await clock.drive(START + timedelta(minutes=2), sleepers=1)
+        html = (await get(base + "/")).text
+        tg.cancel_scope.cancel()
+    cause = "cpu: signal failed: HTTP 500 InternalServerError"
+    now = html.split("Now: ")[1].split("</p>")[0]
+    assert now == f"no objective in breach (unknown); {cause}"
+    recent = html.split('<section id="recent">')[1]
+    assert cause in recent  # the audit line carries it

@@ -35,8 +35,9 @@ def spike() -> History:
 
 
 async def test_closed_loop_one_scale_out_fixes_it_and_costs_its_replica_hours() -> None:
-    """With effects: the breach is judged at 00:13 (three full buckets from 00:10) and
-    scaled out at once; two replicas halve CPU to 50 %, so nothing else runs."""
+    """With effects: the breach is judged at 00:13 (three full buckets from 00:10, pending
+    from 00:11) and scaled out at once; two replicas halve CPU to 50 %, so nothing else
+    runs. The first action comes 2 minutes into the breach: its `for` window counts."""
     result = await replay([POLICY], spike(), START, START + timedelta(minutes=90))
     [target] = result.targets
     acted = [m for m in target.markers if m.kind == "acted"]
@@ -44,7 +45,7 @@ async def test_closed_loop_one_scale_out_fixes_it_and_costs_its_replica_hours() 
         (timedelta(minutes=13), "scaleOut", {"minReplicas": 2, "maxReplicas": 10})
     ]
     assert target.summary.actions == {"scaleOut": 1}
-    assert target.summary.first_action_minutes == 0.0
+    assert target.summary.first_action_minutes == 2.0
     cpu = target.objectives[0]
     assert max(v or 0 for ts, v in cpu.points if ts > START + timedelta(minutes=16)) == 50.0
     # one extra 0.5-core replica from 00:13 to 01:30: 0.5 × 77/60 vCPU-hours
@@ -54,7 +55,8 @@ async def test_closed_loop_one_scale_out_fixes_it_and_costs_its_replica_hours() 
 
 async def test_open_loop_shows_the_cooldown_holding_and_the_ladder_climbing() -> None:
     """Without effects the spike never ends: scaleOut, four cooldown denials, then the
-    rung judged not to help gives way to scaleUp; the breach lasts to the end."""
+    rung judged not to help gives way to scaleUp; the breach lasts to the end, and is
+    counted from the first pass of its `for` window."""
     result = await replay([POLICY], spike(), START, START + timedelta(minutes=90), effects=False)
     [target] = result.targets
     acted = [(m.ts - START, m.action) for m in target.markers if m.kind == "acted"]
@@ -65,8 +67,9 @@ async def test_open_loop_shows_the_cooldown_holding_and_the_ladder_climbing() ->
     denials = [m for m in target.markers if m.kind == "denied"]
     assert {m.guard for m in denials} == {"cooldown"}
     assert denials[0].ts - START == timedelta(minutes=14)
-    assert target.summary.breach_minutes == 77.0
+    assert target.summary.breach_minutes == 79.0  # from 00:11, its first pending pass
     assert target.objectives[0].breaches == ((START + timedelta(minutes=13), result.end),)
+    assert target.objectives[0].exceeded == ((START + timedelta(minutes=11), result.end),)
 
 
 async def test_dry_run_replay_marks_would_run_and_acts_on_nothing() -> None:

@@ -61,6 +61,7 @@ def test_top_level_help_lists_the_exit_codes(capsys: pytest.CaptureFixture[str])
     assert "0  success" in codes
     assert "1  failure" in codes and "broken audit chain" in codes
     assert "2  bad input" in codes and "usage" in codes
+    assert "3  plan, run --once" in codes and "signal failed" in codes
 
 
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
