@@ -243,7 +243,7 @@ class Reconciler:
                 {k: v for k, v in baseline.items() if k not in watched},
             )
         if outcome is OutcomeKind.FAILED and not noted:
-            self._metrics.efficacy.labels(action, Efficacy.FAILED).inc()
+            self._metrics.efficacy.labels(self.policy.name, action, Efficacy.FAILED).inc()
             opened = self._feed_breaker(action, Efficacy.FAILED, now)
         fields = {k: v for k, v in intent.items() if k not in ("seq", "prev", "hash")}
         fields.update(
@@ -262,7 +262,7 @@ class Reconciler:
         self._noted.discard(intent["seq"])
         if not noted:
             self.memory.note_action(now, action, outcome, step)
-            self._metrics.actions.labels(action, outcome).inc()
+            self._metrics.actions.labels(self.policy.name, action, outcome).inc()
         log.warning("settled an interrupted action", action=action, outcome=outcome.value)
         if opened:
             self._escalate(now, str(intent.get("reconcile_id", "")), (), action)
@@ -316,6 +316,14 @@ class Reconciler:
 
     def _gauges(self, result: PassResult, now: datetime) -> None:
         """The state a dashboard shows: breakers, budgets left, the kill switch as seen."""
+        self.publish(now)
+        # 1 only while the kill switch is what holds this target's action back
+        held = result.decision is not None and result.decision.guard == "paused"
+        self._metrics.paused.labels(self.policy.name).set(1 if held else 0)
+
+    def publish(self, now: datetime) -> None:
+        """The gauges memory alone tells (breakers, budgets left): set by every pass, and
+        when the target starts, so a breaker open before a restart shows open at once."""
         policy, metrics = self.policy, self._metrics
         open_for = policy.guards.breaker.open_for
         for action, breaker in self.memory.breakers.items():
@@ -329,9 +337,6 @@ class Reconciler:
             tokens, overall = self._fleet.remaining(subscription, now)
             metrics.budget_remaining.labels("subscription", subscription).set(tokens)
             metrics.budget_remaining.labels("global", "all").set(overall)
-        # 1 only while the kill switch is what holds this target's action back
-        held = result.decision is not None and result.decision.guard == "paused"
-        metrics.paused.labels(policy.name).set(1 if held else 0)
 
     def _judge(
         self, verdicts: tuple[Verdict, ...], now: datetime, reconcile_id: str
@@ -351,7 +356,7 @@ class Reconciler:
             return None  # the data cannot tell yet; give it one more settle period
         efficacy = efficacy or Efficacy.NOT_IMPROVED
         opened = self._feed_breaker(pending.action, efficacy, now)
-        self._metrics.efficacy.labels(pending.action, efficacy).inc()
+        self._metrics.efficacy.labels(self.policy.name, pending.action, efficacy).inc()
         self.memory.note_judgement(pending, efficacy)
         values = ", ".join(
             f"{v.objective} {pending.baseline[v.objective]:.4g} → "
@@ -519,7 +524,9 @@ class Reconciler:
                 f"(limit {int(self._ttl.total_seconds())}s); dropped, not run"
             )
             decision = Decision(DecisionKind.DENY, reason, proposal, "ttl")
-        self._metrics.decisions.labels(proposal.action, decision.kind, decision.guard or "").inc()
+        self._metrics.decisions.labels(
+            policy.name, proposal.action, decision.kind, decision.guard or ""
+        ).inc()
         if decision.kind is DecisionKind.DENY:
             return PassResult(policy.name, verdicts, decision, None, decision.reason)
         gate = self._approval_gate(proposal, decision, verdicts, now, reconcile_id)
@@ -543,7 +550,7 @@ class Reconciler:
                 return PassResult(policy.name, verdicts, refused, None, acted, intent)
             outcome = acted
         memory.note_action(now, proposal.action, outcome.kind, proposal.step_index)
-        self._metrics.actions.labels(proposal.action, outcome.kind).inc()
+        self._metrics.actions.labels(policy.name, proposal.action, outcome.kind).inc()
         if outcome.kind is OutcomeKind.SUCCEEDED and proposal.step_index >= 0:
             # judged on what it was meant to fix: escalate-only objectives are no rung's doing
             watched = policy.escalate_only
@@ -561,7 +568,7 @@ class Reconciler:
             )
         opened = None
         if outcome.kind is OutcomeKind.FAILED and not outcome.busy:  # busy is not broken
-            self._metrics.efficacy.labels(proposal.action, Efficacy.FAILED).inc()
+            self._metrics.efficacy.labels(policy.name, proposal.action, Efficacy.FAILED).inc()
             if self._feed_breaker(proposal.action, Efficacy.FAILED, now):
                 opened = proposal.action
         return PassResult(
