@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import structlog
 
+from controller import capacity
 from controller.audit.log import AuditSink, AuditUnavailable, Kind, Record
 from controller.audit.replay import NEEDS_HUMAN, baseline_of
 from controller.azure import retry
@@ -51,6 +52,7 @@ from controller.model import (
 from controller.policy.schema import Objective, Policy
 from controller.registry import Registry
 from controller.telemetry import Metrics
+from controller.track import Point, Track
 
 log = structlog.get_logger("remediator.reconcile")
 
@@ -149,6 +151,11 @@ class Reconciler:
         self._notify = escalate  # queues a webhook POST; never blocks
         self._answers = answers  # operators' answers to approval requests, by request id
         self._action_deadline = action_deadline
+        # for the status page: the resource as last read, and the recent passes
+        self.state: ResourceState | None = None
+        self.state_at: datetime | None = None
+        self.track = Track()
+        self._capacity: float | None = None
 
     def register(self) -> None:
         """Tell each signal source about this target before the first pass."""
@@ -192,7 +199,10 @@ class Reconciler:
 
     async def read_state(self) -> ResourceState:
         """The target as Azure has it now."""
-        return await self._registry.read_state(self.policy.target.type)(self.policy.target)
+        state = await self._registry.read_state(self.policy.target.type)(self.policy.target)
+        self.state, self.state_at = state, self._clock.now()
+        self._capacity = capacity.of_state(state).value
+        return state
 
     async def settle(self) -> None:
         """Close every interrupted action by reading the resource: never by running it again.
@@ -312,7 +322,18 @@ class Reconciler:
             self._tell_human(now, reconcile_id, result)
         memory.last_reason = result.reason
         self._gauges(result, now)
+        self._note_track(result, now)
         return result
+
+    def _note_track(self, result: PassResult, now: datetime) -> None:
+        values = tuple(v.value for v in result.verdicts)
+        outcome = result.outcome
+        if outcome is not None and outcome.kind is OutcomeKind.SUCCEEDED:
+            before = capacity.plotted(outcome.before)
+            if before is not None:  # the step the action made, at the pass it ran
+                self.track.note(Point(now, values, before))
+            self._capacity = capacity.plotted(outcome.after) or self._capacity
+        self.track.note(Point(now, values, self._capacity))
 
     def _gauges(self, result: PassResult, now: datetime) -> None:
         """The state a dashboard shows: breakers, budgets left, the kill switch as seen."""
