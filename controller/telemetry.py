@@ -198,6 +198,7 @@ class Metrics:
             ["policy"],
             registry=r,
         )
+        self._prepared: dict[str, Policy] = {}  # the policy each name's series were made for
         self.build = Info("remediator_build", "Build information.", registry=r)
         self.build.info({"version": _version()})
         for result in RELOAD_RESULTS:
@@ -215,6 +216,9 @@ class Metrics:
         no longer has is removed, so no stale value keeps an alert firing."""
         for policy in policies:
             name = policy.name
+            if self._prepared.get(name) is policy:
+                continue  # unchanged since its series were made (a discovery, a reshard)
+            self._prepared[name] = policy
             objectives = [o.name for o in policy.objectives]
             actions = sorted({s.action for s in policy.remediation} | set(policy.step_back_actions))
             self.reconcile_seconds.labels(name)
@@ -251,6 +255,7 @@ class Metrics:
     def forget(self, policy: str) -> None:
         """Drop every series of a removed policy, so no gauge of it keeps an alert firing
         and no counter of it lingers."""
+        self._prepared.pop(policy, None)
         for metric in self._per_policy():
             where = metric._labelnames.index("policy")
             for labels in list(metric._metrics):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-TRACK_POINTS = 40  # per target: about 6 KB, whatever the estate's size
+TRACK_POINTS = 40  # per target, whatever the run's length
 
 
 @dataclass(frozen=True, slots=True)
