@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import structlog
 
+from controller import capacity
 from controller.audit.log import AuditSink, AuditUnavailable, Kind, Record
 from controller.audit.replay import NEEDS_HUMAN, baseline_of
 from controller.azure import retry
@@ -51,6 +52,7 @@ from controller.model import (
 from controller.policy.schema import Objective, Policy
 from controller.registry import Registry
 from controller.telemetry import Metrics
+from controller.track import Point, Track
 
 log = structlog.get_logger("remediator.reconcile")
 
@@ -168,6 +170,11 @@ class Reconciler:
         self._notify = escalate  # queues a webhook POST; never blocks
         self._answers = answers  # operators' answers to approval requests, by request id
         self._action_deadline = action_deadline
+        # for the status page: the resource as last read, and the recent passes
+        self.state: ResourceState | None = None
+        self.state_at: datetime | None = None
+        self.track = Track()
+        self._capacity: float | None = None
 
     def register(self) -> None:
         """Tell each signal source about this target before the first pass."""
@@ -211,7 +218,10 @@ class Reconciler:
 
     async def read_state(self) -> ResourceState:
         """The target as Azure has it now."""
-        return await self._registry.read_state(self.policy.target.type)(self.policy.target)
+        state = await self._registry.read_state(self.policy.target.type)(self.policy.target)
+        self.state, self.state_at = state, self._clock.now()
+        self._capacity = capacity.of_state(state).value
+        return state
 
     async def settle(self) -> None:
         """Close every interrupted action by reading the resource: never by running it again.
@@ -277,7 +287,7 @@ class Reconciler:
                 {k: v for k, v in baseline.items() if k not in watched},
             )
         if outcome is OutcomeKind.FAILED and not noted:
-            self._metrics.efficacy.labels(action, Efficacy.FAILED).inc()
+            self._metrics.efficacy.labels(self.policy.name, action, Efficacy.FAILED).inc()
             opened = self._feed_breaker(action, Efficacy.FAILED, now)
         fields = {k: v for k, v in intent.items() if k not in ("seq", "prev", "hash")}
         fields.update(
@@ -296,7 +306,7 @@ class Reconciler:
         self._noted.discard(intent["seq"])
         if not noted:
             self.memory.note_action(now, action, outcome, step)
-            self._metrics.actions.labels(action, outcome).inc()
+            self._metrics.actions.labels(self.policy.name, action, outcome).inc()
         log.warning("settled an interrupted action", action=action, outcome=outcome.value)
         if opened:
             self._escalate(now, str(intent.get("reconcile_id", "")), (), action)
@@ -349,10 +359,29 @@ class Reconciler:
             self._tell_human(now, reconcile_id, result)
         memory.last_reason = result.reason
         self._gauges(result, now)
+        self._note_track(result, now)
         return result
+
+    def _note_track(self, result: PassResult, now: datetime) -> None:
+        values = tuple(v.value for v in result.verdicts)
+        outcome = result.outcome
+        if outcome is not None and outcome.kind is OutcomeKind.SUCCEEDED:
+            before = capacity.plotted(outcome.before)
+            if before is not None:  # the step the action made, at the pass it ran
+                self.track.note(Point(now, values, before))
+            self._capacity = capacity.plotted(outcome.after) or self._capacity
+        self.track.note(Point(now, values, self._capacity))
 
     def _gauges(self, result: PassResult, now: datetime) -> None:
         """The state a dashboard shows: breakers, budgets left, the kill switch as seen."""
+        self.publish(now)
+        # 1 only while the kill switch is what holds this target's action back
+        held = result.decision is not None and result.decision.guard == "paused"
+        self._metrics.paused.labels(self.policy.name).set(1 if held else 0)
+
+    def publish(self, now: datetime) -> None:
+        """The gauges memory alone tells (breakers, budgets left): set by every pass, and
+        when the target starts, so a breaker open before a restart shows open at once."""
         policy, metrics = self.policy, self._metrics
         open_for = policy.guards.breaker.open_for
         for action, breaker in self.memory.breakers.items():
@@ -366,9 +395,6 @@ class Reconciler:
             tokens, overall = self._fleet.remaining(subscription, now)
             metrics.budget_remaining.labels("subscription", subscription).set(tokens)
             metrics.budget_remaining.labels("global", "all").set(overall)
-        # 1 only while the kill switch is what holds this target's action back
-        held = result.decision is not None and result.decision.guard == "paused"
-        metrics.paused.labels(policy.name).set(1 if held else 0)
 
     async def _judge(
         self, verdicts: tuple[Verdict, ...], now: datetime, reconcile_id: str
@@ -402,7 +428,7 @@ class Reconciler:
             return None  # the data cannot tell yet; give it one more settle period
         efficacy = efficacy or Efficacy.NOT_IMPROVED
         opened = self._feed_breaker(pending.action, efficacy, now)
-        self._metrics.efficacy.labels(pending.action, efficacy).inc()
+        self._metrics.efficacy.labels(self.policy.name, pending.action, efficacy).inc()
         self.memory.note_judgement(pending, efficacy)
         values = ", ".join(
             f"{v.objective} {pending.baseline[v.objective]:.4g} → "
@@ -597,7 +623,7 @@ class Reconciler:
             outcome = acted
         self._count(decision)
         memory.note_action(now, proposal.action, outcome.kind, proposal.step_index)
-        self._metrics.actions.labels(proposal.action, outcome.kind).inc()
+        self._metrics.actions.labels(policy.name, proposal.action, outcome.kind).inc()
         if outcome.kind is OutcomeKind.SUCCEEDED and proposal.step_index >= 0:
             # judged on what it was meant to fix: escalate-only objectives are no rung's doing
             watched = policy.escalate_only
@@ -615,7 +641,7 @@ class Reconciler:
             )
         opened = None
         if outcome.kind is OutcomeKind.FAILED and not outcome.busy:  # busy is not broken
-            self._metrics.efficacy.labels(proposal.action, Efficacy.FAILED).inc()
+            self._metrics.efficacy.labels(policy.name, proposal.action, Efficacy.FAILED).inc()
             if self._feed_breaker(proposal.action, Efficacy.FAILED, now):
                 opened = proposal.action
         return PassResult(
@@ -633,7 +659,9 @@ class Reconciler:
         the last moment is a deny, as its audit line says)."""
         proposal = decision.proposal
         action = proposal.action if proposal else ""
-        self._metrics.decisions.labels(action, decision.kind, decision.guard or "").inc()
+        self._metrics.decisions.labels(
+            self.policy.name, action, decision.kind, decision.guard or ""
+        ).inc()
 
     def _approval_gate(
         self,

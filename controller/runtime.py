@@ -157,6 +157,13 @@ class Runtime:
             keep = old is not None and old.policy == item.policy
             fresh.append(old if keep and old is not None else self.rebuild(item, old))
         self.loop.replace(fresh)
+        # every series the policies imply exists before its first event (alerts on
+        # increase() see that event), and a new target shows its memory at once
+        self.metrics.prepare(item.policy for item in self.policies)
+        now = self.clock.now()
+        for reconciler in fresh:
+            if reconciler is not running.get(reconciler.key):
+                reconciler.publish(now)
         if self.fleet is not None:  # a target that is gone counts toward no share or round
             self.fleet.keep({r.target for r in fresh})
         for policy, count in expanded.per_policy.items():
@@ -422,9 +429,6 @@ async def open_runtime(
         runtime.owner = owner
         runtime.discovery = Discovery(clients, clock)
         runtime.fleet = fleet
-        for item in loaded:  # every selector's series exists from the start
-            if item.policy.target.selector is not None:
-                metrics.discovery_errors.labels(item.policy.name)
         await runtime.discover()  # the first targets: memory and open intents from replay
         started = True
         runtime.mode = run_mode

@@ -16,14 +16,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from controller import capacity
 from controller.audit.chain import SNAPSHOT
 from controller.config import Settings
+from controller.core.breaker import BreakerState
 from controller.core.budget import HOUR, window_count
 from controller.durations import format_duration
 from controller.loop import Loop
-from controller.memory import target_key
-from controller.model import VerdictState
+from controller.memory import ApprovalRequest, target_key
+from controller.model import ResourceState, VerdictState
 from controller.reconcile import PassResult, Reconciler
+from controller.track import Point
 
 RECENT = 20  # audit lines listed at the bottom of the page
 MAX_SHOWN = 50  # targets shown in full; an estate's others are counted per policy
@@ -46,6 +49,7 @@ class AuditLine:
     reason: str
     approval_id: str | None = None
     because: str = ""  # the objectives in breach when the line was written, and why
+    change: str = ""  # what it changed, or meant to: "minReplicas 1 → 2"
 
     @classmethod
     def of(cls, record: Mapping[str, Any]) -> AuditLine:
@@ -68,7 +72,17 @@ class AuditLine:
                 for v in record.get("verdicts") or []
                 if isinstance(v, Mapping) and v.get("state") == "breach"
             ),
+            change=_change_of(record),
         )
+
+
+def _change_of(record: Mapping[str, Any]) -> str:
+    before, after = record.get("before") or {}, record.get("after") or {}
+    if not isinstance(before, Mapping) or not isinstance(after, Mapping):
+        return ""
+    if not after and record.get("params"):  # a decision: what it would set
+        after = record["params"]
+    return capacity.change(before, after) if after else ""
 
 
 @dataclass(frozen=True)
@@ -101,13 +115,39 @@ class BudgetView:
 
 @dataclass(frozen=True)
 class PolicyView:
-    """One policy at a glance: how many targets it runs, and how many are in trouble."""
+    """One policy at a glance (or the fleet's total): how many targets it runs, and how
+    many are in trouble."""
 
     policy: str
     targets: int
     breaching: int  # a known state of breach
     unknown: int  # no verdict yet, or signals that could not be read
     failing: int  # passes failing (the resource or the audit could not be reached)
+    acting: int = 0  # an action ran and waits to be judged, or ran in the latest pass
+    breakers_open: int = 0  # open breakers, one per target and action
+    approvals: int = 0  # requests waiting for an operator's answer
+
+
+@dataclass(frozen=True)
+class ApprovalView:
+    """A rung waiting for an operator: what, on what, since when, until when, and how."""
+
+    id: str
+    action: str
+    change: str  # "cpu 0.5 → 1" (or its params when the request's line is not in the tail)
+    asked_at: datetime
+    expires_at: datetime
+    expired: bool
+    answer: str | None
+
+
+@dataclass(frozen=True)
+class TrackView:
+    """The recent passes of one target, for the page's chart."""
+
+    objectives: tuple[tuple[str, str, float], ...]  # name, comparison, threshold
+    points: tuple[Point, ...]
+    unit: str  # what the capacity line counts
 
 
 @dataclass(frozen=True)
@@ -124,7 +164,11 @@ class TargetView:
     breakers: tuple[BreakerView, ...]
     budgets: tuple[BudgetView, ...]
     verifying: str | None
-    approval: str | None
+    approval: ApprovalView | None
+    capacity: str | None = None  # as last read from Azure
+    capacity_at: datetime | None = None
+    track: TrackView | None = None
+    unknown: tuple[str, ...] = ()  # "objective: cause" for each objective not known now
 
 
 @dataclass(frozen=True)
@@ -141,6 +185,7 @@ class Status:
     recent: tuple[AuditLine, ...]
     policies: tuple[PolicyView, ...] = ()
     hidden: int = 0  # targets not shown (all of them healthy, or the least troubled)
+    fleet: PolicyView | None = None  # every policy's counts, summed
 
 
 def refresh_seconds(loop: Loop) -> int:
@@ -235,7 +280,9 @@ def gather(
     for record in records:
         key = (str(record.get("policy")), str(record.get("target", "")).lower())
         by_target.setdefault(key, []).append(record)
-    ranked = sorted(loop.reconcilers, key=lambda r: _trouble(r, loop), reverse=True)
+    latest = passes or {}
+    ranked = sorted(loop.reconcilers, key=lambda r: _trouble(r, loop, latest), reverse=True)
+    policies = _policies(loop, now, latest)
     shown = ranked[:MAX_SHOWN]
     targets = tuple(_target(r, loop, now, by_target, passes or {}) for r in shown)
     if paused is None and not pause_known:
@@ -259,16 +306,40 @@ def gather(
         refresh=refresh_seconds(loop),
         targets=targets,
         recent=tuple(AuditLine.of(r) for r in records[:recent]),
-        policies=_policies(loop),
+        policies=policies,
         hidden=len(ranked) - len(shown),
+        fleet=_total(policies),
     )
 
 
-def _trouble(reconciler: Reconciler, loop: Loop) -> tuple[int, int]:
+def _trouble(
+    reconciler: Reconciler, loop: Loop, passes: Mapping[str, PassResult]
+) -> tuple[int, int]:
     """How much a target needs a look: failing passes, a breach, unknown data, the rest."""
-    states = reconciler.memory.last_known.values()
+    states = set(reconciler.memory.last_known.values())
+    if _unknown_now(reconciler, passes):
+        states.add(VerdictState.UNKNOWN)
     worst = max((_SEVERITY[s] for s in states), default=_SEVERITY[VerdictState.UNKNOWN])
     return loop.health.failures.get(reconciler.key, 0), worst
+
+
+def _latest(reconciler: Reconciler, passes: Mapping[str, PassResult]) -> PassResult | None:
+    return passes.get(target_key(reconciler.policy.name, reconciler.policy.target.resource_id))
+
+
+def _unknown_now(reconciler: Reconciler, passes: Mapping[str, PassResult]) -> bool:
+    """No verdict known yet, or the latest pass could not tell an objective's state."""
+    latest = _latest(reconciler, passes)
+    if latest is not None and any(v.state is VerdictState.UNKNOWN for v in latest.verdicts):
+        return True
+    return not reconciler.memory.last_known
+
+
+def _acting(reconciler: Reconciler, passes: Mapping[str, PassResult]) -> bool:
+    latest = _latest(reconciler, passes)
+    return reconciler.memory.pending is not None or (
+        latest is not None and latest.outcome is not None
+    )
 
 
 _SEVERITY = {
@@ -280,16 +351,29 @@ _SEVERITY = {
 }
 
 
-def _policies(loop: Loop) -> tuple[PolicyView, ...]:
+def _policies(
+    loop: Loop, now: datetime, passes: Mapping[str, PassResult]
+) -> tuple[PolicyView, ...]:
     counts: dict[str, list[int]] = {}
     for reconciler in loop.reconcilers:
-        row = counts.setdefault(reconciler.policy.name, [0, 0, 0, 0])
-        states = set(reconciler.memory.last_known.values())
+        memory, open_for = reconciler.memory, reconciler.policy.guards.breaker.open_for
+        row = counts.setdefault(reconciler.policy.name, [0] * 7)
         row[0] += 1
-        row[1] += VerdictState.BREACH in states
-        row[2] += not states or VerdictState.UNKNOWN in states
+        row[1] += VerdictState.BREACH in memory.last_known.values()
+        row[2] += _unknown_now(reconciler, passes)
         row[3] += loop.health.failures.get(reconciler.key, 0) > 0
+        row[4] += _acting(reconciler, passes)
+        row[5] += sum(b.state(now, open_for) is BreakerState.OPEN for b in memory.breakers.values())
+        row[6] += memory.approval is not None and memory.approval.answer is None
     return tuple(PolicyView(name, *row) for name, row in sorted(counts.items()))
+
+
+def _total(policies: Sequence[PolicyView]) -> PolicyView:
+    sums = [sum(getattr(p, f) for p in policies) for f in _COUNTED]
+    return PolicyView("all policies", *sums)
+
+
+_COUNTED = ("targets", "breaching", "unknown", "failing", "acting", "breakers_open", "approvals")
 
 
 def _failing(detail: Mapping[str, Any]) -> tuple[str, ...]:
@@ -319,6 +403,8 @@ def _target(
     last_pass = loop.health.last_tick.get(reconciler.key)
     newest = mine[0] if mine else None
     latest = passes.get(target_key(policy.name, policy.target.resource_id))
+    objectives = _objectives(reconciler, newest, latest, last_pass)
+    state = reconciler.state
     return TargetView(
         policy=policy.name,
         target=policy.target.resource_id,
@@ -326,7 +412,7 @@ def _target(
         last_pass=last_pass,
         failures=loop.health.failures.get(reconciler.key, 0),
         now_reason=memory.last_reason,
-        objectives=_objectives(reconciler, newest, latest, last_pass),
+        objectives=objectives,
         last_decision=AuditLine.of(decision) if decision is not None else None,
         last_action=AuditLine.of(acted) if acted is not None else None,
         breakers=tuple(
@@ -343,11 +429,45 @@ def _target(
         if pending is None
         else f"{pending.action} (decided {pending.decided_at:%H:%M:%S}, "
         f"judged from {pending.due:%H:%M:%S})",
-        approval=None
-        if approval is None
-        else f"{approval.id}: {approval.action} {dict(approval.params)} "
-        f"(asked {approval.asked_at:%H:%M:%S}; {approval.answer or 'no answer yet'})",
+        approval=None if approval is None else _approval(reconciler, approval, mine, now),
+        capacity=None if state is None else capacity.of_state(state).text,
+        capacity_at=reconciler.state_at,
+        track=_track(reconciler, state),
+        unknown=tuple(
+            f"{o.name}: {o.reason or 'no verdict yet'}" for o in objectives if o.state == "unknown"
+        ),
     )
+
+
+def _approval(
+    reconciler: Reconciler,
+    request: ApprovalRequest,
+    records: Sequence[Mapping[str, Any]],
+    now: datetime,
+) -> ApprovalView:
+    """The request as an operator needs it; its before comes from the line that asked."""
+    asked = next((r for r in records if r.get("approval_id") == request.id), None)
+    before = asked.get("before") if asked is not None else None
+    change = capacity.change(before, request.params) if isinstance(before, Mapping) else ""
+    expires = request.asked_at + reconciler.policy.guards.approval_ttl
+    return ApprovalView(
+        request.id,
+        request.action,
+        change or ", ".join(f"{k} {v}" for k, v in request.params.items()) or "no parameters",
+        request.asked_at,
+        expires,
+        now > expires,
+        request.answer,
+    )
+
+
+def _track(reconciler: Reconciler, state: ResourceState | None) -> TrackView | None:
+    points = tuple(reconciler.track.points)
+    if not points:
+        return None
+    objectives = tuple((o.name, o.comparison, o.threshold) for o in reconciler.policy.objectives)
+    unit = capacity.of_state(state).unit if state is not None else "capacity"
+    return TrackView(objectives, points, unit)
 
 
 def _objectives(

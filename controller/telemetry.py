@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.metrics import MetricWrapperBase
 
-from controller.model import VerdictState
+from controller.core.guards import GUARDS
+from controller.model import DecisionKind, Efficacy, OutcomeKind, Quality, VerdictState
+from controller.policy.schema import Policy
+
+# label values a policy implies, beyond its own objectives and actions
+ESCALATIONS = ("fail-static", "breaker-open", "needs-human", "approval")  # reasons
+DENIED_BY = (*GUARDS, "ttl", "approval")  # the guards', then the reconciler's own
+PASS_RESULTS = ("ok", "error")
+RELOAD_RESULTS = ("applied", "rejected")
 
 _STATE_VALUE = {
     VerdictState.OK: 0,
@@ -55,20 +65,20 @@ class Metrics:
         )
         self.decisions = Counter(
             "remediator_decisions",
-            "Decisions by action, kind and denying guard.",
-            ["action", "decision", "guard"],
+            "Decisions by policy, action, kind and denying guard.",
+            ["policy", "action", "decision", "guard"],
             registry=r,
         )
         self.actions = Counter(
             "remediator_actions",
-            "Actions by outcome.",
-            ["action", "outcome"],
+            "Actions by policy, action and outcome.",
+            ["policy", "action", "outcome"],
             registry=r,
         )
         self.efficacy = Counter(
             "remediator_action_efficacy",
-            "Actions judged after they settled, by efficacy.",
-            ["action", "efficacy"],
+            "Actions judged after they settled, by policy, action and efficacy.",
+            ["policy", "action", "efficacy"],
             registry=r,
         )
         self.escalations = Counter(
@@ -188,28 +198,78 @@ class Metrics:
             ["policy"],
             registry=r,
         )
+        self._prepared: dict[str, Policy] = {}  # the policy each name's series were made for
         self.build = Info("remediator_build", "Build information.", registry=r)
         self.build.info({"version": _version()})
+        for result in RELOAD_RESULTS:
+            self.policy_reloads.labels(result)
 
     def verdict_state(self, policy: str, objective: str, state: VerdictState) -> None:
         self.verdicts.labels(policy, objective).set(_STATE_VALUE[state])
         self.verdict_total.labels(policy, objective, state.value).inc()
 
+    def prepare(self, policies: Iterable[Policy]) -> None:
+        """Create every series these policies imply that does not exist yet: counters at
+        0, gauges at what is known before a pass (state unknown, breakers closed, not
+        paused). An alert on ``increase()`` sees a first event only in a series that
+        was scraped before it; and a gauge of an objective or action a changed policy
+        no longer has is removed, so no stale value keeps an alert firing."""
+        for policy in policies:
+            name = policy.name
+            if self._prepared.get(name) is policy:
+                continue  # unchanged since its series were made (a discovery, a reshard)
+            self._prepared[name] = policy
+            objectives = [o.name for o in policy.objectives]
+            actions = sorted({s.action for s in policy.remediation} | set(policy.step_back_actions))
+            self.reconcile_seconds.labels(name)
+            for result in PASS_RESULTS:
+                self.reconciles.labels(name, result)
+            for reason in ESCALATIONS:
+                self.escalations.labels(name, reason)
+            for objective in policy.objectives:
+                for quality in Quality:
+                    self.observations.labels(objective.signal.type, quality.value)
+                for state in VerdictState:
+                    self.verdict_total.labels(name, objective.name, state.value)
+                _initial(self.verdicts, (name, objective.name), _STATE_VALUE[VerdictState.UNKNOWN])
+            for action in actions:
+                for outcome in OutcomeKind:
+                    self.actions.labels(name, action, outcome.value)
+                for efficacy in Efficacy:
+                    self.efficacy.labels(name, action, efficacy.value)
+                self.decisions.labels(name, action, DecisionKind.ALLOW.value, "")
+                self.decisions.labels(name, action, DecisionKind.PENDING_APPROVAL.value, "approval")
+                for guard in DENIED_BY:
+                    self.decisions.labels(name, action, DecisionKind.DENY.value, guard)
+                _initial(self.breaker_state, (name, action), 0)
+            _prune(self.verdicts, name, objectives)
+            _prune(self.breaker_state, name, actions)
+            _initial(self.paused, (name,), 0)
+            _initial(self.loop_lag, (name,), 0)
+            _initial(self.budget_remaining, ("target", name), policy.guards.max_actions_per_hour)
+            if policy.target.selector is not None:
+                self.discovery_seconds.labels(name)
+                self.discovery_errors.labels(name)
+                _initial(self.discovery_stale, (name,), 0)
+
     def forget(self, policy: str) -> None:
-        """Drop a removed policy's series, so no gauge of it keeps an alert firing."""
-        for metric in (
-            self.verdicts,
-            self.breaker_state,
-            self.paused,
-            self.loop_lag,
-            self.targets,
-            self.discovery_stale,
-        ):
+        """Drop every series of a removed policy, so no gauge of it keeps an alert firing
+        and no counter of it lingers."""
+        self._prepared.pop(policy, None)
+        for metric in self._per_policy():
+            where = metric._labelnames.index("policy")
             for labels in list(metric._metrics):
-                if policy in labels[:1]:
+                if labels[where] == policy:
                     metric.remove(*labels)
-        self.budget_remaining.labels("target", policy).set(0)
-        self.budget_remaining.remove("target", policy)
+        if ("target", policy) in self.budget_remaining._metrics:
+            self.budget_remaining.remove("target", policy)
+
+    def _per_policy(self) -> list[MetricWrapperBase]:
+        return [
+            m
+            for m in vars(self).values()
+            if isinstance(m, MetricWrapperBase) and "policy" in m._labelnames
+        ]
 
     def audit_write(self, seconds: float | None) -> None:
         """One audit write: its duration, or None when it failed."""
@@ -217,6 +277,20 @@ class Metrics:
             self.audit_failures.inc()
         else:
             self.audit_write_seconds.observe(seconds)
+
+
+def _initial(metric: Gauge, labels: tuple[str, ...], value: float) -> None:
+    """Create a gauge's series at ``value``, unless it exists: a real value is kept."""
+    if labels not in metric._metrics:
+        metric.labels(*labels).set(value)
+
+
+def _prune(metric: Gauge, policy: str, keep: Iterable[str]) -> None:
+    """Remove a policy's series of a gauge labelled (policy, x) whose x it no longer has."""
+    wanted = set(keep)
+    for labels in list(metric._metrics):
+        if labels[0] == policy and labels[1] not in wanted:
+            metric.remove(*labels)
 
 
 def _version() -> str:

@@ -99,12 +99,16 @@ scrape_configs:
 
 
 @contextmanager
-def prometheus(workdir: Path, target: str) -> Iterator[str]:
-    """Run Prometheus scraping ``target`` (host:port) every second; yield its base URL."""
+def prometheus(workdir: Path, target: str, rules: Path | None = None) -> Iterator[str]:
+    """Run Prometheus scraping ``target`` (host:port) every second, evaluating ``rules``
+    (an alert rule file) as often; yield its base URL."""
     binary = prometheus_binary()
     assert binary is not None
     config = workdir / "prometheus.yml"
-    config.write_text(CONFIG.format(target=target))
+    text = CONFIG.format(target=target)
+    if rules is not None:
+        text += f"rule_files:\n  - '{rules}'\n"
+    config.write_text(text)
     port = free_port()
     log = (workdir / "prometheus.log").open("wb")
     proc = subprocess.Popen(

@@ -19,6 +19,8 @@ from controller.model import ActionRecord, Decision, DecisionKind, Mode, Proposa
 from controller.policy.schema import Policy
 
 HOUR = timedelta(hours=1)
+# the guards, in the order they run: the names decisions and metrics carry
+GUARDS = ("paused", "leader", "bounds", "cooldown", "budget", "fleet", "verifying", "breaker")
 
 
 def check(
@@ -44,16 +46,17 @@ def check(
     ``changed_at`` is when anyone last changed the resource (a deploy, a person, another
     replica that led before this one): the cooldown counts from it too.
     """
-    for guard, reason in (
-        ("paused", paused),
-        ("leader", standby),
-        ("bounds", _bounds(policy, proposal)),
-        ("cooldown", _cooldown(policy, history, now, changed_at)),
-        ("budget", _budget(policy, proposal, history, now)),
-        ("fleet", fleet),
-        ("verifying", _verifying(verifying)),
-        ("breaker", denies(breaker, now, policy.guards.breaker.open_for) if breaker else None),
-    ):
+    reasons = (
+        paused,
+        standby,
+        _bounds(policy, proposal),
+        _cooldown(policy, history, now, changed_at),
+        _budget(policy, proposal, history, now),
+        fleet,
+        _verifying(verifying),
+        denies(breaker, now, policy.guards.breaker.open_for) if breaker else None,
+    )
+    for guard, reason in zip(GUARDS, reasons, strict=True):
         if reason is not None:
             return Decision(DecisionKind.DENY, f"{guard}: {reason}", proposal, guard)
     if mode is Mode.DRY_RUN:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -53,7 +54,12 @@ def test_endpoints_answer_while_the_demo_lingers_and_sigterm_ends_it() -> None:
         status, body = fetch(f"{url}/metrics")
         assert status == 200
         assert 'remediator_reconcile_passes_total{policy="agentstudio-api-cpu"' in body
-        assert 'remediator_decisions_total{action="scaleOut",decision="allow"' in body
+        allowed = re.search(
+            r'remediator_decisions_total\{action="scaleOut",decision="allow",guard="",'
+            r'policy="agentstudio-api-cpu"\} (\S+)',
+            body,
+        )
+        assert allowed and float(allowed[1]) >= 1, body
         status, body = fetch(f"{url}/")  # the status page, on the runtime's own app
         assert status == 200 and "agentstudio-api-cpu" in body and "scaleOut" in body
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -120,7 +121,12 @@ def test_run_in_dry_run_decides_but_writes_nothing(emulator_config: tuple[Path, 
     assert any(
         r["outcome"] == "would-run" and r["action"] == "scaleOut" for r in audit_lines(config)
     )
-    assert 'remediator_actions_total{action="scaleOut",outcome="would-run"}' in exposition
+    would_run = re.search(
+        r'remediator_actions_total\{action="scaleOut",outcome="would-run",'
+        r'policy="agentstudio-api-cpu"\} (\S+)',
+        exposition,
+    )
+    assert would_run and float(would_run[1]) >= 1, exposition
 
 
 def test_run_live_scales_out(emulator_config: tuple[Path, str]) -> None:

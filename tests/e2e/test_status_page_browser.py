@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import io
+import random
+import re
 import struct
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
+import anyio
 import pytest
 from aiohttp import web
+from PIL import Image
 
 from controller.clock import VirtualClock
 from controller.emulator import Emulator
+from controller.policy.loader import LoadedPolicy
+from controller.runtime import open_runtime
 from controller.server import serving
 from controller.status_page import CONTENT_SECURITY_POLICY, CSS
 from tests.chromium import (
@@ -22,7 +33,7 @@ from tests.chromium import (
     require_chromium,
     screenshot,
 )
-from tests.conftest import APP_ID
+from tests.conftest import APP_ID, START, emulator_settings, make_policy
 from tests.integration.test_status_page import controller_after_spike
 
 pytestmark = pytest.mark.anyio
@@ -88,4 +99,101 @@ def render_tampered() -> str:
     return (
         f"<!doctype html><html><head><style>{CSS}</style><style>body{{color:red}}</style>"
         "</head><body><p>x</p></body></html>"
+    )
+
+
+# the track's own colours (the page's CSS): no other part of the page uses them
+OBJECTIVE_BLUE = (0x25, 0x63, 0xEB)
+CAPACITY_AMBER = (0xD9, 0x77, 0x06)
+
+
+@asynccontextmanager
+async def controller_waiting_for_approval(
+    tmp_path: Path, clock: VirtualClock, base_url: str
+) -> AsyncIterator[str]:
+    """The cpu spike, live, with a ladder of scaleOut to 2 replicas and then a scaleUp an
+    operator must approve; 16 virtual minutes in, while the metrics backend fails (the
+    scenario's fault from 15m to 17m). Served as the CLI serves it (``Runtime.app``)."""
+    settings = emulator_settings(base_url, tmp_path, mode="live")
+    policy = make_policy(
+        remediation=[
+            {"scaleOut": {"step": 1, "maxReplicas": 2}},
+            {"scaleUp": {"maxCpu": 2.0, "approval": "required"}},
+        ]
+    )
+    async with (
+        open_runtime(
+            settings, clock=clock, policies=[LoadedPolicy(policy, "test", 1)], rng=random.Random(1)
+        ) as runtime,
+        serving(runtime.app(), "127.0.0.1", 0) as base,
+        anyio.create_task_group() as tg,
+    ):
+        tg.start_soon(runtime.loop.run)
+        await clock.drive(START + timedelta(minutes=16), sleepers=1)
+        yield base
+        tg.cancel_scope.cancel()
+
+
+async def test_chromium_shows_what_changed_and_what_waits(
+    tmp_path: Path, clock: VirtualClock, emulator: tuple[Emulator, str]
+) -> None:
+    """The fleet's summary, the target's capacity and its last action's before → after,
+    the capacity/objective track (inline SVG, drawn: its colours are in the screenshot),
+    the pending approval in words with its expiry and commands, and why a verdict is
+    unknown — rendered by Chromium with nothing blocked and nothing fetched."""
+    binary = require_chromium()
+    shot = tmp_path / "status-page-changes.png"
+    async with (
+        refusing_proxy() as proxy,
+        controller_waiting_for_approval(tmp_path, clock, emulator[1]) as base,
+    ):
+        await screenshot(binary, base + "/", shot, proxy, (1280, 1000))
+        dom = await dump_dom(binary, base + "/", tmp_path / "dom-profile", proxy)
+        messages = await console(binary, base + "/", tmp_path / "console-profile", proxy)
+    png = keep(shot)
+    assert png.startswith(PNG) and struct.unpack(">II", png[16:24]) == (1280, 1000)
+    assert len(png) > 3 * BLANK_PAGE, len(png)
+    assert proxy.requests == [] and messages == []  # the policy blocked nothing
+
+    fleet = dom.split('<section id="fleet">')[1].split("</section>")[0]
+    for figure in ("1</b>targets", "1</b>in breach", "1</b>unknown", "1</b>pending approvals"):
+        assert figure in fleet, figure
+    assert "0</b>open breakers" in fleet and "live</b>mode" in fleet
+
+    target = dom.split('<section class="target" id="policy-api-cpu">')[1].split("</section>")[0]
+    assert APP_ID in target
+    assert "Capacity: 2–10 replicas (2 running); api 0.5 CPU / 1Gi" in target
+    assert re.search(
+        r"Last action: scaleOut minReplicas 1 → 2 \(succeeded, 2026-01-01 00:0", target
+    )
+    assert re.search(r'<p class="cause">.*cpu: signal failed: HTTP 500', target)
+
+    approval = target.split('<div class="approval">')[1].split("</div>")[0]
+    request = re.search(
+        r"<b>Approval ([0-9a-f]{8})</b>: scaleUp cpu 0.5 → 0.75, memory 1Gi → 1.5Gi", approval
+    )
+    assert request, approval
+    asked = re.search(
+        r"requested 2026-01-01 (00:1\d:\d\d) UTC; expires 2026-01-01 (00:\d\d:\d\d) UTC", approval
+    )
+    assert asked, approval
+    h, m, sec = map(int, asked[1].split(":"))
+    assert asked[2] == f"{h:02d}:{m + 30:02d}:{sec:02d}"  # the policy's approvalTtl, 30m
+    assert f"<kbd>remediator approve {request[1]} --config SETTINGS</kbd>" in approval
+    assert f"<kbd>remediator reject {request[1]} --config SETTINGS</kbd>" in approval
+
+    svg = target.split('<svg class="track"')[1].split("</svg>")[0]
+    assert '<polyline class="o0"' in svg and '<polyline class="cap"' in svg
+    levels = {
+        y
+        for _, y in re.findall(
+            r"([\d.]+),([\d.]+)", svg.split('class="cap" points="')[1].split('"')[0]
+        )
+    }
+    assert len(levels) == 2  # one replica, then two: the step scaleOut made
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    pixels = Counter({colour: n for n, colour in image.getcolors(maxcolors=1 << 24) or []})
+    assert pixels[OBJECTIVE_BLUE] > 100 and pixels[CAPACITY_AMBER] > 100, (
+        pixels[OBJECTIVE_BLUE],
+        pixels[CAPACITY_AMBER],
     )

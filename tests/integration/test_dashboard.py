@@ -31,6 +31,9 @@ PER_POLICY = (
     "reconcile_duration_seconds",
     "loop_lag_seconds",
     "reconcile_passes_total",
+    "actions_total",
+    "decisions_total",
+    "action_efficacy_total",
 )
 COLOURS = {"ok": "green", "breach": "red", "open": "red", "closed": "green"}
 
@@ -138,9 +141,9 @@ SERIES = {
     "remediator_leader": 1,
     'remediator_paused{policy="api"}': 0,
     'remediator_budget_remaining{scope="target",name="api"}': 2,
-    'remediator_actions_total{action="scaleOut",outcome="succeeded"}': 1,
-    'remediator_decisions_total{action="scaleOut",decision="deny",guard="cooldown"}': 3,
-    'remediator_action_efficacy_total{action="scaleOut",efficacy="improved"}': 1,
+    'remediator_actions_total{policy="api",action="scaleOut",outcome="succeeded"}': 1,
+    'remediator_decisions_total{policy="api",action="scaleOut",decision="deny",guard="cooldown"}': 3,
+    'remediator_action_efficacy_total{policy="api",action="scaleOut",efficacy="improved"}': 1,
     'remediator_escalations_total{policy="api",reason="approval"}': 1,
     'remediator_reconcile_duration_seconds_bucket{policy="api",le="0.5"}': 4,
     'remediator_reconcile_duration_seconds_bucket{policy="api",le="+Inf"}': 5,

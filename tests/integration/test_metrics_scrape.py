@@ -73,7 +73,7 @@ async def test_prometheus_scrapes_what_a_scenario_did(
                 acted = await query(
                     session,
                     url,
-                    'remediator_actions_total{action="scaleOut",outcome="succeeded"}',
+                    'remediator_actions_total{policy="api-cpu",action="scaleOut",outcome="succeeded"}',
                 )
                 assert float(acted[0]["value"][1]) >= 1  # type: ignore[index]
                 writes = await query(

@@ -105,7 +105,9 @@ async def test_a_tag_selector_covers_the_estate_as_it_changes(
         assert [(p.policy, p.targets) for p in status.policies] == [("api-cpu", len(API) - 1)]
         assert len(status.targets) == MAX_SHOWN and status.hidden == len(API) - 1 - MAX_SHOWN
         page = render(status)
-        assert f"{status.hidden} more target(s)" in page and "<h2>Policies</h2>" in page
+        assert f"{status.hidden} more target(s)" in page and "<h2>Fleet</h2>" in page
+        assert status.fleet is not None and status.fleet.targets == len(API) - 1
+        assert page.count('<section class="target"') == MAX_SHOWN  # large estates: bounded
 
     def joined(runtime: Runtime) -> None:
         # created at 20m: found by the discovery at 22m, and through a pass a round later

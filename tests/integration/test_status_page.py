@@ -214,7 +214,14 @@ def test_breakers_budgets_and_pending_show_from_memory(clock: VirtualClock) -> N
     assert '<span class="bad">open</span></td><td>2026-01-01 01:55:00' in html
     assert '<span class="bad">1 of 1</span></td><td>in 15m' in html
     assert "verification: scaleOut (decided 02:00:00, judged from 02:05:00)" in html
-    assert "approval: ab12cd34: restartRevision" in html
+    approval = html.split('<div class="approval">')[1].split("</div>")[0]
+    assert "<b>Approval ab12cd34</b>: restartRevision" in approval
+    assert "requested 2026-01-01 02:00:00 UTC; expires 2026-01-01 02:30:00 UTC" in approval
+    assert "<kbd>remediator approve ab12cd34 --config SETTINGS</kbd>" in approval
+    assert "<kbd>remediator reject ab12cd34 --config SETTINGS</kbd>" in approval
+    assert "{" not in approval  # not a Python dict
+    assert status.fleet is not None
+    assert (status.fleet.breakers_open, status.fleet.approvals, status.fleet.acting) == (1, 1, 1)
     assert "not paused" in html and "No decision in the audit log yet." in html
     assert "cpu</td><td>CpuPercentage</td><td>—</td><td>&lt; 70</td>" in html  # no data
     quick = Loop(
@@ -351,3 +358,28 @@ async def test_a_signal_that_cannot_be_read_shows_its_cause(
     assert now == f"no objective in breach (unknown); {cause}"
     recent = html.split('<section id="recent">')[1]
     assert cause in recent  # the audit line carries it
+
+
+def test_an_unknown_verdict_is_counted_and_says_why(clock: VirtualClock) -> None:
+    """Memory keeps the last known state (breach); the latest pass could not read the
+    signal: the target counts as unknown, first in line, with the cause in words."""
+    policy = make_policy()
+    quiet = _reconciler(make_policy(metadata={"name": "quiet-cpu"}), clock)
+    troubled = _reconciler(policy, clock)
+    troubled.memory.last_known["cpu"] = VerdictState.BREACH
+    quiet.memory.last_known["cpu"] = VerdictState.OK
+    failed = Verdict("cpu", VerdictState.UNKNOWN, None, 70, "signal failed: HTTP 500")
+    key = target_key(policy.name, policy.target.resource_id)
+    passes = {key: PassResult("api-cpu", (failed,), None, None, "no objective in breach")}
+    loop = Loop([quiet, troubled], clock, Metrics(), interval=timedelta(seconds=30))
+    status = gather(loop, clock.now(), [], passes=passes)
+    assert status.fleet is not None
+    assert (status.fleet.targets, status.fleet.breaching, status.fleet.unknown) == (2, 1, 1)
+    assert [p.unknown for p in status.policies] == [1, 0]
+    assert status.targets[0].unknown == ("cpu: signal failed: HTTP 500",)
+    assert status.targets[1].unknown == ()
+    html = render(status)
+    assert '<tr class="total"><td>all policies</td><td>2</td>' in html
+    assert (
+        '<p class="cause"><span class="muted">unknown</span> cpu: signal failed: HTTP 500' in html
+    )
