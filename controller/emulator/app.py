@@ -53,6 +53,7 @@ class Emulator:
         wobble: float = 0.005,
         graph_quota: int | None = 15,
         graph_quota_window: timedelta = timedelta(seconds=5),
+        lro_path: str = "containerappOperationResults",
     ) -> None:
         """``graph_quota`` Resource Graph queries per user per ``graph_quota_window`` of
         scenario time (None: no quota)."""
@@ -61,6 +62,7 @@ class Emulator:
             scenario, now or _default_clock(scenario), lro_polls, lro_retry_after, wobble
         )
         self._world.graph_quota = Quota(graph_quota, graph_quota_window)
+        self._world.lro_path = lro_path
         self._app: web.Application | None = None
 
     @property

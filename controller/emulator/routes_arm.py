@@ -17,7 +17,7 @@ _APP = (
 )
 _OP = (
     r"/subscriptions/(?P<sub>[^/]+)/providers/Microsoft\.App/locations/(?P<loc>[^/]+)"
-    r"/containerappOperationResults/(?P<op>[^/]+)"
+    r"/(?P<kind>containerappOperationResults|containerappOperationStatuses)/(?P<op>[^/]+)"
 )
 
 
@@ -76,7 +76,7 @@ async def patch_app(world: World, request: web.Request, p: dict[str, str]) -> we
     api = request.query.get("api-version", "")
     url = (
         f"{request.scheme}://{request.host}/subscriptions/{res.spec.subscription}"
-        f"/providers/Microsoft.App/locations/{op.location}/containerappOperationResults/{op.id}"
+        f"/providers/Microsoft.App/locations/{op.location}/{world.lro_path}/{op.id}"
         f"?api-version={api}"
     )
     return json_response(
@@ -91,12 +91,12 @@ async def operation_status(
 ) -> web.StreamResponse:
     op = world.operations.get(p["op"])
     if op is None:
-        return _not_found(f"containerappOperationResults/{p['op']}")
+        return _not_found(f"{p['kind']}/{p['op']}")
     world.poll(op)
     body: dict[str, object] = {
         "id": (
             f"/subscriptions/{op.resource.spec.subscription}/providers/Microsoft.App"
-            f"/locations/{op.location}/containerappOperationResults/{op.id}"
+            f"/locations/{op.location}/{p['kind']}/{op.id}"
         ),
         "name": op.id,
         "status": op.status,

@@ -58,6 +58,10 @@ class World:
     lro_polls: int = 1
     lro_retry_after: int = 0  # seconds asked between polls (real services ask 1–30)
     wobble: float = 0.005
+    # where a Container Apps PATCH's Azure-AsyncOperation points: the published example
+    # answers with containerappOperationResults, the service also with
+    # containerappOperationStatuses (both are served)
+    lro_path: str = "containerappOperationResults"
     resources: dict[str, AppResource] = field(default_factory=dict)
     operations: dict[str, Operation] = field(default_factory=dict)
     in_flight: list[Operation] = field(default_factory=list)  # accepted, not yet ended

@@ -16,7 +16,7 @@ from controller.clock import VirtualClock
 from controller.emulator import Emulator, list_scenarios, load_scenario
 from controller.emulator.config_writer import policies_for
 from controller.emulator.scenario import parse_scenario
-from controller.model import Proposal, Quality
+from controller.model import OutcomeKind, Proposal, Quality
 from controller.permissions import required_action, role_actions
 from controller.plugins import default_registry
 from controller.policy.schema import Objective, Policy, Target
@@ -109,10 +109,12 @@ resources:
 
 async def _tour(used: set[str]) -> None:
     """What no shipped scenario reaches: a container-level offer, a cache reboot (it needs
-    an approval in the scenario), a resource-centric Application Insights query."""
+    an approval in the scenario), a resource-centric Application Insights query, and a
+    scale whose operation Azure answers with a containerappOperationStatuses URL (as the
+    service does besides the published example's containerappOperationResults)."""
     scenario = parse_scenario(TOUR)
     clock = VirtualClock(scenario.start + timedelta(minutes=5))
-    emu = Emulator(scenario, now=clock.now)
+    emu = Emulator(scenario, now=clock.now, lro_path="containerappOperationStatuses")
     registry_ids = {o.name: o.resource_id for o in scenario.offers} | {
         c.name: c.resource_id for c in scenario.caches
     }
@@ -150,6 +152,11 @@ async def _tour(used: set[str]) -> None:
             app = Target(type="containerApp", resource_id=scenario.resources[0].resource_id)
             seen = await registry.signal("logs").observe(app, [query], clock.now())
             assert seen["errors"].quality is not Quality.ERROR
+            scaled = {"minReplicas": 2, "maxReplicas": 10}
+            done = await registry.apply("containerApp", "scaleOut")(
+                app, Proposal("scaleOut", 0, scaled, {}, scaled, "tour")
+            )
+            assert done.kind is OutcomeKind.SUCCEEDED
     used.update(a for r in emu.requests if (a := required_action(r["method"], r["path"])))
 
 
