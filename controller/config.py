@@ -182,6 +182,18 @@ class ShardSettings(LeaseSettings):
     prefix: str = "shards"  # blob names: <prefix>/<NNNNN> and <prefix>/replicas/<identity>
     # unique per replica: a restarted one under the same name waits out its old presence
     identity: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    # one audit log per partition (partition-NNN.jsonl), on storage every replica reaches
+    # (an Azure Files share): a replica that takes a partition replays its memory there
+    audit_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _memory(self) -> Self:
+        if self.enabled and self.audit_dir is None:
+            raise ValueError(
+                "shards: needs auditDir, a directory every replica reaches (an Azure Files "
+                "share): each partition's audit log is its memory, whoever owns it next"
+            )
+        return self
 
 
 class Settings(BaseModel):
@@ -408,4 +420,7 @@ def _relative_to(folder: Path, data: dict[str, Any]) -> dict[str, Any]:
     for key in ("auditPath", "pauseFile", "auditKeyFile", "auditAnchor"):
         if isinstance(data.get(key), str):
             data[key] = str(folder / data[key])
+    shards = data.get("shards")
+    if isinstance(shards, dict) and isinstance(shards.get("auditDir"), str):
+        data["shards"] = {**shards, "auditDir": str(folder / shards["auditDir"])}
     return data

@@ -241,6 +241,11 @@ class AuditLog:
         """Become the log's one writer, or raise AuditLocked at once."""
         self._lock.acquire()
 
+    @property
+    def lock_unsupported(self) -> str | None:
+        """Why this file system could not lock the log (one writer is then unenforced)."""
+        return self._lock.unsupported
+
     def _refuse_unless_trusted(self, check: Verification, accept_unguarded: bool) -> None:
         """A broken chain, a keyed log without its key, or a log whose end nothing
         guards (no head, no anchor) is not memory to act on."""

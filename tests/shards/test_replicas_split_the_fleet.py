@@ -149,10 +149,14 @@ class Sampler(threading.Thread):
         return owned
 
 
-def intents(audit: Path) -> list[dict[str, Any]]:
-    if not audit.exists():
-        return []
-    lines = [json.loads(line) for line in audit.read_text().splitlines() if line.strip()]
+def intents(directory: Path) -> list[dict[str, Any]]:
+    """Every intent of every partition's log, each naming the replica that wrote it."""
+    lines = [
+        json.loads(line)
+        for path in sorted(directory.glob("partition-*.jsonl"))
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
     return [r for r in lines if r.get("kind") == "intent"]
 
 
@@ -186,6 +190,7 @@ def test_three_replicas_split_a_1000_app_fleet_and_a_killed_ones_partitions_move
                     "partitions": PARTITIONS,
                     "identity": name,
                     "retryPeriod": f"{RETRY}s",
+                    "auditDir": str(tmp_path / "partitions"),
                 }
                 replicas[name] = cli(
                     "run",
@@ -262,17 +267,17 @@ def test_three_replicas_split_a_1000_app_fleet_and_a_killed_ones_partitions_move
     speed = float(clock["speed"])
     per_app: dict[str, set[str]] = defaultdict(set)
     count: dict[str, int] = defaultdict(int)
-    for name in ports:
-        for record in intents(tmp_path / f"{name}.audit.jsonl"):
-            app = record["target"].lower()
-            ts = datetime.fromisoformat(record["ts"].replace("Z", "+00:00"))
-            wall = anchor_wall + (ts - anchor).total_seconds() / speed
-            partition = partition_of(app, PARTITIONS)
-            assert partition in sampler.owner_at(name, wall + 0.5) | sampler.owner_at(
-                name, wall - 0.5
-            ), f"{name} recorded an intent for {app} without owning partition {partition}"
-            per_app[app].add(name)
-            count[app] += 1
+    for record in intents(tmp_path / "partitions"):
+        name = record["replica"]
+        app = record["target"].lower()
+        ts = datetime.fromisoformat(record["ts"].replace("Z", "+00:00"))
+        wall = anchor_wall + (ts - anchor).total_seconds() / speed
+        partition = partition_of(app, PARTITIONS)
+        assert partition in sampler.owner_at(name, wall + 0.5) | sampler.owner_at(
+            name, wall - 0.5
+        ), f"{name} recorded an intent for {app} without owning partition {partition}"
+        per_app[app].add(name)
+        count[app] += 1
     assert count, "the spiking apps were scaled out"
     patches: dict[str, int] = defaultdict(int)
     for request in requests:
