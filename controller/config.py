@@ -319,7 +319,11 @@ class Settings(BaseModel):
 
     @property
     def approvals_path(self) -> Path:
-        """Where ``remediator approve`` / ``reject`` leave their answers."""
+        """Where ``remediator approve`` / ``reject`` leave their answers: beside the audit
+        log, or with shards in the audit directory every replica reads (a request is in
+        its partition's log, whichever replica owns it)."""
+        if self.shards.enabled and self.shards.audit_dir is not None:
+            return self.shards.audit_dir / "remediator.approvals"
         return self.audit_path.with_name(self.audit_path.name + ".approvals")
 
     @property

@@ -21,7 +21,7 @@ from controller import approvals
 from controller.audit.anchor import AnchorUnreadable
 from controller.audit.keys import load_key
 from controller.audit.log import AuditCorrupt, AuditKeyError, AuditLog, AuditSink, Record
-from controller.audit.partitions import CannotLock, PartitionLogs
+from controller.audit.partitions import CannotLock, PartitionLogs, partition_log
 from controller.audit.replay import FAIL_STATIC_CLEARED, Replayed
 from controller.audit.rotation import Rotation
 from controller.audit.snapshot import Retention
@@ -88,10 +88,18 @@ class Runtime:
             self.elector,
             self.readiness,
             audit_path=self.settings.audit_path,
+            audit_paths=self._partition_paths if self.partition_logs is not None else None,
             mode=self.mode,
             paused=pause_check(self.settings),
             passes=self.passes.by_target,
         )
+
+    def _partition_paths(self) -> list[Path]:
+        """The logs of the partitions this replica holds now (for the status page)."""
+        logs = self.partition_logs
+        if logs is None:
+            return []
+        return [partition_log(logs.directory, p) for p in sorted(logs.opened())]
 
     async def reload(self) -> bool:
         """Load the policies again; apply the set only if all of it is good.

@@ -32,6 +32,11 @@ def partition_log(directory: Path, partition: int) -> Path:
     return directory / f"partition-{partition:03d}.jsonl"
 
 
+def partition_logs_in(directory: Path) -> list[Path]:
+    """Every partition's active log in ``directory``."""
+    return sorted(directory.glob("partition-*.jsonl"))
+
+
 class CannotLock(Exception):
     """The audit directory's file system cannot lock: two owners could write one log."""
 

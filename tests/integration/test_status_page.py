@@ -314,3 +314,44 @@ async def test_every_answer_carries_the_security_headers(
     digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
     assert f"style-src 'sha256-{digest}'" in page_policy
     assert html.count("<style>") == 1 and " style=" not in html
+
+
+async def test_with_shards_the_page_reads_the_logs_of_the_partitions_held(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    """Each partition's lines are in its own log: the page's recent lines come from every
+    partition the replica holds, newest first."""
+    paths = [tmp_path / "partition-000.jsonl", tmp_path / "partition-001.jsonl"]
+    for minute, path in enumerate(paths):
+        with AuditLog(path) as log:
+            log.append(
+                Record.model_validate(
+                    {
+                        "ts": START + timedelta(minutes=minute),
+                        "kind": "decision",
+                        "policy": "api-cpu",
+                        "target": APP_ID,
+                        "verdict": "breach",
+                        "verdicts": [],
+                        "action": "scaleOut",
+                        "params": {},
+                        "decision": "deny",
+                        "reason": f"held in {path.stem}",
+                        "mode": "live",
+                        "outcome": None,
+                        "before": {},
+                        "after": {},
+                        "reconcile_id": "r",
+                    }
+                )
+            )
+    loop = Loop([], clock, Metrics(), interval=timedelta(seconds=30))
+    app = make_app(loop, clock, Metrics(), audit_paths=lambda: paths, mode=Mode.LIVE)
+    async with serving(app, "127.0.0.1", 0) as base:
+        page = await get(f"{base}/")
+    assert page.status == 200
+    newest, oldest = (
+        page.text.index("held in partition-001"),
+        page.text.index("held in partition-000"),
+    )
+    assert newest < oldest
