@@ -31,13 +31,13 @@ from azure.storage.blob import BlobLeaseClient, ContainerClient
 from controller.audit.log import check_file
 from tests.azurite import azurite, azurite_binary
 from tests.e2e.test_emulator_and_run import cli, eventually, free_port
+from tests.shards.test_replicas_split_the_fleet import SUBSCRIPTION, api_policy
 
 pytestmark = pytest.mark.skipif(
     azurite_binary() is None and not os.environ.get("CI"),
     reason="azurite-blob is not installed (make tools)",
 )
 PARTITIONS = 2
-SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
 CAP = 5  # the estate's actions an hour: a spends four of them
 
 
@@ -71,38 +71,14 @@ def scenario(path: Path) -> Path:
         # X's first three scale-outs end Failed (one fault each): its breaker opens
         "faults": [{"at": "0s", "kind": "lro-fail"} for _ in range(3)],
         "policies": [
-            {
-                "apiVersion": "remediator/v1",
-                "kind": "Policy",
-                "metadata": {"name": "api-cpu"},
-                "target": {
-                    "type": "containerApp",
-                    "selector": {
-                        "subscriptions": [SUBSCRIPTION],
-                        "tags": {"remediator/policy": "api"},
-                    },
-                },
-                "objectives": [
-                    {
-                        "name": "cpu",
-                        "signal": {
-                            "metric": "CpuPercentage",
-                            "aggregation": "Average",
-                            "grain": "1m",
-                        },
-                        "comparison": "<",
-                        "threshold": 70,
-                        "clear": 60,
-                        "for": "2m",
-                    }
-                ],
-                "remediation": [{"scaleOut": {"step": 1, "maxReplicas": 6}}],
-                "guards": {
+            api_policy(
+                [{"scaleOut": {"step": 1, "maxReplicas": 6}}],
+                {
                     "cooldown": "1m",
                     "maxActionsPerHour": 10,
                     "breaker": {"failures": 3, "openFor": "2h"},
                 },
-            }
+            )
         ],
     }
     path.write_text(yaml.safe_dump(body))

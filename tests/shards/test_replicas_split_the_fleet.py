@@ -41,6 +41,31 @@ SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
 SPIKES = [7, 242, 513, 768, 901]
 
 
+def api_policy(ladder: list[dict[str, Any]], guards: dict[str, Any]) -> dict[str, Any]:
+    """The estate's one policy: every app tagged ``remediator/policy: api``, CPU under 70 %."""
+    return {
+        "apiVersion": "remediator/v1",
+        "kind": "Policy",
+        "metadata": {"name": "api-cpu"},
+        "target": {
+            "type": "containerApp",
+            "selector": {"subscriptions": [SUBSCRIPTION], "tags": {"remediator/policy": "api"}},
+        },
+        "objectives": [
+            {
+                "name": "cpu",
+                "signal": {"metric": "CpuPercentage", "aggregation": "Average", "grain": "1m"},
+                "comparison": "<",
+                "threshold": 70,
+                "clear": 60,
+                "for": "2m",
+            }
+        ],
+        "remediation": ladder,
+        "guards": guards,
+    }
+
+
 def scenario(path: Path) -> Path:
     """1,000 apps under one tag selector; a few spike early, so actions are checkable."""
     body = {
@@ -71,34 +96,10 @@ def scenario(path: Path) -> Path:
             for n, i in enumerate(SPIKES)
         ],
         "policies": [
-            {
-                "apiVersion": "remediator/v1",
-                "kind": "Policy",
-                "metadata": {"name": "api-cpu"},
-                "target": {
-                    "type": "containerApp",
-                    "selector": {
-                        "subscriptions": [SUBSCRIPTION],
-                        "tags": {"remediator/policy": "api"},
-                    },
-                },
-                "objectives": [
-                    {
-                        "name": "cpu",
-                        "signal": {
-                            "metric": "CpuPercentage",
-                            "aggregation": "Average",
-                            "grain": "1m",
-                        },
-                        "comparison": "<",
-                        "threshold": 70,
-                        "clear": 60,
-                        "for": "2m",
-                    }
-                ],
-                "remediation": [{"scaleOut": {"step": 1, "maxReplicas": 4}}],
-                "guards": {"cooldown": "3m", "maxActionsPerHour": 4, "bounds": {"maxReplicas": 6}},
-            }
+            api_policy(
+                [{"scaleOut": {"step": 1, "maxReplicas": 4}}],
+                {"cooldown": "3m", "maxActionsPerHour": 4, "bounds": {"maxReplicas": 6}},
+            )
         ],
     }
     path.write_text(yaml.safe_dump(body))
