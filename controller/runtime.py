@@ -20,7 +20,14 @@ from azure.storage.blob.aio import ContainerClient
 from controller import approvals
 from controller.audit.anchor import AnchorUnreadable
 from controller.audit.keys import load_key
-from controller.audit.log import AuditCorrupt, AuditKeyError, AuditLog, AuditSink, Record
+from controller.audit.log import (
+    AuditCorrupt,
+    AuditKeyError,
+    AuditLog,
+    AuditSink,
+    AuditUnavailable,
+    Record,
+)
 from controller.audit.partitions import CannotLock, PartitionLogs, partition_log
 from controller.audit.replay import FAIL_STATIC_CLEARED, Replayed
 from controller.audit.rotation import Rotation
@@ -253,10 +260,27 @@ class Runtime:
         results: the log's lock keeps the next owner waiting until then."""
         keys = self.closing.get(partition, [])
         await self.loop.stopped(keys)
-        if self.partition_logs is not None:
-            self.partition_logs.close(partition)
+        logs = self.partition_logs
+        if logs is not None:
+            if self.fleet is not None and logs.is_open(partition):
+                self._hand_over(logs.sink(partition))
+            logs.close(partition)
         self.closing.pop(partition, None)
         log.info("partition audit log closed", partition=partition)
+
+    def _hand_over(self, sink: AuditSink) -> None:
+        """Write into a lost partition's log what this replica spent beyond its new share
+        this hour: the partition's next owner counts it (see :meth:`Fleet.hand_over`)."""
+        assert self.fleet is not None
+        now = self.clock.now()
+        handed = self.fleet.hand_over(now)
+        if not handed:
+            return
+        line = budget_line(handed, self.fleet.global_cap, now, self.mode)
+        try:
+            sink.append(line)
+        except AuditUnavailable as exc:
+            log.error("budget hand-over not written", error=str(exc), actions=len(handed))
 
     def _rejected(self, problem: str) -> None:
         self.metrics.policy_reloads.labels("rejected").inc()
@@ -305,6 +329,35 @@ def release_line(
     )
 
 
+def budget_line(
+    handed: Sequence[tuple[datetime, str, str]], cap: int, now: datetime, mode: Mode
+) -> Record:
+    """The ``budget`` line a replica leaves in a partition it lost: the actions of the
+    hour it spent beyond its new share, for the next owner to count."""
+    return Record.model_validate(
+        {
+            "ts": now,
+            "kind": "budget",
+            "policy": "",
+            "target": "",
+            "verdict": "",
+            "verdicts": [],
+            "action": None,
+            "params": {"spent": [[ts.isoformat(), sub, key] for ts, sub, key in sorted(handed)]},
+            "decision": None,
+            "reason": (
+                f"budget carried: {len(handed)} action(s) of the last hour beyond this "
+                f"replica's new share (its cap is now {cap})"
+            ),
+            "mode": mode.value,
+            "outcome": None,
+            "before": {},
+            "after": {},
+            "reconcile_id": "fleet",
+        }
+    )
+
+
 def rebuild_fleet(fleet: Fleet, replayed: Replayed) -> None:
     """What the fleet remembers comes from the log too: budgets (every remembered action
     spent again, in time order, on its target's subscription) and fail static (its
@@ -338,7 +391,11 @@ def count_spent(fleet: Fleet, replayed: Replayed, now: datetime) -> int:
     )
     for ts, key in spent:
         fleet.spend(_subscription(replayed.targets.get(key, "")), ts, key)
-    return len(spent)
+    # handed over by a replica that lost the partition: counted once, as the action it is
+    carried = [(_time(c[0]), c[1], c[2]) for c in replayed.carried if _time(c[0]) >= since]
+    for ts, subscription, key in sorted(carried):
+        fleet.spend(subscription, ts, key)
+    return len(spent) + len(carried)
 
 
 def _time(text: object) -> datetime:

@@ -52,6 +52,7 @@ Kind = Literal[
     "approval",
     "resolved",
     "repair",
+    "budget",
 ]
 
 
@@ -64,7 +65,9 @@ class Record(BaseModel):
     the reason for doing nothing changed; ``verification`` — an action judged after it
     settled (``efficacy``); ``escalation`` — something a human must look at;
     ``approval`` — an operator's answer to a ``pending-approval`` decision;
-    ``resolved`` — what an escalation held has cleared (fail static released).
+    ``resolved`` — what an escalation held has cleared (fail static released);
+    ``budget`` — with shards, actions of the hour a replica that lost this partition had
+    spent beyond its new share, handed to the partition's next owner (``params.spent``).
     (``repair`` lines — ``remediator audit repair`` re-established a broken chain — are
     not records of a policy: see :mod:`controller.audit.repair`.)
     """

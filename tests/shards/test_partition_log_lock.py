@@ -4,7 +4,8 @@ fence. On Azurite, with the `fleet` estate, in one process.
 A replica that owns a partition whose log another writer still holds (an old owner,
 paused or finishing an action) runs none of that partition's targets and says so
 (``remediator_partitions_waiting``); it opens and replays the log the round after the
-lock is let go. A partition lost is closed: its lock is free for the next owner.
+lock is let go. A partition lost is closed: its lock is free for the next owner, and what
+the replica spent beyond its new share this hour is written into it first.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import anyio
 
 from controller.audit.lock import WriterLock
+from controller.audit.log import read_records
 from controller.audit.partitions import partition_log
 from controller.clock import VirtualClock
 from controller.policy.loader import LoadedPolicy
@@ -83,6 +85,9 @@ async def test_a_partition_whose_log_is_held_waits_and_a_lost_one_lets_go(
         await wait_until(lambda: targets(runtime) == of[0] | of[1], 5)
         assert runtime.metrics.partitions_waiting._value.get() == 0
 
+        assert runtime.fleet is not None
+        for n in range(3):  # spent this hour: with no partition left, all beyond its share
+            runtime.fleet.spend("sub", clock.now(), f"api-cpu|app-{n}")
         leases.cancel()  # both lost: each log is closed, its lock let go
         await wait_until(lambda: not targets(runtime), 5)
         assert runtime.partition_logs is not None
@@ -91,4 +96,12 @@ async def test_a_partition_whose_log_is_held_waits_and_a_lost_one_lets_go(
             again = WriterLock(partition_log(directory, partition))
             again.acquire()  # free: the next owner takes it
             again.release()
+        # what it had spent went with them, once, for the next owner to count
+        carried = [
+            r["params"]["spent"]
+            for p in (0, 1)
+            for r in read_records(partition_log(directory, p))
+            if r["kind"] == "budget"
+        ]
+        assert [len(spent) for spent in carried] == [3]
         tg.cancel_scope.cancel()
