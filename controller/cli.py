@@ -37,6 +37,7 @@ from controller.audit.log import (
     check_file,
     read_records,
 )
+from controller.audit.partitions import partition_logs_in
 from controller.audit.repair import repair
 from controller.audit.series import check_series
 from controller.audit.show import RecordFilter, Tail, follow, parse_kinds, parse_since
@@ -690,8 +691,13 @@ def _approval_requests(settings: Settings) -> tuple[dict[str, approvals.Request]
         loaded = load_policies(settings.policies)
         ttls = {item.policy.name: item.policy.guards.approval_ttl for item in loaded}
     default = Guards().approval_ttl
-    path = settings.audit_path
-    records = read_records(path) if path.is_file() else iter(())
+    paths = [settings.audit_path]
+    if settings.shards.enabled and settings.shards.audit_dir is not None:
+        paths += partition_logs_in(settings.shards.audit_dir)  # each target's, by partition
+    records = sorted(
+        (r for path in paths if path.is_file() for r in read_records(path)),
+        key=lambda r: str(r.get("ts")),
+    )
     found = approvals.requests(
         records, lambda name: ttls.get(name, default), approvals.answers(settings.approvals_path)
     )

@@ -182,6 +182,18 @@ class ShardSettings(LeaseSettings):
     prefix: str = "shards"  # blob names: <prefix>/<NNNNN> and <prefix>/replicas/<identity>
     # unique per replica: a restarted one under the same name waits out its old presence
     identity: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    # one audit log per partition (partition-NNN.jsonl), on storage every replica reaches
+    # (an Azure Files share): a replica that takes a partition replays its memory there
+    audit_dir: Path | None = None
+
+    @model_validator(mode="after")
+    def _memory(self) -> Self:
+        if self.enabled and self.audit_dir is None:
+            raise ValueError(
+                "shards: needs auditDir, a directory every replica reaches (an Azure Files "
+                "share): each partition's audit log is its memory, whoever owns it next"
+            )
+        return self
 
 
 class Settings(BaseModel):
@@ -307,7 +319,11 @@ class Settings(BaseModel):
 
     @property
     def approvals_path(self) -> Path:
-        """Where ``remediator approve`` / ``reject`` leave their answers."""
+        """Where ``remediator approve`` / ``reject`` leave their answers: beside the audit
+        log, or with shards in the audit directory every replica reads (a request is in
+        its partition's log, whichever replica owns it)."""
+        if self.shards.enabled and self.shards.audit_dir is not None:
+            return self.shards.audit_dir / "remediator.approvals"
         return self.audit_path.with_name(self.audit_path.name + ".approvals")
 
     @property
@@ -408,4 +424,7 @@ def _relative_to(folder: Path, data: dict[str, Any]) -> dict[str, Any]:
     for key in ("auditPath", "pauseFile", "auditKeyFile", "auditAnchor"):
         if isinstance(data.get(key), str):
             data[key] = str(folder / data[key])
+    shards = data.get("shards")
+    if isinstance(shards, dict) and isinstance(shards.get("auditDir"), str):
+        data["shards"] = {**shards, "auditDir": str(folder / shards["auditDir"])}
     return data

@@ -47,6 +47,14 @@ class Fleet:
         self._rule = fail_static
         self._buckets: dict[str, Bucket] = {}
         self._actions: deque[datetime] = deque()  # when actions ran, the last hour's
+        # (target, when) of the actions counted: one replayed again (a partition this
+        # replica owned before, gained back) is not counted twice
+        self._counted: set[tuple[str, datetime]] = set()
+        # with shards: (when, subscription, target) of every action counted, and those
+        # already handed over with a partition lost (see hand_over)
+        self._ledger: deque[tuple[datetime, str, str]] = deque()
+        self._handed: set[tuple[datetime, str, str]] = set()
+        self._unnamed = 0  # actions spent without a target: each an entry of its own
         self._states: dict[str, tuple[VerdictState, bool]] = {}  # target → (worst, failing)
         self._breaching = 0  # of _states, kept as it changes: a note costs the same for any fleet
         self._failing = 0
@@ -71,6 +79,27 @@ class Fleet:
         rounded down (shares of disjoint partitions never add up past the whole)."""
         return math.floor(self._budgets.global_per_hour * self.share + 1e-9)
 
+    @property
+    def memory_span(self) -> timedelta:
+        """How far back an action still costs something: the hour's cap, or a bucket
+        that has not refilled since."""
+        b = self._budgets
+        return max(HOUR, timedelta(hours=b.subscription_burst / b.subscription_per_hour))
+
+    def hand_over(self, now: datetime) -> list[tuple[datetime, str, str]]:
+        """Shards: a partition lost. The actions of the hour this replica spent beyond its
+        new share (the newest, not handed over before), each as (when, subscription,
+        target): written into the lost partition's
+        log, its next owner counts them, so a share that moves never frees budget spent
+        in its name. This replica keeps counting them too."""
+        mine = [e for e in self._ledger if now - e[0] < HOUR and e not in self._handed]
+        excess = len(mine) - self.global_cap
+        if excess <= 0:
+            return []
+        handed = sorted(mine, reverse=True)[:excess]
+        self._handed.update(handed)
+        return handed
+
     def reshare(self, owned: int, partitions: int) -> None:
         """Shards: this replica owns ``owned`` of ``partitions`` now. Each bucket shrinks
         or grows to the new share (never holding more tokens than its new burst)."""
@@ -90,14 +119,27 @@ class Fleet:
             for key, bucket in self._buckets.items()
         }
 
-    def spend(self, subscription: str, at: datetime) -> None:
-        """An action ran (or would have): it costs a token and counts toward the hour."""
+    def spend(self, subscription: str, at: datetime, target: str | None = None) -> None:
+        """An action ran (or would have): it costs a token and counts toward the hour.
+        With ``target`` (its memory key) an action already counted is not counted again."""
+        if target is not None:
+            if (target, at) in self._counted:
+                return
+            self._counted.add((target, at))
         self._buckets[subscription.lower()] = self._bucket(subscription).take(at)
         self._actions.append(at)
+        if target is None:
+            self._unnamed += 1
+        self._ledger.append((at, subscription.lower(), target or f"#{self._unnamed}"))
         # only the last hour counts; a pass that began before this one (its "now" earlier
         # than ``at``) may still count an action an hour older, so keep two
-        while at - self._actions[0] >= 2 * HOUR:
+        newest = max(at, self._actions[-1])
+        while newest - self._actions[0] >= 2 * HOUR:
             self._actions.popleft()
+        while newest - self._ledger[0][0] >= 2 * HOUR:
+            self._handed.discard(self._ledger.popleft())
+        if len(self._counted) > 2 * len(self._actions) + 64:
+            self._counted = {(t, ts) for t, ts in self._counted if newest - ts < 2 * HOUR}
 
     def note(self, target: str, worst: VerdictState, failing: bool, now: datetime) -> str | None:
         """Record a target's latest state; return an escalation when fail static engages."""

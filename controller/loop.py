@@ -9,7 +9,7 @@ through the injected clock, so stopping is immediate and tests run on virtual ti
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -130,6 +130,14 @@ class Loop:
             for reconciler in self.reconcilers:
                 if id(reconciler) not in running:
                     self._start(reconciler)
+
+    async def stopped(self, keys: Iterable[str]) -> None:
+        """Wait until the removed targets ``keys`` have ended: an action in flight has
+        finished and its result is written."""
+        for key in keys:
+            finished = self._finished.get(key)
+            if finished is not None and key not in self._scopes:
+                await finished.wait()
 
     def _start(self, reconciler: Reconciler) -> None:
         assert self._group is not None

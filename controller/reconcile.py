@@ -34,7 +34,13 @@ from controller.core.settle import evidence, landed, view
 from controller.core.verify import judge
 from controller.durations import format_duration
 from controller.fleet import Fleet
-from controller.memory import ApprovalRequest, PendingVerification, TargetMemory, breaker_json
+from controller.memory import (
+    ApprovalRequest,
+    PendingVerification,
+    TargetMemory,
+    breaker_json,
+    target_key,
+)
 from controller.model import (
     Decision,
     DecisionKind,
@@ -143,6 +149,7 @@ class Reconciler:
         action_deadline: float = ACTION_DEADLINE,
         key: str | None = None,
         succeeds: Reconciler | None = None,
+        fleet_audit: AuditSink | None = None,
     ) -> None:
         self.policy = policy
         # the target's name in schedules and status: the policy's own name when it names
@@ -161,6 +168,9 @@ class Reconciler:
         self._clock = clock
         self._mode = mode
         self._audit = audit
+        # where the fleet's own lines go (fail static): with shards, the replica's log,
+        # not the partition's (a partition's next owner must not inherit a hold)
+        self._fleet_audit = fleet_audit or audit
         self._metrics = metrics
         self._paused = paused
         self._ttl = decision_ttl  # two intervals: older decisions are dropped, not run
@@ -333,7 +343,14 @@ class Reconciler:
             )
             if alarm is not None:
                 self._metrics.escalations.labels(policy.name, "fail-static").inc()
-                self._line(now, reconcile_id, "escalation", tuple(verdicts), reason=alarm)
+                self._line(
+                    now,
+                    reconcile_id,
+                    "escalation",
+                    tuple(verdicts),
+                    sink=self._fleet_audit,
+                    reason=alarm,
+                )
                 self._send("fail-static", alarm, now)
         efficacy = await self._judge(tuple(verdicts), now, reconcile_id)
         result = await self._decide(tuple(verdicts), now, reconcile_id)
@@ -605,7 +622,8 @@ class Reconciler:
             return gate
         memory.breakers[proposal.action] = breakers.on_allowed(breaker, now, open_for)
         if self._fleet is not None:
-            self._fleet.spend(policy.target.subscription, now)
+            key = target_key(policy.name, policy.target.resource_id)
+            self._fleet.spend(policy.target.subscription, now, key)
         intent: int | None = None
         if self._mode is Mode.DRY_RUN:
             outcome = Outcome(OutcomeKind.WOULD_RUN, proposal.before, proposal.after)
@@ -826,9 +844,11 @@ class Reconciler:
         reconcile_id: str,
         kind: Kind,
         verdicts: tuple[Verdict, ...],
+        sink: AuditSink | None = None,
         **fields: Any,
     ) -> int:
-        """Write one audit line for this target; return its seq."""
+        """Write one audit line for this target (to ``sink``: its own log unless told);
+        return its seq."""
         record = Record.model_validate(
             {
                 "action": None,
@@ -848,7 +868,7 @@ class Reconciler:
                 "reconcile_id": reconcile_id,
             }
         )
-        seq = self._audit.append(record)
+        seq = (sink or self._audit).append(record)
         if kind == "intent":  # kept to settle it, should its result fail to be written
             self._last_intent = {**record.model_dump(mode="json"), "seq": seq}
         # a signal that could not be read is a warning: the line may say "nothing to do"

@@ -18,8 +18,17 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.storage.blob.aio import ContainerClient
 
 from controller import approvals
+from controller.audit.anchor import AnchorUnreadable
 from controller.audit.keys import load_key
-from controller.audit.log import AuditLog, AuditSink, Record
+from controller.audit.log import (
+    AuditCorrupt,
+    AuditKeyError,
+    AuditLog,
+    AuditSink,
+    AuditUnavailable,
+    Record,
+)
+from controller.audit.partitions import CannotLock, PartitionLogs, partition_log
 from controller.audit.replay import FAIL_STATIC_CLEARED, Replayed
 from controller.audit.rotation import Rotation
 from controller.audit.snapshot import Retention
@@ -72,6 +81,10 @@ class Runtime:
     discovery: Discovery | None = None  # what selector policies found, the last good sets
     expanded: Expanded | None = None  # the targets running now, and what was refused
     owner: PartitionOwner | None = None  # set when shards are enabled
+    # with shards: one audit log per partition, opened while this replica owns it
+    partition_logs: PartitionLogs | None = None
+    # partitions lost whose log closes once their targets' actions in flight are written
+    closing: dict[int, list[str]] = field(default_factory=dict)
 
     def app(self) -> web.Application:
         """The HTTP face: /, /metrics, /healthz, /readyz — all read-only."""
@@ -82,10 +95,18 @@ class Runtime:
             self.elector,
             self.readiness,
             audit_path=self.settings.audit_path,
+            audit_paths=self._partition_paths if self.partition_logs is not None else None,
             mode=self.mode,
             paused=pause_check(self.settings),
             passes=self.passes.by_target,
         )
+
+    def _partition_paths(self) -> list[Path]:
+        """The logs of the partitions this replica holds now (for the status page)."""
+        logs = self.partition_logs
+        if logs is None:
+            return []
+        return [partition_log(logs.directory, p) for p in sorted(logs.opened())]
 
     async def reload(self) -> bool:
         """Load the policies again; apply the set only if all of it is good.
@@ -117,8 +138,11 @@ class Runtime:
             if self.discovery is not None:
                 self.discovery.sets.pop(name, None)
             self.readiness.discovery.pop(name, None)
+        rotation = rotation_for(self.settings, [item.policy for item in loaded])
         if isinstance(self.audit, AuditLog):  # a new budget window may need more history
-            self.audit.rotation = rotation_for(self.settings, [item.policy for item in loaded])
+            self.audit.rotation = rotation
+        if self.partition_logs is not None:
+            self.partition_logs.set_rotation(rotation)
         self.metrics.policies_loaded.set(len(loaded))
         self.metrics.policy_reloads.labels("applied").inc()
         self.readiness.policy_error = None
@@ -156,6 +180,13 @@ class Runtime:
             old = running.get(name_of(item))
             keep = old is not None and old.policy == item.policy
             fresh.append(old if keep and old is not None else self.rebuild(item, old))
+        if self.owner is not None and self.partition_logs is not None:
+            kept = {r.key for r in fresh}
+            for gone in running.values():  # a lost partition's log closes after these end
+                if gone.key not in kept:
+                    partition = partition_of(gone.target, self.owner.partitions)
+                    if partition in self.closing or not self.owner.owns(partition):
+                        self.closing.setdefault(partition, []).append(gone.key)
         self.loop.replace(fresh)
         # every series the policies imply exists before its first event (alerts on
         # increase() see that event), and a new target shows its memory at once
@@ -183,6 +214,8 @@ class Runtime:
             return list(targets)
         owned = set(owner.owned())
         self.metrics.partitions_owned.set(len(owned))
+        if self.partition_logs is not None:  # run only what this replica remembers
+            owned = self._remember(owned)
         if self.fleet is not None:  # budgets: this replica's share of the estate's
             self.fleet.reshare(len(owned), owner.partitions)
         return [
@@ -190,6 +223,71 @@ class Runtime:
             for item in targets
             if partition_of(item.policy.target.resource_id, owner.partitions) in owned
         ]
+
+    def _remember(self, owned: set[int]) -> set[int]:
+        """Open (and replay) the log of each partition gained; the partitions whose log
+        this replica holds. One still held by another writer, or that cannot be trusted,
+        waits: none of its targets runs until it opens."""
+        logs = self.partition_logs
+        assert logs is not None
+        for partition in sorted(owned - logs.opened() - set(self.closing)):
+            try:
+                replayed = logs.open(partition)
+            except (AuditCorrupt, AuditKeyError, AnchorUnreadable, CannotLock, OSError) as exc:
+                logs.waiting[partition] = str(exc)
+                log.error("partition audit log refused", partition=partition, error=str(exc))
+                continue
+            if replayed is None:
+                log.warning(
+                    "partition audit log held; waiting",
+                    partition=partition,
+                    holder=logs.waiting.get(partition),
+                )
+                continue
+            counted = 0
+            if self.fleet is not None:
+                counted = count_spent(self.fleet, replayed, self.clock.now())
+            log.info(
+                "partition memory replayed",
+                partition=partition,
+                targets=len(replayed.memories),
+                actions_counted=counted,
+                open_intents=sum(map(len, replayed.open_intents.values())),
+            )
+        for partition in list(logs.waiting):
+            if partition not in owned:
+                del logs.waiting[partition]
+        for partition in logs.opened() - owned:  # lost: closed once its targets have ended
+            self.closing.setdefault(partition, [])
+        self.metrics.partitions_waiting.set(len(owned - logs.opened()))
+        return owned & logs.opened() - set(self.closing)
+
+    async def close_lost(self, partition: int) -> None:
+        """Close a lost partition's log once its targets' actions in flight have their
+        results: the log's lock keeps the next owner waiting until then."""
+        keys = self.closing.get(partition, [])
+        await self.loop.stopped(keys)
+        logs = self.partition_logs
+        if logs is not None:
+            if self.fleet is not None and logs.is_open(partition):
+                self._hand_over(logs.sink(partition))
+            logs.close(partition)
+        self.closing.pop(partition, None)
+        log.info("partition audit log closed", partition=partition)
+
+    def _hand_over(self, sink: AuditSink) -> None:
+        """Write into a lost partition's log what this replica spent beyond its new share
+        this hour: the partition's next owner counts it (see :meth:`Fleet.hand_over`)."""
+        assert self.fleet is not None
+        now = self.clock.now()
+        handed = self.fleet.hand_over(now)
+        if not handed:
+            return
+        line = budget_line(handed, self.fleet.global_cap, now, self.mode)
+        try:
+            sink.append(line)
+        except AuditUnavailable as exc:
+            log.error("budget hand-over not written", error=str(exc), actions=len(handed))
 
     def _rejected(self, problem: str) -> None:
         self.metrics.policy_reloads.labels("rejected").inc()
@@ -238,6 +336,35 @@ def release_line(
     )
 
 
+def budget_line(
+    handed: Sequence[tuple[datetime, str, str]], cap: int, now: datetime, mode: Mode
+) -> Record:
+    """The ``budget`` line a replica leaves in a partition it lost: the actions of the
+    hour it spent beyond its new share, for the next owner to count."""
+    return Record.model_validate(
+        {
+            "ts": now,
+            "kind": "budget",
+            "policy": "",
+            "target": "",
+            "verdict": "",
+            "verdicts": [],
+            "action": None,
+            "params": {"spent": [[ts.isoformat(), sub, key] for ts, sub, key in sorted(handed)]},
+            "decision": None,
+            "reason": (
+                f"budget carried: {len(handed)} action(s) of the last hour beyond this "
+                f"replica's new share (its cap is now {cap})"
+            ),
+            "mode": mode.value,
+            "outcome": None,
+            "before": {},
+            "after": {},
+            "reconcile_id": "fleet",
+        }
+    )
+
+
 def rebuild_fleet(fleet: Fleet, replayed: Replayed) -> None:
     """What the fleet remembers comes from the log too: budgets (every remembered action
     spent again, in time order, on its target's subscription) and fail static (its
@@ -250,6 +377,36 @@ def rebuild_fleet(fleet: Fleet, replayed: Replayed) -> None:
     for ts, subscription in spent:
         fleet.spend(subscription, ts)
     fleet.engaged = replayed.fail_static
+
+
+def count_spent(fleet: Fleet, replayed: Replayed, now: datetime) -> int:
+    """A partition gained: every action its log remembers that still costs something (an
+    action the previous owner ran, or left without a result) counts against this
+    replica's budgets, once. Its fail static is not the partition's: it stays out."""
+    since = now - fleet.memory_span
+    spent = sorted(
+        (record.ts, key)
+        for key, memory in replayed.memories.items()
+        for record in memory.history
+        if record.ts >= since
+    )
+    spent += sorted(
+        (_time(intent.get("ts")), key)
+        for key, intents in replayed.open_intents.items()
+        for intent in intents
+        if _time(intent.get("ts")) >= since
+    )
+    for ts, key in spent:
+        fleet.spend(_subscription(replayed.targets.get(key, "")), ts, key)
+    # handed over by a replica that lost the partition: counted once, as the action it is
+    carried = [(_time(c[0]), c[1], c[2]) for c in replayed.carried if _time(c[0]) >= since]
+    for ts, subscription, key in sorted(carried):
+        fleet.spend(subscription, ts, key)
+    return len(spent) + len(carried)
+
+
+def _time(text: object) -> datetime:
+    return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
 
 
 def _subscription(resource_id: str) -> str:
@@ -301,12 +458,14 @@ async def open_runtime(
             lambda: float("nan") if limits.writes is None else float(limits.writes)
         )
         replayed = Replayed()
+        partition_logs: PartitionLogs | None = None
         if audit is None:
+            key = load_key(settings.audit_key, settings.audit_key_file)
             log_file = AuditLog(
                 settings.audit_path,
                 metrics.audit_write,
                 rotation_for(settings, [item.policy for item in loaded]),
-                key=load_key(settings.audit_key, settings.audit_key_file),
+                key=key,
                 anchor=settings.audit_anchor,
                 wall=None if isinstance(clock, SystemClock) else wall_now,
             )
@@ -314,6 +473,9 @@ async def open_runtime(
             for note in log_file.notes:
                 log.warning("audit log", note=note)
             audit = log_file
+            if settings.shards.enabled:
+                partition_logs = partition_logs_for(settings, loaded, key, metrics, log_file)
+                stack.callback(partition_logs.close_all)
         registry = registry_factory(clients, clock)
         missing = [m for item in loaded for m in registry.missing(item.policy)]
         if missing:
@@ -352,16 +514,23 @@ async def open_runtime(
             # with shards, asked before deciding and again right before each write: a
             # partition lost stops this target's actions at once
             gate = (lambda: owner.may_act(resource)) if owner else None
+            sink: AuditSink = audit
+            intents = open_intents(item)
+            if partition_logs is not None and owner is not None:
+                partition = partition_of(resource, owner.partitions)
+                sink = partition_logs.sink(partition)
+                intents = partition_logs.open_intents_of(partition, policy.name, resource)
             return Reconciler(
                 item.policy,
                 registry,
                 clock,
                 run_mode,
-                audit,
+                sink,
                 metrics,
                 memory=memory,
-                open_intents=open_intents(item),
+                open_intents=intents,
                 succeeds=old,
+                fleet_audit=audit,
                 paused=kill_switch.reason,
                 decision_ttl=2 * (item.policy.interval or settings.interval),
                 fleet=fleet,
@@ -377,6 +546,10 @@ async def open_runtime(
             """A target's memory from the log: at start what replay rebuilt; later (a
             target a selector finds again) what the log has folded since, copied."""
             policy = item.policy
+            if partition_logs is not None and owner is not None:
+                resource = policy.target.resource_id
+                partition = partition_of(resource, owner.partitions)
+                return partition_logs.memory_of(partition, policy.name, resource)
             if isinstance(audit, AuditLog) and started:
                 return copy.deepcopy(audit.state.memory_of(policy.name, policy.target.resource_id))
             return replayed.memory_of(policy.name, policy.target.resource_id)
@@ -414,7 +587,7 @@ async def open_runtime(
             loop,
             clients.credential,
             scope=settings.endpoints().arm_audience + "/.default",
-            audit=audit,
+            audit=partition_logs or audit,
             elector=elector,
             owner=owner,
         )
@@ -427,6 +600,7 @@ async def open_runtime(
             old,
         )
         runtime.owner = owner
+        runtime.partition_logs = partition_logs
         runtime.discovery = Discovery(clients, clock)
         runtime.fleet = fleet
         await runtime.discover()  # the first targets: memory and open intents from replay
@@ -434,6 +608,32 @@ async def open_runtime(
         runtime.mode = run_mode
         runtime.passes = passes
         yield runtime
+
+
+def partition_logs_for(
+    settings: Settings,
+    loaded: Sequence[LoadedPolicy],
+    key: bytes | None,
+    metrics: Metrics,
+    run_log: AuditLog,
+) -> PartitionLogs:
+    """The partition logs of shards: in ``shards.auditDir``, each sealed, anchored and
+    rotated as the replica's own log is (an anchor file per partition beside it)."""
+    directory = settings.shards.audit_dir
+    assert directory is not None
+    rotation = rotation_for(settings, [item.policy for item in loaded])
+    anchor = settings.audit_anchor
+
+    def make(path: Path) -> AuditLog:
+        return AuditLog(
+            path,
+            metrics.audit_write,
+            rotation,
+            key=key,
+            anchor=anchor.with_name(f"{anchor.name}.{path.stem}") if anchor else None,
+        )
+
+    return PartitionLogs(directory, settings.shards.identity, make, run_log)
 
 
 def _lease_storage(
@@ -492,15 +692,29 @@ async def follow_partitions(runtime: Runtime) -> None:
     until cancelled."""
     owner = runtime.owner
     assert owner is not None
+    logs = runtime.partition_logs
     seen: list[int] = []
-    while True:
-        owned = owner.owned()
-        runtime.metrics.partitions_owned.set(len(owned))
-        if owned != seen:
-            seen = owned
-            log.info("partitions owned", identity=owner.identity, partitions=owned)
-            runtime.apply_targets()
-        await anyio.sleep(runtime.settings.shards.retry_period.total_seconds())
+    async with anyio.create_task_group() as tg:
+        closing: set[int] = set()
+        while True:
+            owned = owner.owned()
+            runtime.metrics.partitions_owned.set(len(owned))
+            # a log still held by another writer is tried again each retry period
+            waiting = logs is not None and bool(set(owned) - logs.opened())
+            if owned != seen or waiting:
+                if owned != seen:
+                    log.info("partitions owned", identity=owner.identity, partitions=owned)
+                seen = owned
+                runtime.apply_targets()
+            for partition in set(runtime.closing) - closing:
+                closing.add(partition)
+
+                async def close(partition: int = partition) -> None:
+                    await runtime.close_lost(partition)
+                    closing.discard(partition)
+
+                tg.start_soon(close)
+            await anyio.sleep(runtime.settings.shards.retry_period.total_seconds())
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ the platform, ``/`` for people (why did it act?). Every route is read-only."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -61,11 +61,13 @@ def make_app(
     readiness: Readiness | None = None,
     *,
     audit_path: Path | None = None,
+    audit_paths: Callable[[], Sequence[Path]] | None = None,
     mode: Mode | None = None,
     paused: Callable[[], str | None] | None = None,
     passes: Mapping[str, PassResult] | None = None,
 ) -> web.Application:
-    """The routes. For ``/``: ``audit_path`` is read for values, decisions and reasons;
+    """The routes. For ``/``: ``audit_path`` is read for values, decisions and reasons
+    (or each of ``audit_paths()``: with shards, the logs of the partitions held);
     ``paused`` says whether the controller-wide kill switch is on; ``passes`` holds the
     latest pass per policy (see :class:`~controller.status.LastPasses`)."""
 
@@ -86,8 +88,13 @@ def make_app(
     async def status_page(_: web.Request) -> web.Response:
         names = [r.policy.name for r in loop.reconcilers]
         records: list[dict[str, Any]] = []
-        if audit_path is not None:  # file reads off the event loop: the loop keeps running
-            records = await anyio.to_thread.run_sync(partial(read_tail, audit_path, names))
+        paths = list(audit_paths()) if audit_paths is not None else []
+        if audit_path is not None:
+            paths.append(audit_path)
+        for path in paths:  # file reads off the event loop: the loop keeps running
+            records += await anyio.to_thread.run_sync(partial(read_tail, path, names))
+        if len(paths) > 1:  # newest first, whichever log holds it
+            records.sort(key=lambda r: str(r.get("ts")), reverse=True)
         ready = await readiness.check() if readiness is not None else None
         status = gather(
             loop,

@@ -97,6 +97,12 @@ class Metrics:
             "Shards: the partitions this replica owns and acts for now (0 with shards off).",
             registry=r,
         )
+        self.partitions_waiting = Gauge(
+            "remediator_partitions_waiting",
+            "Shards: partitions this replica owns but does not run yet: their audit log is "
+            "still held by another writer (an old owner finishing), or cannot be opened.",
+            registry=r,
+        )
         self.last_pass = Gauge(
             "remediator_last_pass_timestamp_seconds",
             "When the loop last finished a pass.",

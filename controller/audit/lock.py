@@ -6,8 +6,15 @@ log. Readers (``audit show``, ``audit verify``, ``report``) take no lock.
 
 The lock file is never deleted (deleting it would let a third writer lock a new file
 while the second still holds the old one); the kernel drops the lock when its holder
-exits, however it exits. ``flock`` is not reliable on NFS, SMB or Azure Files: there,
-one writer per file is the operator's job.
+exits, however it exits.
+
+With shards, each partition's log is written by the replica whose lease holds the
+partition, and this lock is the second fence: a new owner that finds the lock held (an
+old owner paused, or finishing an action) waits and tries again. On a shared directory
+the lock must reach every host: an Azure Files SMB share mounted by Linux maps ``flock``
+to SMB byte-range locks the server enforces (never mount it with ``nobrl``, which keeps
+locks local). A file system that refuses to lock is recorded in the notes; for a
+partition's log it is refused (see :mod:`controller.audit.partitions`).
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ class AuditLocked(Exception):
         who = f"pid {holder}" if holder else "another process"
         super().__init__(
             f"{log}: the audit log is held by {who} (lock {lock}); "
-            "one writer per audit log: give each replica its own auditPath"
+            "one writer per audit log (each replica its own auditPath; a partition's "
+            "log, its lease owner alone)"
         )
 
 

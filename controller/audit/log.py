@@ -52,6 +52,7 @@ Kind = Literal[
     "approval",
     "resolved",
     "repair",
+    "budget",
 ]
 
 
@@ -72,7 +73,9 @@ class Record(BaseModel):
     the reason for doing nothing changed; ``verification`` — an action judged after it
     settled (``efficacy``); ``escalation`` — something a human must look at;
     ``approval`` — an operator's answer to a ``pending-approval`` decision;
-    ``resolved`` — what an escalation held has cleared (fail static released).
+    ``resolved`` — what an escalation held has cleared (fail static released);
+    ``budget`` — with shards, actions of the hour a replica that lost this partition had
+    spent beyond its new share, handed to the partition's next owner (``params.spent``).
     (``repair`` lines — ``remediator audit repair`` re-established a broken chain — are
     not records of a policy: see :mod:`controller.audit.repair`.)
     """
@@ -253,6 +256,11 @@ class AuditLog:
     def lock(self) -> None:
         """Become the log's one writer, or raise AuditLocked at once."""
         self._lock.acquire()
+
+    @property
+    def lock_unsupported(self) -> str | None:
+        """Why this file system could not lock the log (one writer is then unenforced)."""
+        return self._lock.unsupported
 
     def _refuse_unless_trusted(self, check: Verification, accept_unguarded: bool) -> None:
         """A broken chain, a keyed log without its key, or a log whose end nothing

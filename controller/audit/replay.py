@@ -51,6 +51,9 @@ class Replayed:
     open_intents: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     fail_static: str | None = None  # why the fleet holds still, if it does
     targets: dict[str, str] = field(default_factory=dict)  # target key → its resource ID
+    # with shards: spend a previous owner handed over with the partition: [ts, subscription,
+    # target] each
+    carried: list[list[str]] = field(default_factory=list)
 
     def memory(self, key: str) -> TargetMemory:
         return self.memories.setdefault(key, TargetMemory())
@@ -78,6 +81,11 @@ def fold(out: Replayed, record: dict[str, Any]) -> None:
         held = snapshot.read(record)
         out.memories, out.open_intents = held.memories, held.open_intents
         out.fail_static, out.targets = held.fail_static, held.targets
+        out.carried = held.carried
+        return
+    if record.get("kind") == "budget":  # the fleet's line: spend handed over, no target's
+        spent = (record.get("params") or {}).get("spent") or []
+        out.carried += [[str(ts), str(sub), str(key)] for ts, sub, key in spent]
         return
     if record.get("kind") == "resolved":  # the fleet's line: no target's verdicts
         _escalated(out, None, str(record.get("reason") or ""))
@@ -94,7 +102,9 @@ def snapshot_line(
     out: Replayed, ts: str, rotated_from: str, retention: Retention
 ) -> dict[str, Any]:
     """``out`` as a snapshot line's fields, its action history pruned (in ``out`` too)."""
-    held = snapshot.Contents(out.memories, out.open_intents, out.fail_static, out.targets)
+    held = snapshot.Contents(
+        out.memories, out.open_intents, out.fail_static, out.targets, out.carried
+    )
     return snapshot.line(held, ts, rotated_from, retention)
 
 

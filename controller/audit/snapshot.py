@@ -15,7 +15,7 @@ last full (the bucket's level depends on nothing older).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -70,6 +70,8 @@ class Contents:
     open_intents: dict[str, list[dict[str, Any]]]
     fail_static: str | None
     targets: dict[str, str]  # policy → resource ID (its subscription owns the bucket)
+    # spend handed over with the partition (``budget`` lines): [ts, subscription, target]
+    carried: list[list[str]] = field(default_factory=list)
 
 
 def line(contents: Contents, ts: str, rotated_from: str, retention: Retention) -> dict[str, Any]:
@@ -85,6 +87,7 @@ def line(contents: Contents, ts: str, rotated_from: str, retention: Retention) -
         "open_intents": contents.open_intents,
         "fail_static": contents.fail_static,
         "targets": contents.targets,
+        "carried": contents.carried,
     }
 
 
@@ -95,12 +98,14 @@ def read(record: Mapping[str, Any]) -> Contents:
         {str(k): list(v) for k, v in (record.get("open_intents") or {}).items()},
         record.get("fail_static"),
         {str(k): str(v) for k, v in (record.get("targets") or {}).items()},
+        [[str(ts), str(sub), str(key)] for ts, sub, key in record.get("carried") or []],
     )
 
 
 def prune(contents: Contents, at: datetime, retention: Retention) -> None:
     """Drop, in place, the actions nothing counts any more at ``at`` (see the module)."""
     keep_from = at - max(retention.keep, FLEET_WINDOW)
+    contents.carried[:] = [c for c in contents.carried if _time(c[0]) >= at - FLEET_WINDOW]
     since_full = _since_bucket_full(contents, retention)
     for name, memory in contents.memories.items():
         last = {r.action: r for r in memory.history}  # each action's last run

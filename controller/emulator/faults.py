@@ -22,6 +22,7 @@ FAULT_KINDS = frozenset(
         "arm-throttle",  # Microsoft.App routes answer 429 with Retry-After: 1
         "arm-error",  # Microsoft.App routes answer 500
         "arm-slow",  # ARM answers wait delay_seconds (wall) after the request took effect
+        # (with writes_only: true, writes only)
         "arm-busy",  # writes answer 409 RetryableErrorDueToAnotherOperation
         "arm-write-pressure",  # writes report few left: x-ms-ratelimit-remaining-…-writes
         "lro-fail",  # the next long-running operation ends Failed and is not applied

@@ -75,10 +75,13 @@ async def _fault_gate(world: World, family: str, method: str = "GET") -> web.Res
     return None
 
 
-async def _slow_answer(world: World, family: str) -> None:
+async def _slow_answer(world: World, family: str, method: str) -> None:
     """``arm-slow``: the request has taken effect; its answer is held back, so a client
-    can be stopped between sending a write and hearing that it was accepted."""
+    can be stopped between sending a write and hearing that it was accepted (with
+    ``writes_only``, reads answer at once: a decision is not made stale waiting)."""
     slow = world.faults.active("arm-slow", world.now()) if family == "arm" else None
+    if slow is not None and slow.params.get("writes_only") and method == "GET":
+        return
     if slow is not None:
         seconds = float(slow.params.get("delay_seconds", 1.0))
         with contextlib.suppress(TimeoutError):
@@ -108,7 +111,7 @@ def dispatcher(world: World, routes: list[Route]) -> Handler:
             if faulted is not None:
                 return faulted
             response = await r.handler(w, request, match.groupdict())
-            await _slow_answer(w, r.family)
+            await _slow_answer(w, r.family, request.method)
             return response
         if allowed:
             return error(405, "MethodNotAllowed", f"{request.method} is not supported on {path}.")

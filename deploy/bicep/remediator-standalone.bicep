@@ -1,5 +1,7 @@
 // Remediator as a Container App of its own: one replica, or two with leader election on a
-// blob lease (only the leader acts; the other observes, decides and records why it did not).
+// blob lease (only the leader acts; the other observes, decides and records why it did not);
+// or, with `shards`, up to ten replicas that split the estate by partition (a blob lease
+// each), every partition's memory an audit log on the share.
 //
 // It starts in dry-run (`mode`), reads its policies from the image or from an Azure Files share,
 // and keeps its audit log on an Azure Files share mounted at /var/lib/remediator; nothing else
@@ -35,12 +37,18 @@ param registryResourceId string = ''
 ])
 param mode string = 'dry-run'
 
-@description('1, or 2 for a standby that takes over within the lease time (leader election is then always on).')
-@allowed([
-  1
-  2
-])
+@description('1, or 2 for a standby that takes over within the lease time (leader election is then always on); with shards, up to 10 replicas that split the estate.')
+@minValue(1)
+@maxValue(10)
 param replicas int = 1
+
+@description('Split the estate among the replicas: each acts for the targets of the partitions it holds (a blob lease each); each partition\'s memory is an audit log in partitions/ on the audit share. Exclusive with leader election.')
+param shards bool = false
+
+@description('With shards: how many partitions the estate is split into (the same for every replica, for ever: changing it moves targets between partition logs).')
+@minValue(1)
+@maxValue(1024)
+param partitions int = 32
 
 @description('Elect a leader on a blob lease. Forced on with 2 replicas; on by default with 1 too, because a new revision runs beside the old one until it is ready.')
 param leaderElection bool = true
@@ -75,7 +83,7 @@ param memory string = '0.5Gi'
 
 // The port the image's REMEDIATOR_LISTEN uses: probes, ingress and scrapes all point here.
 var port = 9464
-var electLeader = leaderElection || replicas > 1
+var electLeader = !shards && (leaderElection || replicas > 1)
 var stateDir = '/var/lib/remediator'
 var policiesDir = '/etc/remediator/policies'
 var identityId = resourceId('Microsoft.ManagedIdentity/userAssignedIdentities', identityName)
@@ -147,7 +155,7 @@ module remediatorIdentity 'identity-and-role.bicep' = {
   params: {
     identityName: identityName
     location: location
-    leaderElection: electLeader
+    leaderElection: electLeader || shards // blob access to the lease container
     storageAccountName: storageAccountName
     leaseContainerName: leaseContainerName
   }
@@ -170,6 +178,21 @@ var leaderEnv = electLeader ? [
       enabled: true
       accountUrl: remediatorIdentity.outputs.leaseAccountUrl
       container: leaseContainerName
+    })
+  }
+] : []
+
+// each partition's audit log in partitions/ on the share every replica mounts (flock reaches
+// the share: the SMB mount keeps byte-range locks on the server, never `nobrl`)
+var shardsEnv = shards ? [
+  {
+    name: 'REMEDIATOR_SHARDS'
+    value: string({
+      enabled: true
+      accountUrl: remediatorIdentity.outputs.leaseAccountUrl
+      container: leaseContainerName
+      partitions: partitions
+      auditDir: '${stateDir}/partitions'
     })
   }
 ] : []
@@ -210,7 +233,7 @@ var env = concat([
     name: 'REMEDIATOR_PAUSE_FILE'
     value: '${stateDir}/remediator.pause'
   }
-], leaderEnv, webhookEnv)
+], leaderEnv, shardsEnv, webhookEnv)
 
 var probes = [
   {

@@ -80,6 +80,7 @@ async def test_three_replicas_split_the_targets_each_exactly_once(
         "container": container,
         "partitions": PARTITIONS,
         "retryPeriod": "200ms",
+        "auditDir": str(tmp_path / "partitions"),
     }
     loaded = [LoadedPolicy(SELECTOR_POLICY, "fleet.yaml", 1)]
     async with AsyncExitStack() as stack:

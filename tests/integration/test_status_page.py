@@ -383,3 +383,44 @@ def test_an_unknown_verdict_is_counted_and_says_why(clock: VirtualClock) -> None
     assert (
         '<p class="cause"><span class="muted">unknown</span> cpu: signal failed: HTTP 500' in html
     )
+
+
+async def test_with_shards_the_page_reads_the_logs_of_the_partitions_held(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    """Each partition's lines are in its own log: the page's recent lines come from every
+    partition the replica holds, newest first."""
+    paths = [tmp_path / "partition-000.jsonl", tmp_path / "partition-001.jsonl"]
+    for minute, path in enumerate(paths):
+        with AuditLog(path) as log:
+            log.append(
+                Record.model_validate(
+                    {
+                        "ts": START + timedelta(minutes=minute),
+                        "kind": "decision",
+                        "policy": "api-cpu",
+                        "target": APP_ID,
+                        "verdict": "breach",
+                        "verdicts": [],
+                        "action": "scaleOut",
+                        "params": {},
+                        "decision": "deny",
+                        "reason": f"held in {path.stem}",
+                        "mode": "live",
+                        "outcome": None,
+                        "before": {},
+                        "after": {},
+                        "reconcile_id": "r",
+                    }
+                )
+            )
+    loop = Loop([], clock, Metrics(), interval=timedelta(seconds=30))
+    app = make_app(loop, clock, Metrics(), audit_paths=lambda: paths, mode=Mode.LIVE)
+    async with serving(app, "127.0.0.1", 0) as base:
+        page = await get(f"{base}/")
+    assert page.status == 200
+    newest, oldest = (
+        page.text.index("held in partition-001"),
+        page.text.index("held in partition-000"),
+    )
+    assert newest < oldest

@@ -41,6 +41,31 @@ SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
 SPIKES = [7, 242, 513, 768, 901]
 
 
+def api_policy(ladder: list[dict[str, Any]], guards: dict[str, Any]) -> dict[str, Any]:
+    """The estate's one policy: every app tagged ``remediator/policy: api``, CPU under 70 %."""
+    return {
+        "apiVersion": "remediator/v1",
+        "kind": "Policy",
+        "metadata": {"name": "api-cpu"},
+        "target": {
+            "type": "containerApp",
+            "selector": {"subscriptions": [SUBSCRIPTION], "tags": {"remediator/policy": "api"}},
+        },
+        "objectives": [
+            {
+                "name": "cpu",
+                "signal": {"metric": "CpuPercentage", "aggregation": "Average", "grain": "1m"},
+                "comparison": "<",
+                "threshold": 70,
+                "clear": 60,
+                "for": "2m",
+            }
+        ],
+        "remediation": ladder,
+        "guards": guards,
+    }
+
+
 def scenario(path: Path) -> Path:
     """1,000 apps under one tag selector; a few spike early, so actions are checkable."""
     body = {
@@ -71,34 +96,10 @@ def scenario(path: Path) -> Path:
             for n, i in enumerate(SPIKES)
         ],
         "policies": [
-            {
-                "apiVersion": "remediator/v1",
-                "kind": "Policy",
-                "metadata": {"name": "api-cpu"},
-                "target": {
-                    "type": "containerApp",
-                    "selector": {
-                        "subscriptions": [SUBSCRIPTION],
-                        "tags": {"remediator/policy": "api"},
-                    },
-                },
-                "objectives": [
-                    {
-                        "name": "cpu",
-                        "signal": {
-                            "metric": "CpuPercentage",
-                            "aggregation": "Average",
-                            "grain": "1m",
-                        },
-                        "comparison": "<",
-                        "threshold": 70,
-                        "clear": 60,
-                        "for": "2m",
-                    }
-                ],
-                "remediation": [{"scaleOut": {"step": 1, "maxReplicas": 4}}],
-                "guards": {"cooldown": "3m", "maxActionsPerHour": 4, "bounds": {"maxReplicas": 6}},
-            }
+            api_policy(
+                [{"scaleOut": {"step": 1, "maxReplicas": 4}}],
+                {"cooldown": "3m", "maxActionsPerHour": 4, "bounds": {"maxReplicas": 6}},
+            )
         ],
     }
     path.write_text(yaml.safe_dump(body))
@@ -149,10 +150,14 @@ class Sampler(threading.Thread):
         return owned
 
 
-def intents(audit: Path) -> list[dict[str, Any]]:
-    if not audit.exists():
-        return []
-    lines = [json.loads(line) for line in audit.read_text().splitlines() if line.strip()]
+def intents(directory: Path) -> list[dict[str, Any]]:
+    """Every intent of every partition's log, each naming the replica that wrote it."""
+    lines = [
+        json.loads(line)
+        for path in sorted(directory.glob("partition-*.jsonl"))
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
     return [r for r in lines if r.get("kind") == "intent"]
 
 
@@ -186,6 +191,7 @@ def test_three_replicas_split_a_1000_app_fleet_and_a_killed_ones_partitions_move
                     "partitions": PARTITIONS,
                     "identity": name,
                     "retryPeriod": f"{RETRY}s",
+                    "auditDir": str(tmp_path / "partitions"),
                 }
                 replicas[name] = cli(
                     "run",
@@ -262,17 +268,17 @@ def test_three_replicas_split_a_1000_app_fleet_and_a_killed_ones_partitions_move
     speed = float(clock["speed"])
     per_app: dict[str, set[str]] = defaultdict(set)
     count: dict[str, int] = defaultdict(int)
-    for name in ports:
-        for record in intents(tmp_path / f"{name}.audit.jsonl"):
-            app = record["target"].lower()
-            ts = datetime.fromisoformat(record["ts"].replace("Z", "+00:00"))
-            wall = anchor_wall + (ts - anchor).total_seconds() / speed
-            partition = partition_of(app, PARTITIONS)
-            assert partition in sampler.owner_at(name, wall + 0.5) | sampler.owner_at(
-                name, wall - 0.5
-            ), f"{name} recorded an intent for {app} without owning partition {partition}"
-            per_app[app].add(name)
-            count[app] += 1
+    for record in intents(tmp_path / "partitions"):
+        name = record["replica"]
+        app = record["target"].lower()
+        ts = datetime.fromisoformat(record["ts"].replace("Z", "+00:00"))
+        wall = anchor_wall + (ts - anchor).total_seconds() / speed
+        partition = partition_of(app, PARTITIONS)
+        assert partition in sampler.owner_at(name, wall + 0.5) | sampler.owner_at(
+            name, wall - 0.5
+        ), f"{name} recorded an intent for {app} without owning partition {partition}"
+        per_app[app].add(name)
+        count[app] += 1
     assert count, "the spiking apps were scaled out"
     patches: dict[str, int] = defaultdict(int)
     for request in requests:

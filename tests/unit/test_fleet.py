@@ -12,6 +12,7 @@ from controller.config import BudgetSettings, FailStaticSettings
 from controller.core import guards
 from controller.fleet import Fleet
 from controller.model import ActionRecord, Mode, OutcomeKind, Proposal, VerdictState
+from controller.shards import partition_of
 from tests.conftest import START, make_policy
 
 B, OK = VerdictState.BREACH, VerdictState.OK
@@ -265,3 +266,30 @@ def test_a_replica_that_owns_no_partition_may_not_act() -> None:
     assert f.holds("sub", START) is not None
     f.reshare(32, 32)
     assert f.holds("sub", START) is None
+
+
+def test_a_cause_shared_by_the_estate_holds_every_replica_and_a_local_one_only_its_own() -> None:
+    """Fail static with shards: each replica judges its own targets, which the partition
+    hash makes a uniform sample of the estate. 600 of 1,000 apps in breach at once (every
+    app of three regions of five): each of three replicas (11/11/10 of 32 partitions)
+    sees well over 45 % of its own in breach and holds. One partition's apps all in
+    breach is not a shared cause: no replica holds."""
+    apps = [f"/subscriptions/s/resourceGroups/rg-{i % 5}/providers/x/app-{i}" for i in range(1000)]
+    owners = [range(0, 11), range(11, 22), range(22, 32)]
+
+    def engaged(breaching: set[str]) -> list[bool]:
+        held = []
+        for owned in owners:
+            mine = [a for a in apps if partition_of(a, 32) in owned]
+            f = fleet(targets=len(mine))
+            for app in mine:
+                f.note(app, B if app in breaching else OK, False, START)
+            held.append(f.engaged is not None)
+        return held
+
+    assert engaged({a for a in apps if a.split("/")[4] in ("rg-0", "rg-1", "rg-2")}) == [
+        True,
+        True,
+        True,
+    ]
+    assert engaged({a for a in apps if partition_of(a, 32) == 5}) == [False, False, False]

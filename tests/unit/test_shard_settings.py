@@ -22,9 +22,10 @@ def test_shards_default_off_with_32_partitions_and_a_replica_unique_identity() -
 @pytest.mark.parametrize(
     ("shards", "expected"),
     [
-        ({"enabled": True}, "shards: needs accountUrl or connectionString"),
+        ({"enabled": True, "auditDir": "/a"}, "shards: needs accountUrl or connectionString"),
+        ({"enabled": True, "connectionString": "x"}, "shards: needs auditDir"),
         (
-            {"enabled": True, "connectionString": "x", "retryPeriod": "9s"},
+            {"enabled": True, "connectionString": "x", "auditDir": "/a", "retryPeriod": "9s"},
             "shards: needs leaseDuration > renewDeadline > 1.2 × retryPeriod",
         ),
         (
@@ -42,7 +43,7 @@ def test_bad_shard_settings_are_refused(shards: dict[str, object], expected: str
 
 def test_shards_and_leader_election_are_exclusive() -> None:
     both = {
-        "shards": {"enabled": True, "connectionString": "x"},
+        "shards": {"enabled": True, "connectionString": "x", "auditDir": "/a"},
         "leaderElection": {"enabled": True, "connectionString": "x"},
     }
     with pytest.raises(SettingsError, match="leaderElection and shards are exclusive"):
