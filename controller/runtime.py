@@ -10,12 +10,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
 from aiohttp import web
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.storage.blob.aio import ContainerClient
 
 from controller import approvals
 from controller.audit.keys import load_key
@@ -46,6 +46,9 @@ from controller.shards import PartitionOwner, partition_of
 from controller.status import LastPasses, pause_check
 from controller.targets import Expanded, expand, name_of
 from controller.telemetry import Metrics
+
+if TYPE_CHECKING:
+    from azure.storage.blob.aio import ContainerClient
 
 log = structlog.get_logger("remediator.runtime")
 
@@ -418,6 +421,8 @@ def _lease_storage(
     """The blob container holding leases, and their timing. No SDK retries: a holder
     tries again every retry period, and the storage SDK's backoff (15 s and up) would
     outlast the renew deadline."""
+    from azure.storage.blob.aio import ContainerClient  # only where leases are configured
+
     if lease.connection_string:
         container = ContainerClient.from_connection_string(
             lease.connection_string, lease.container, retry_total=0
