@@ -200,7 +200,7 @@ class Loop:
     async def _pass(self, reconciler: Reconciler) -> PassResult | PassFailure:
         name, policy = reconciler.key, reconciler.policy.name  # metrics: per policy, bounded
         try:
-            with self._metrics.reconcile_seconds.labels(policy).time():
+            with self._metrics.reconcile_seconds.time():
                 result = await reconciler.reconcile()
         except Exception as exc:  # any pass failure becomes backoff, never a dead loop
             failures = self.health.failures.get(name, 0) + 1

@@ -178,12 +178,17 @@ class Reconciler:
         """One pass. Raises when the resource cannot be read or the audit cannot be written
         (the loop backs off); nothing is changed in either case."""
         reconcile_id = uuid.uuid4().hex[:12]
-        with structlog.contextvars.bound_contextvars(
+        # bound and reset by token: ``bound_contextvars`` copies the whole context to
+        # save what it replaces, a cost every pass of every target paid
+        tokens = structlog.contextvars.bind_contextvars(
             reconcile_id=reconcile_id,
             policy=self.policy.name,
             target=self.policy.target.resource_id,
-        ):
+        )
+        try:
             result = await self._pass(reconcile_id)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
         return replace(result, target=self.policy.target.resource_id)
 
     @property

@@ -28,7 +28,6 @@ PER_POLICY = (
     "breaker_state",
     "paused",
     "escalations_total",
-    "reconcile_duration_seconds",
     "loop_lag_seconds",
     "reconcile_passes_total",
 )
@@ -142,8 +141,8 @@ SERIES = {
     'remediator_decisions_total{action="scaleOut",decision="deny",guard="cooldown"}': 3,
     'remediator_action_efficacy_total{action="scaleOut",efficacy="improved"}': 1,
     'remediator_escalations_total{policy="api",reason="approval"}': 1,
-    'remediator_reconcile_duration_seconds_bucket{policy="api",le="0.5"}': 4,
-    'remediator_reconcile_duration_seconds_bucket{policy="api",le="+Inf"}': 5,
+    'remediator_reconcile_duration_seconds_bucket{le="0.5"}': 4,
+    'remediator_reconcile_duration_seconds_bucket{le="+Inf"}': 5,
     'remediator_loop_lag_seconds{policy="api"}': 0.2,
     'remediator_reconcile_passes_total{policy="api",result="ok"}': 5,
     'remediator_observations_total{source="azureMonitor",quality="good"}': 5,
