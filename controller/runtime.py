@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import random
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -513,6 +514,24 @@ async def keep_discovering(runtime: Runtime) -> None:
         await runtime.clock.sleep(every)
         if any(item.policy.target.is_selector for item in runtime.policies):
             await runtime.discover()
+
+
+async def keep_standing_objects_frozen(runtime: Runtime, intervals: int = 10) -> None:
+    """Keep the objects every target holds for good (its policy, reconciler, task, metric
+    series) out of the cyclic collector's full passes. Runs until cancelled.
+
+    A full collection walks every tracked object: at 10,000 targets over a million,
+    ~0.5 s of CPU, a few times a minute, for garbage that is almost all a pass's. Frozen
+    once every target has passed (one interval in), a full pass walks only what was
+    made since. Every ``intervals`` intervals all is unfrozen, collected and frozen
+    again, so what a reload or a removed target left behind is still freed."""
+    every = runtime.settings.interval.total_seconds()
+    await runtime.clock.sleep(every * 1.2)  # every target's first pass, jitter included
+    while True:
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        await runtime.clock.sleep(every * intervals)
 
 
 def carried(old: Policy, memory: TargetMemory, new: Policy) -> TargetMemory:
