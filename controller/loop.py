@@ -184,7 +184,7 @@ class Loop:
             self.health.due[name] = due
             await self._clock.sleep(delay.total_seconds())
             lag = (self._clock.now() - due).total_seconds()
-            self._metrics.loop_lag.labels(reconciler.policy.name).set(max(lag, 0.0))
+            self._metrics.loop_lag.set(max(lag, 0.0), reconciler.policy.name)
             await self._pass(reconciler)
             if scope is not None and self._scopes.get(name) is not scope:
                 if name not in self._scopes:  # removed: leave no health entries behind

@@ -328,15 +328,15 @@ class Reconciler:
             metrics.breaker_state.labels(policy.name, action).set(_BREAKER_VALUE[state])
         spent = sum(1 for r in self.memory.history if now - r.ts < timedelta(hours=1))
         left = max(policy.guards.max_actions_per_hour - spent, 0)
-        metrics.budget_remaining.labels("target", policy.name).set(left)
+        metrics.budget_remaining.set(left, "target", policy.name)
         if self._fleet is not None:
             subscription = policy.target.subscription
             tokens, overall = self._fleet.remaining(subscription, now)
-            metrics.budget_remaining.labels("subscription", subscription).set(tokens)
-            metrics.budget_remaining.labels("global", "all").set(overall)
+            metrics.budget_remaining.set(tokens, "subscription", subscription)
+            metrics.budget_remaining.set(overall, "global", "all")
         # 1 only while the kill switch is what holds this target's action back
         held = result.decision is not None and result.decision.guard == "paused"
-        metrics.paused.labels(policy.name).set(1 if held else 0)
+        metrics.paused.set(1 if held else 0, policy.name)
 
     def _judge(
         self, verdicts: tuple[Verdict, ...], now: datetime, reconcile_id: str
