@@ -61,9 +61,9 @@ from controller.runtime import (
     clock_for,
     follow_partitions,
     keep_discovering,
-    keep_standing_objects_frozen,
     open_runtime,
     survey_targets,
+    tune_garbage_collection,
     watch_policies,
 )
 from controller.server import serving
@@ -656,7 +656,7 @@ async def _run_async(settings: Settings, policies: Any, once: bool) -> int:
                 tg.start_soon(runtime.escalator.run)
             tg.start_soon(watch_policies, runtime)  # SIGHUP or a changed file: reload
             tg.start_soon(keep_discovering, runtime)  # selectors ask Resource Graph again
-            tg.start_soon(keep_standing_objects_frozen, runtime)
+            tg.start_soon(tune_garbage_collection, runtime)
             await runtime.loop.run()
     run_log.stopped(received[0] if received else None)
     return EXIT_INTERRUPTED if received == [signal.SIGINT] else EXIT_OK

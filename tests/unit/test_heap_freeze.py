@@ -1,6 +1,7 @@
-"""The run command freezes what every target holds for good out of the collector's full
-passes once the targets have passed, and unfreezes it every few intervals, so garbage
-frozen with it (a reloaded policy's reconciler, a removed target) is still freed."""
+"""The run command collects a pass's garbage young and freezes what every target holds for
+good out of the collector's full passes once the targets have passed; it unfreezes it
+every few intervals, so garbage frozen with it (a reloaded policy's reconciler, a removed
+target) is still freed."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import anyio
 import pytest
 
 from controller.clock import VirtualClock
-from controller.runtime import Runtime, keep_standing_objects_frozen
+from controller.runtime import YOUNG_COLLECTION_EVERY, Runtime, tune_garbage_collection
 
 pytestmark = pytest.mark.anyio
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -34,11 +35,13 @@ async def test_standing_objects_are_frozen_after_an_interval_and_garbage_still_f
         SimpleNamespace(settings=SimpleNamespace(interval=timedelta(minutes=1)), clock=clock),
     )
     standing: list[Any] = [Cycle()]
+    threshold = gc.get_threshold()
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(keep_standing_objects_frozen, runtime, 3)
+            tg.start_soon(tune_garbage_collection, runtime, 3)
             await clock.drive(START + timedelta(seconds=50), sleepers=1)
             assert gc.get_freeze_count() == 0  # not before every target has passed once
+            assert gc.get_threshold()[0] == YOUNG_COLLECTION_EVERY
             await clock.drive(START + timedelta(seconds=80), sleepers=1)
             assert gc.get_freeze_count() > 0
             gone = weakref.ref(standing.pop())  # frozen, then dropped: a removed target
@@ -50,3 +53,4 @@ async def test_standing_objects_are_frozen_after_an_interval_and_garbage_still_f
             tg.cancel_scope.cancel()
     finally:
         gc.unfreeze()
+        gc.set_threshold(*threshold)
