@@ -42,3 +42,15 @@ def test_the_emulator_credential_needs_no_azure_identity() -> None:
         "from controller.azure.credentials import make_credential\nmake_credential('emulator')"
     )
     assert not [m for m in modules if m.startswith("azure.identity")]
+
+
+def test_the_command_imports_the_emulator_demo_and_backtest_only_for_their_subcommands() -> None:
+    modules = loaded_after("import controller.cli")
+    for command_only in (
+        "controller.emulator.app",
+        "controller.demo",
+        "controller.backtest.commands",
+        "controller.backtest.report",
+    ):
+        assert command_only not in modules
+    assert "controller.emulator.scenario" in modules  # scenarios are listed in --help
