@@ -20,12 +20,12 @@ from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from textwrap import dedent, indent
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import yaml
 
-from controller import approvals, demo, kill_switch, permissions, render, run_log
+from controller import approvals, kill_switch, permissions, render, run_log
 from controller.audit.anchor import AnchorUnreadable
 from controller.audit.chain import Verification
 from controller.audit.keys import key_from_environment
@@ -41,18 +41,14 @@ from controller.audit.partitions import partition_logs_in
 from controller.audit.repair import repair
 from controller.audit.series import check_series
 from controller.audit.show import RecordFilter, Tail, follow, parse_kinds, parse_since
-from controller.backtest import commands as backtest_commands
-from controller.backtest.from_audit import from_audit
 from controller.backtest.history import RecordingError, read_recording
 from controller.backtest.model import Backtest
 from controller.backtest.prices import Prices, PricesError, load_prices
-from controller.backtest.report import render as render_report
 from controller.backtest.sources import HistoryUnavailable
 from controller.clock import VirtualClock
 from controller.config import Settings, SettingsError, load_settings
 from controller.durations import parse_duration
-from controller.emulator import Emulator, Scenario, ScenarioError, list_scenarios, load_scenario
-from controller.emulator.config_writer import policies_for
+from controller.emulator import Scenario, ScenarioError, list_scenarios, load_scenario
 from controller.loop import PassFailure
 from controller.model import Mode
 from controller.policy.json_schema import policy_json_schema
@@ -66,11 +62,15 @@ from controller.runtime import (
     keep_discovering,
     open_runtime,
     survey_targets,
+    tune_garbage_collection,
     watch_policies,
 )
 from controller.server import serving
 from controller.settings_view import settings_view
 from controller.telemetry import configure_logging
+
+if TYPE_CHECKING:
+    from controller.emulator import Emulator
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_SIGNALS_FAILED = 3  # plan / run --once: a signal could not be read, its verdict unknown
@@ -671,6 +671,7 @@ async def _run_async(settings: Settings, policies: Any, once: bool) -> int:
                 tg.start_soon(runtime.escalator.run)
             tg.start_soon(watch_policies, runtime)  # SIGHUP or a changed file: reload
             tg.start_soon(keep_discovering, runtime)  # selectors ask Resource Graph again
+            tg.start_soon(tune_garbage_collection, runtime)
             await runtime.loop.run()
     run_log.stopped(received[0] if received else None)
     return EXIT_INTERRUPTED if received == [signal.SIGINT] else EXIT_OK
@@ -952,6 +953,8 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _emulator(args: argparse.Namespace) -> int:
+    from controller import demo  # the emulator and the runtime: only here
+
     return anyio.run(
         demo.serve_emulator,
         args.scenario,
@@ -966,6 +969,8 @@ def _emulator(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    from controller import demo
+
     mode = Mode.DRY_RUN if args.dry_run else Mode.LIVE
     listen = _listen(args.listen or (DEMO_LISTEN if args.linger else "off"))
     if args.linger and listen is None:
@@ -985,6 +990,8 @@ def _listen(text: str) -> tuple[str, int] | None:
 
 
 def _backtest(args: argparse.Namespace) -> int:
+    from controller.backtest import commands as backtest_commands
+
     if args.audit_out is not None and args.audit_out.exists():
         raise BadOption(f"--audit-out: {args.audit_out} exists; an audit log is never written over")
     if args.scenario:
@@ -1034,6 +1041,9 @@ def _run_returning(work: Callable[[], Awaitable[T]]) -> T:
 
 def _backtest_out(args: argparse.Namespace, results: Any, prices: Prices | None) -> int:
     """The report (when asked for) and the JSON summary, the same for every history."""
+    from controller.backtest import commands as backtest_commands
+    from controller.backtest.report import render as render_report
+
     if args.report is not None:
         args.report.write_text(render_report(results, prices=prices or Prices()), encoding="utf-8")
         print(f"report: {args.report}", file=sys.stderr)
@@ -1051,6 +1061,8 @@ def _warn(results: Sequence[Backtest]) -> None:
 
 
 def _record(args: argparse.Namespace) -> int:
+    from controller.backtest import commands as backtest_commands
+
     settings = _settings(args)
     try:
         duration = parse_duration(args.duration)
@@ -1079,6 +1091,10 @@ def _moment(text: str) -> datetime:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from controller.backtest import commands as backtest_commands
+    from controller.backtest.from_audit import from_audit
+    from controller.backtest.report import render as render_report
+
     records = [record for path in args.audit for record in read_records(path)]
     history = None
     policies: dict[str, Any] = {}
@@ -1108,6 +1124,8 @@ def _report(args: argparse.Namespace) -> int:
 
 async def _backtest_scenario(args: argparse.Namespace) -> int:
     """The scenario's emulator, at the scenario's end, serves its whole history."""
+    from controller.emulator import Emulator
+
     scenario = load_scenario(args.scenario)
     end = scenario.start + scenario.duration
     start = _moment(args.start) if args.start else scenario.start
@@ -1130,6 +1148,9 @@ async def _backtest_scenario_in(
     start: datetime,
     until: datetime,
 ) -> int:
+    from controller.backtest import commands as backtest_commands
+    from controller.emulator.config_writer import policies_for
+
     async with emulator.serve() as base_url:
         for index, policy in enumerate(policies_for(scenario, base_url)):
             name = f"{index:02d}-{policy['metadata']['name']}.yaml"

@@ -17,17 +17,19 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 from azure.core.exceptions import AzureError
-from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
 from controller.azure import retry
 from controller.azure.clients import AzureClients
 from controller.clock import Clock
 from controller.policy.loader import LoadedPolicy
 from controller.policy.selector import Selector, graph_query
+
+if TYPE_CHECKING:  # the SDK is imported with the Resource Graph client, for selectors only
+    from azure.mgmt.resourcegraph.models import QueryRequest
 
 log = structlog.get_logger("remediator.discovery")
 
@@ -133,6 +135,8 @@ class Discovery:
     async def query(self, resource_type: str, selector: Selector) -> tuple[list[Found], int]:
         """Every row of the selector's query, page by page; and the number of pages."""
         client = await self._clients.resource_graph()
+        from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
+
         text = graph_query(resource_type, selector)
         found: list[Found] = []
         token: str | None = None

@@ -26,6 +26,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
@@ -35,9 +36,19 @@ from azure.core.exceptions import (
     ResourceExistsError,
     ResourceNotFoundError,
 )
-from azure.storage.blob.aio import BlobLeaseClient, ContainerClient
+
+if TYPE_CHECKING:  # the storage SDK (~20 MiB) is loaded only where leases are configured
+    from azure.storage.blob.aio import BlobClient, BlobLeaseClient, ContainerClient
 
 log = structlog.get_logger("remediator.lease")
+
+
+def new_lease(blob: BlobClient) -> BlobLeaseClient:
+    """A lease client on ``blob``; the storage SDK is imported with the first one (its
+    container client, made by the runtime, has loaded it already)."""
+    from azure.storage.blob.aio import BlobLeaseClient
+
+    return BlobLeaseClient(blob)
 
 
 @dataclass(frozen=True)
@@ -135,7 +146,7 @@ class LeaderElector:
         return self.is_leader
 
     async def _try_acquire(self) -> None:
-        lease = BlobLeaseClient(self._blob)
+        lease = new_lease(self._blob)
         sent = self._monotonic()
         try:
             with anyio.fail_after(self._call_timeout):

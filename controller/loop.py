@@ -192,7 +192,7 @@ class Loop:
             self.health.due[name] = due
             await self._clock.sleep(delay.total_seconds())
             lag = (self._clock.now() - due).total_seconds()
-            self._metrics.loop_lag.labels(reconciler.policy.name).set(max(lag, 0.0))
+            self._metrics.loop_lag.set(max(lag, 0.0), reconciler.policy.name)
             await self._pass(reconciler)
             if scope is not None and self._scopes.get(name) is not scope:
                 if name not in self._scopes:  # removed: leave no health entries behind
@@ -208,7 +208,7 @@ class Loop:
     async def _pass(self, reconciler: Reconciler) -> PassResult | PassFailure:
         name, policy = reconciler.key, reconciler.policy.name  # metrics: per policy, bounded
         try:
-            with self._metrics.reconcile_seconds.labels(policy).time():
+            with self._metrics.reconcile_seconds.time():
                 result = await reconciler.reconcile()
         except Exception as exc:  # any pass failure becomes backoff, never a dead loop
             failures = self.health.failures.get(name, 0) + 1

@@ -214,12 +214,17 @@ class Reconciler:
         """One pass. Raises when the resource cannot be read or the audit cannot be written
         (the loop backs off); nothing is changed in either case."""
         reconcile_id = uuid.uuid4().hex[:12]
-        with structlog.contextvars.bound_contextvars(
+        # bound and reset by token: ``bound_contextvars`` copies the whole context to
+        # save what it replaces, a cost every pass of every target paid
+        tokens = structlog.contextvars.bind_contextvars(
             reconcile_id=reconcile_id,
             policy=self.policy.name,
             target=self.policy.target.resource_id,
-        ):
+        )
+        try:
             result = await self._pass(reconcile_id)
+        finally:
+            structlog.contextvars.reset_contextvars(**tokens)
         return replace(result, target=self.policy.target.resource_id)
 
     @property
@@ -394,7 +399,7 @@ class Reconciler:
         self.publish(now)
         # 1 only while the kill switch is what holds this target's action back
         held = result.decision is not None and result.decision.guard == "paused"
-        self._metrics.paused.labels(self.policy.name).set(1 if held else 0)
+        self._metrics.paused.set(1 if held else 0, self.policy.name)
 
     def publish(self, now: datetime) -> None:
         """The gauges memory alone tells (breakers, budgets left): set by every pass, and
@@ -406,12 +411,12 @@ class Reconciler:
             metrics.breaker_state.labels(policy.name, action).set(_BREAKER_VALUE[state])
         spent = sum(1 for r in self.memory.history if now - r.ts < timedelta(hours=1))
         left = max(policy.guards.max_actions_per_hour - spent, 0)
-        metrics.budget_remaining.labels("target", policy.name).set(left)
+        metrics.budget_remaining.set(left, "target", policy.name)
         if self._fleet is not None:
             subscription = policy.target.subscription
             tokens, overall = self._fleet.remaining(subscription, now)
-            metrics.budget_remaining.labels("subscription", subscription).set(tokens)
-            metrics.budget_remaining.labels("global", "all").set(overall)
+            metrics.budget_remaining.set(tokens, "subscription", subscription)
+            metrics.budget_remaining.set(overall, "global", "all")
 
     async def _judge(
         self, verdicts: tuple[Verdict, ...], now: datetime, reconcile_id: str

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import random
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -10,12 +11,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
 from aiohttp import web
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.storage.blob.aio import ContainerClient
 
 from controller import approvals
 from controller.audit.anchor import AnchorUnreadable
@@ -55,6 +56,9 @@ from controller.shards import PartitionOwner, partition_of
 from controller.status import LastPasses, pause_check
 from controller.targets import Expanded, expand, name_of
 from controller.telemetry import Metrics
+
+if TYPE_CHECKING:
+    from azure.storage.blob.aio import ContainerClient
 
 log = structlog.get_logger("remediator.runtime")
 
@@ -642,6 +646,8 @@ def _lease_storage(
     """The blob container holding leases, and their timing. No SDK retries: a holder
     tries again every retry period, and the storage SDK's backoff (15 s and up) would
     outlast the renew deadline."""
+    from azure.storage.blob.aio import ContainerClient  # only where leases are configured
+
     if lease.connection_string:
         container = ContainerClient.from_connection_string(
             lease.connection_string, lease.container, retry_total=0
@@ -746,6 +752,33 @@ async def keep_discovering(runtime: Runtime) -> None:
         await runtime.clock.sleep(every)
         if any(item.policy.target.is_selector for item in runtime.policies):
             await runtime.discover()
+
+
+# Allocations between young collections (Python's default: 700). A pass's objects live
+# for the pass; at 700 many are collected young several times and pushed to the old
+# generations, where only a full collection frees them.
+YOUNG_COLLECTION_EVERY = 10_000
+
+
+async def tune_garbage_collection(runtime: Runtime, intervals: int = 10) -> None:
+    """Keep the cyclic collector off the objects every target holds for good (its policy,
+    reconciler, task, metric series), and collect a pass's garbage young. Runs until
+    cancelled.
+
+    A full collection walks every tracked object: at 10,000 targets over a million,
+    ~0.5 s of CPU, a few times a minute, for garbage that is almost all a pass's (a
+    fifth of the controller's CPU). Frozen once every target has passed (one interval
+    in), a full collection walks only what was made since. Every ``intervals``
+    intervals all is unfrozen, collected and frozen again, so what a reload or a
+    removed target left behind is still freed."""
+    gc.set_threshold(YOUNG_COLLECTION_EVERY, *gc.get_threshold()[1:])
+    every = runtime.settings.interval.total_seconds()
+    await runtime.clock.sleep(every * 1.2)  # every target's first pass, jitter included
+    while True:
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+        await runtime.clock.sleep(every * intervals)
 
 
 def carried(old: Policy, memory: TargetMemory, new: Policy) -> TargetMemory:

@@ -34,13 +34,16 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceExistsError
-from azure.storage.blob.aio import BlobLeaseClient, ContainerClient
 
-from controller.lease import LeaseTiming
+from controller.lease import LeaseTiming, new_lease
+
+if TYPE_CHECKING:
+    from azure.storage.blob.aio import BlobLeaseClient, ContainerClient
 
 log = structlog.get_logger("remediator.shards")
 
@@ -151,7 +154,7 @@ class PartitionOwner:
         blob = self._container.get_blob_client(self._presence_blob(self.identity))
         with contextlib.suppress(ResourceExistsError, HttpResponseError):
             await blob.upload_blob(b"", overwrite=False)
-        lease = BlobLeaseClient(blob)
+        lease = new_lease(blob)
         try:
             await lease.acquire(lease_duration=int(self._timing.duration))
         except AzureError:
@@ -242,7 +245,7 @@ class PartitionOwner:
 
     async def _acquire(self, partition: int) -> bool:
         blob = self._container.get_blob_client(self._blob(partition))
-        lease = BlobLeaseClient(blob)
+        lease = new_lease(blob)
         try:
             await lease.acquire(lease_duration=int(self._timing.duration))
             await blob.set_blob_metadata({"owner": self.identity}, lease=lease)
@@ -258,7 +261,7 @@ class PartitionOwner:
         once the break period (the lease's duration) has passed."""
         blob = self._container.get_blob_client(self._blob(partition))
         try:
-            await BlobLeaseClient(blob).break_lease(lease_break_period=int(self._timing.duration))
+            await new_lease(blob).break_lease(lease_break_period=int(self._timing.duration))
         except AzureError:
             return False
         self.breaking.add(partition)

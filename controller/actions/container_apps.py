@@ -11,10 +11,9 @@ import json
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from azure.core.exceptions import HttpResponseError
-from azure.mgmt.appcontainers.models import ContainerApp, Template, TrafficWeight
 
 from controller.azure import retry
 from controller.azure.clients import AzureClients
@@ -30,12 +29,15 @@ from controller.model import (
 )
 from controller.policy.schema import Target
 
+if TYPE_CHECKING:  # the SDK is imported with the first Container Apps client (AzureClients)
+    from azure.mgmt.appcontainers.models import ContainerApp, Template, TrafficWeight
+
 _READ_ONLY_RESOURCE_FIELDS = ("ephemeralStorage",)
 CONFLICT_ATTEMPTS = 3  # reads and recomputes after an ETag conflict (412) before giving up
 
 # From the app as just read (and its planner view): the ``properties`` to merge-patch,
 # {} when it is already as proposed, or an Outcome when the change cannot be made.
-Change = Callable[[ContainerApp, ResourceState], "dict[str, Any] | Outcome"]
+Change = Callable[["ContainerApp", ResourceState], "dict[str, Any] | Outcome"]
 
 
 def split_id(resource_id: str) -> tuple[str, str, str]:
@@ -100,7 +102,7 @@ class ContainerAppsActuator:
         async def get() -> tuple[ContainerApp, str | None]:
             # ``cls`` changes what get() returns; the SDK's stubs cannot say so
             versioned = await client.container_apps.get(rg, name, cls=with_etag)
-            return cast(tuple[ContainerApp, str | None], versioned)
+            return cast("tuple[ContainerApp, str | None]", versioned)
 
         return await retry.call(self._clock, get)
 
@@ -111,6 +113,8 @@ class ContainerAppsActuator:
         sub, rg, name = split_id(resource_id)
         client = await self._clients.container_apps(sub)
         headers = {"If-Match": etag} if etag else {}
+
+        from azure.mgmt.appcontainers.models import ContainerApp
 
         async def update() -> ContainerApp:
             # A model built from the mapping serialises exactly the keys given: a merge patch.

@@ -9,12 +9,7 @@ change is pending.
 
 from __future__ import annotations
 
-from typing import Any
-
-from azure.mgmt.cosmosdb.models import (
-    ThroughputSettingsGetResults,
-    ThroughputSettingsUpdateParameters,
-)
+from typing import TYPE_CHECKING, Any
 
 from controller.actions.container_apps import split_id
 from controller.azure import retry
@@ -23,6 +18,9 @@ from controller.clock import Clock
 from controller.model import Outcome, OutcomeKind, Proposal, ResourceState, Throughput
 from controller.policy.schema import Target
 from controller.sizes import throughput_floor
+
+if TYPE_CHECKING:  # the SDK is imported with the first Cosmos DB client (AzureClients)
+    from azure.mgmt.cosmosdb.models import ThroughputSettingsGetResults
 
 
 def _int(text: Any) -> int | None:
@@ -114,6 +112,8 @@ class CosmosActuator:
         sub, rg, account, database, container = _parts(target)
         client = await self._clients.cosmos(sub)
         sql = client.sql_resources
+
+        from azure.mgmt.cosmosdb.models import ThroughputSettingsUpdateParameters
 
         # a model built from the mapping sends exactly the keys given
         params = ThroughputSettingsUpdateParameters(body)

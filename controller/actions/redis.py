@@ -10,10 +10,9 @@ ran, and the next pass tries again, rather than a failed action.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from azure.core.exceptions import HttpResponseError
-from azure.mgmt.redis.models import RedisRebootParameters, RedisResource
 
 from controller.azure import retry
 from controller.azure.clients import AzureClients
@@ -22,6 +21,9 @@ from controller.model import CacheSku, Outcome, OutcomeKind, Proposal, ResourceS
 from controller.policy.schema import Target
 
 from .container_apps import split_id
+
+if TYPE_CHECKING:  # the SDK is imported with the first Redis client (AzureClients)
+    from azure.mgmt.redis.models import RedisResource
 
 _TIERS = {"Basic": 0, "Standard": 1, "Premium": 2}
 # Provisioning states a cache does not come back from by waiting: a write is refused for
@@ -52,7 +54,7 @@ class RedisActuator:
         async def get() -> tuple[RedisResource, Any]:
             # ``cls`` changes what get() returns; the SDK's stubs cannot say so
             answer = await client.redis.get(rg, name, cls=with_body)
-            return cast(tuple[RedisResource, Any], answer)
+            return cast("tuple[RedisResource, Any]", answer)
 
         cache, body = await retry.call(self._clock, get)
         return to_state(target.resource_id, cache, body)
@@ -124,6 +126,8 @@ class RedisActuator:
             return refused
         sub, rg, name = split_id(target.resource_id)
         client = await self._clients.redis(sub)
+        from azure.mgmt.redis.models import RedisRebootParameters
+
         parameters = RedisRebootParameters(reboot_type=reboot_type, shard_id=asked.get("shardId"))
         try:
             answer = await retry.call(

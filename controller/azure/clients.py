@@ -11,32 +11,34 @@ import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from azure.core.credentials_async import AsyncTokenCredential
 from azure.core.pipeline import PipelineRequest
 from azure.core.pipeline.policies import SansIOHTTPPolicy
-from azure.mgmt.appcontainers.aio import ContainerAppsAPIClient
-from azure.mgmt.cosmosdb.aio import CosmosDBManagementClient
-from azure.mgmt.monitor.aio import MonitorManagementClient
-from azure.mgmt.redis.aio import RedisManagementClient
-from azure.mgmt.resource.resources.aio import ResourceManagementClient
-from azure.mgmt.resourcegraph.aio import ResourceGraphClient
-from azure.monitor.query.aio import LogsQueryClient
-from azure.monitor.querymetrics.aio import MetricsClient
 
 from controller.config import Settings
 from controller.permissions import required_action
 from controller.telemetry import Metrics
 
+if TYPE_CHECKING:  # each SDK is imported when its first client is made (~5-10 MiB apiece)
+    from azure.mgmt.appcontainers.aio import ContainerAppsAPIClient
+    from azure.mgmt.cosmosdb.aio import CosmosDBManagementClient
+    from azure.mgmt.monitor.aio import MonitorManagementClient
+    from azure.mgmt.redis.aio import RedisManagementClient
+    from azure.mgmt.resource.resources.aio import ResourceManagementClient
+    from azure.mgmt.resourcegraph.aio import ResourceGraphClient
+    from azure.monitor.query.aio import LogsQueryClient
+    from azure.monitor.querymetrics.aio import MetricsClient
+
 ArmClient = TypeVar(
     "ArmClient",
-    ContainerAppsAPIClient,
-    MonitorManagementClient,
-    ResourceManagementClient,
-    CosmosDBManagementClient,
-    RedisManagementClient,
+    "ContainerAppsAPIClient",
+    "MonitorManagementClient",
+    "ResourceManagementClient",
+    "CosmosDBManagementClient",
+    "RedisManagementClient",
 )
 
 
@@ -169,7 +171,10 @@ def _options(
 
 @dataclass
 class AzureClients:
-    """One set of clients per subscription, created on first use, closed together."""
+    """One set of clients per subscription, created on first use, closed together.
+
+    Each SDK is imported with its first client: a controller that watches only
+    Container Apps never loads the Cosmos DB, Redis or Resource Graph packages."""
 
     settings: Settings
     credential: AsyncTokenCredential
@@ -198,22 +203,32 @@ class AzureClients:
         await self.credential.close()
 
     async def container_apps(self, subscription: str) -> ContainerAppsAPIClient:
+        from azure.mgmt.appcontainers.aio import ContainerAppsAPIClient
+
         return await self._arm(ContainerAppsAPIClient, self._apps, subscription)
 
     async def monitor(self, subscription: str) -> MonitorManagementClient:
         """ARM metrics for one resource at a time, where the batch API cannot serve."""
+        from azure.mgmt.monitor.aio import MonitorManagementClient
+
         return await self._arm(MonitorManagementClient, self._monitor, subscription)
 
     async def resources(self, subscription: str) -> ResourceManagementClient:
         """Resource groups, for the tags an operator pauses a whole group with."""
+        from azure.mgmt.resource.resources.aio import ResourceManagementClient
+
         return await self._arm(ResourceManagementClient, self._resources, subscription)
 
     async def cosmos(self, subscription: str) -> CosmosDBManagementClient:
         """Cosmos DB throughput offers."""
+        from azure.mgmt.cosmosdb.aio import CosmosDBManagementClient
+
         return await self._arm(CosmosDBManagementClient, self._cosmos, subscription)
 
     async def redis(self, subscription: str) -> RedisManagementClient:
         """Azure Cache for Redis."""
+        from azure.mgmt.redis.aio import RedisManagementClient
+
         return await self._arm(RedisManagementClient, self._redis, subscription)
 
     async def _arm(self, kind: type[ArmClient], cache: dict[str, ArmClient], sub: str) -> ArmClient:
@@ -239,6 +254,8 @@ class AzureClients:
     async def resource_graph(self) -> ResourceGraphClient:
         """Azure Resource Graph: which resources a selector covers (one client, any scope)."""
         if self._graph is None:
+            from azure.mgmt.resourcegraph.aio import ResourceGraphClient
+
             ep = self.settings.endpoints()
             client = ResourceGraphClient(
                 self.credential,
@@ -252,6 +269,8 @@ class AzureClients:
     async def logs(self) -> LogsQueryClient:
         """Log Analytics / Application Insights queries (one endpoint for all workspaces)."""
         if self._logs is None:
+            from azure.monitor.query.aio import LogsQueryClient
+
             ep = self.settings.endpoints()
             client = LogsQueryClient(
                 self.credential,
@@ -265,6 +284,8 @@ class AzureClients:
     async def metrics(self, region: str) -> MetricsClient:
         """The batch metrics client of a region (its endpoint is regional)."""
         if region not in self._metrics:
+            from azure.monitor.querymetrics.aio import MetricsClient
+
             ep = self.settings.endpoints()
             endpoint = ep.metrics.replace("{region}", region)
             client = MetricsClient(

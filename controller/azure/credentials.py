@@ -13,7 +13,6 @@ from typing import Any, Literal
 
 from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.core.credentials_async import AsyncTokenCredential
-from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 
 EMULATOR_TOKEN = "remediator-emulator-token"
 
@@ -56,6 +55,9 @@ def make_credential(
     ``managedIdentity`` = the platform's identity endpoint only (a sidecar's usual case)."""
     if kind == "emulator":
         return EmulatorCredential()
+    # azure-identity (~15 MiB with its MSAL dependencies) only for a credential that needs it
+    from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
+
     if kind == "managedIdentity":
         return ManagedIdentityCredential(client_id=client_id)
     return DefaultAzureCredential(managed_identity_client_id=client_id)

@@ -18,6 +18,10 @@ MAX_FILE_BYTES = 1024 * 1024  # 1 MiB: a policy or settings file is a few kiloby
 MAX_DEPTH = 64  # nested mappings and lists; a policy is under ten deep
 MAX_ALIAS_NODES = 10_000  # values aliases may add to a file, over what it spells out
 
+# libyaml's parser, when PyYAML was built with it: ten times the pure-Python one, which a
+# fleet's policy files (10,000 policies) take most of a minute to go through
+FAST_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 class YamlRefused(Exception):
     """The file cannot be read as YAML, or crosses a limit; ``line`` is 1-based (0: the
@@ -41,13 +45,26 @@ def read_capped(path: Path, limit: int = MAX_FILE_BYTES) -> str:
 
 def check_shape(text: str) -> None:
     """Refuse syntax errors, nesting deeper than MAX_DEPTH and alias expansion past
-    MAX_ALIAS_NODES, naming the line. What passes composes and loads in bounded memory."""
+    MAX_ALIAS_NODES, naming the line. What passes composes and loads in bounded memory.
+
+    The events are walked by libyaml when it is there; a file it cannot parse is walked
+    again by the pure-Python parser, whose messages (and lines) are the ones reported."""
+    if FAST_LOADER is not yaml.SafeLoader:
+        try:
+            _check_events(text, FAST_LOADER)
+            return
+        except yaml.YAMLError:
+            pass  # a syntax error: located and worded below
+    _check_events(text, yaml.SafeLoader)
+
+
+def _check_events(text: str, loader: type[yaml.SafeLoader]) -> None:
     sizes: dict[str, int] = {}  # an anchor's node count, aliases inside it expanded
     counts: list[int] = []  # per open collection: its node count so far
     anchors: list[str | None] = []  # and its anchor
     added = 0
     try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        for event in yaml.parse(text, Loader=loader):
             line = event.start_mark.line + 1 if event.start_mark else 0
             if isinstance(event, yaml.CollectionStartEvent):
                 if len(counts) >= MAX_DEPTH:
@@ -78,11 +95,15 @@ def check_shape(text: str) -> None:
             if counts:
                 counts[-1] += size
     except yaml.MarkedYAMLError as exc:
+        if loader is not yaml.SafeLoader:
+            raise
         mark = exc.problem_mark or exc.context_mark
         raise YamlRefused(
             mark.line + 1 if mark else 0, f"YAML syntax error: {exc.problem or exc}"
         ) from None
     except yaml.reader.ReaderError as exc:  # a NUL or other control character
+        if loader is not yaml.SafeLoader:
+            raise
         line = text.count("\n", 0, max(exc.position, 0)) + 1
         char = exc.character
         code = ord(char) if isinstance(char, str) else int(char)

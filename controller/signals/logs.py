@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import AzureError
-from azure.monitor.query import LogsQueryStatus
 
 from controller.azure import retry
 from controller.azure.clients import AzureClients
@@ -98,6 +97,7 @@ class LogsSource:
     ) -> list[list[Any]] | str:
         """The first table's rows, or why there are none to trust."""
         client = await self._clients.logs()
+        from azure.monitor.query import LogsQueryStatus  # loaded with the client
 
         async def run() -> Any:
             if signal.workspace_id is not None:

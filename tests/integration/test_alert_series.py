@@ -110,7 +110,7 @@ async def test_every_series_a_policy_implies_is_there_before_any_pass(
     assert value(series, "remediator_objective_state", **p, objective="cpu") == -1  # unknown
     for result in ("ok", "error"):
         assert value(series, "remediator_reconcile_passes_total", **p, result=result) == 0
-    assert value(series, "remediator_reconcile_duration_seconds_count", **p) == 0
+    assert value(series, "remediator_reconcile_duration_seconds_count") == 0  # every target's
     labels = {"source": "azureMonitor", "quality": "error"}
     assert value(series, "remediator_observations_total", **labels) == 0
     assert value(series, "remediator_paused", **p) == 0

@@ -15,6 +15,7 @@ import aiohttp
 import anyio
 import pytest
 import yaml
+from prometheus_client import generate_latest
 
 from controller.audit.log import AuditLog, Record
 from controller.audit.replay import replay
@@ -79,6 +80,11 @@ async def test_a_bad_reload_keeps_the_last_good_set_and_a_good_one_applies(
         assert await runtime.reload() is True
         assert [r.policy.name for r in runtime.loop.reconcilers] == ["worker-cpu"]
         assert "api-cpu" not in runtime.loop.health.last_tick
+        exposition = generate_latest(runtime.metrics.registry).decode()
+        left = [line for line in exposition.splitlines() if '"api-cpu"' in line]
+        for gauge in ("objective_state", "loop_lag_seconds", "paused", "budget_remaining"):
+            assert not [line for line in left if line.startswith(f"remediator_{gauge}")]
+        assert [line for line in exposition.splitlines() if '"worker-cpu"' in line]
         tg.cancel_scope.cancel()
     samples = {
         s.labels["result"]: s.value

@@ -233,3 +233,23 @@ def test_a_missing_file_says_no_such_file(
 ) -> None:
     assert main(["validate", str(tmp_path / "nowhere.yaml")]) == 2
     assert capsys.readouterr().err.strip() == f"{tmp_path / 'nowhere.yaml'}: no such file"
+
+
+def test_policies_from_one_template_share_their_equal_parts(tmp_path: Path) -> None:
+    """A fleet's policies differ by name and target: their objectives, ladder and guards
+    are held once, and each policy still equals itself loaded alone."""
+    docs = [
+        GOOD.replace("api-cpu", f"api-{i}").replace("containerApps/api", f"containerApps/a{i}")
+        for i in range(3)
+    ]
+    docs[2] = docs[2].replace("threshold: 70", "threshold: 80")
+    first, second, third = load_policies([write(tmp_path, "fleet.yaml", "---\n".join(docs))])
+    assert first.policy.objectives is second.policy.objectives
+    assert first.policy.guards is second.policy.guards is third.policy.guards
+    assert first.policy.remediation is third.policy.remediation
+    assert third.policy.objectives is not first.policy.objectives  # 80, not 70
+    assert third.policy.objectives[0].threshold == 80
+    assert first.policy.target is not second.policy.target
+    [alone] = load_policies([write(tmp_path, "alone.yaml", docs[1])])
+    assert alone.policy == second.policy and alone.line == 1
+    assert second.policy.model_fields_set == alone.policy.model_fields_set
