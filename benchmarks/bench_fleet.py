@@ -83,6 +83,21 @@ def policy(i: int) -> dict[str, Any]:
     }
 
 
+def selector_policy(n: int) -> dict[str, Any]:
+    """One policy over the whole fleet: the estate found by its tag in Resource Graph."""
+    one = policy(0)
+    one["metadata"] = {"name": "fleet-cpu"}
+    one["target"] = {
+        "type": "containerApp",
+        "selector": {
+            "subscriptions": [SUBSCRIPTION],
+            "tags": {"remediator/policy": "fleet"},
+            "maxTargets": n,
+        },
+    }
+    return one
+
+
 def scenario(n: int, speed: float, breaching: list[int]) -> dict[str, Any]:
     """N quiet apps (0.15 cores of 0.5: 30 % CPU); ``breaching`` ones at 0.8 (100 %)."""
     entry: dict[str, Any] = {
@@ -95,6 +110,7 @@ def scenario(n: int, speed: float, breaching: list[int]) -> dict[str, Any]:
         "maxReplicas": 10,
         "containers": [{"name": "app", "image": "fleet/app:1.0.0", "cpu": 0.5, "memory": "1Gi"}],
         "workload": {"cpuDemandCores": 0.15, "baseMemoryMiB": 300},
+        "tags": {"remediator/policy": "fleet"},
     }
     if breaching:
         entry["vary"] = [{"indices": breaching, "workload": {"cpuDemandCores": 0.8}}]
@@ -113,10 +129,14 @@ def scenario(n: int, speed: float, breaching: list[int]) -> dict[str, Any]:
 PER_FILE = 1000  # policies per file: a policy file may be at most 1 MiB
 
 
-def write_policies(folder: Path, n: int) -> None:
-    """One policy per app, a thousand to a file, as a team would keep them (the loader
-    and the file watcher cost what ten files cost, not ten thousand)."""
+def write_policies(folder: Path, n: int, shape: str) -> None:
+    """``selector``: one policy whose selector finds the fleet. ``per-app``: one policy per
+    app, a thousand to a file, as a team would keep them (the loader and the file watcher
+    cost what ten files cost, not ten thousand)."""
     folder.mkdir()
+    if shape == "selector":
+        (folder / "fleet.yaml").write_text(yaml.safe_dump(selector_policy(n), sort_keys=False))
+        return
     for first in range(1, n + 1, PER_FILE):
         docs = [policy(i) for i in range(first, min(first + PER_FILE, n + 1))]
         (folder / f"fleet-{first:05d}.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
@@ -174,14 +194,15 @@ def reported(audit: Path) -> int:
     """Targets with a line in the audit log (each writes its first verdict)."""
     if not audit.exists():
         return 0
-    names = set()
+    targets = set()
     for line in audit.read_text().splitlines():
         try:
-            names.add(json.loads(line).get("policy"))
+            record = json.loads(line)
         except ValueError:
             continue  # a line being written
-    names.discard(None)
-    return len(names)
+        if record.get("policy") and record.get("target"):
+            targets.add((record["policy"], record["target"]))
+    return len(targets)
 
 
 @dataclass
@@ -202,7 +223,13 @@ class Run:
 
 
 def measure(
-    n: int, speed: float, minutes: float, breaching: int, mode: str, profile: Path | None
+    n: int,
+    speed: float,
+    minutes: float,
+    breaching: int,
+    mode: str,
+    profile: Path | None,
+    shape: str = "selector",
 ) -> Run:
     hot = [round(1 + k * (n - 1) / max(breaching - 1, 1)) for k in range(breaching)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -225,7 +252,7 @@ def measure(
                     raise SystemExit(f"the emulator exited {emulator.returncode}")
                 time.sleep(0.1)
             policies = folder / "policies"
-            write_policies(policies, n)
+            write_policies(policies, n, shape)
             settings = yaml.safe_load(config.read_text())
             settings["policies"] = str(policies)
             config.write_text(yaml.safe_dump(settings, sort_keys=False))
@@ -310,7 +337,19 @@ def row(run: Run, speed: float) -> str:
     )
 
 
-def report(runs: list[Run], quiet: list[Run], speed: float, minutes: float, argv: str) -> list[str]:
+SHAPES = {
+    "selector": "All targets come from one policy (`fleet-cpu`) whose selector (a tag, in one "
+    "subscription) Resource Graph answers: each app it finds is a target of its own, with "
+    "the region from the graph (batched metrics reads)",
+    "per-app": "Each target is one policy (`app-{i}`) aimed at one Container App with its "
+    "region given (batched metrics reads); every labelled series a policy implies exists "
+    "from start, ~100 series (~28 KiB) a policy",
+}
+
+
+def report(
+    runs: list[Run], quiet: list[Run], speed: float, minutes: float, argv: str, shape: str
+) -> list[str]:
     lines = [
         f"Produced by `python benchmarks/bench_fleet.py {argv}` on "
         f"{datetime.now(UTC):%Y-%m-%d} ({os.cpu_count()} cores, shared). Emulator and "
@@ -318,8 +357,7 @@ def report(runs: list[Run], quiet: list[Run], speed: float, minutes: float, argv
         f"and every figure is per **simulated** minute, measured over {minutes:g} simulated "
         "minutes after every target has passed once and one more interval has gone by.",
         "",
-        "Each target is one policy (`app-{i}`) aimed at one Container App with its region "
-        f"given (batched metrics reads), one objective (CPU < 70 % for 3m, 1m grain), a "
+        f"{SHAPES[shape]}; one objective (CPU < 70 % for 3m, 1m grain), a "
         f"{INTERVAL_S} s interval with 10 % jitter. Live mode: a quiet fleet never acts, so "
         "it is the same as dry-run; the breaching apps act (scale out) as they would in Azure. "
         "CPU is the controller's utime + stime (`/proc/PID/stat`); RSS its `VmHWM`; calls "
@@ -395,21 +433,32 @@ def main() -> None:
     parser.add_argument("--mode", default="live", choices=("live", "dry-run"))
     parser.add_argument("--profile", type=Path)
     parser.add_argument("--write", type=Path)
+    parser.add_argument(
+        "--policies",
+        default="selector",
+        choices=("selector", "per-app"),
+        help="one selector policy over the fleet, or one policy per app",
+    )
     args = parser.parse_args()
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in args.sizes.split(",")]
     quiet = []
     for n in sizes:
-        quiet.append(measure(n, args.speed, args.minutes, 0, args.mode, args.profile))
+        quiet.append(
+            measure(n, args.speed, args.minutes, 0, args.mode, args.profile, args.policies)
+        )
         print(row(quiet[-1], args.speed), flush=True)
     runs = list(quiet)
     if args.breaching:
         for n in (int(s) for s in args.breaching_sizes.split(",")):
-            runs.append(measure(n, args.speed, args.minutes, args.breaching, args.mode, None))
+            runs.append(
+                measure(n, args.speed, args.minutes, args.breaching, args.mode, None, args.policies)
+            )
             print(row(runs[-1], args.speed), flush=True)
     argv = " ".join(a for a in sys.argv[1:])
-    lines = report(runs, quiet, args.speed, args.minutes, re.sub(r"\s+", " ", argv).strip())
+    argv = re.sub(r"\s+", " ", argv).strip()
+    lines = report(runs, quiet, args.speed, args.minutes, argv, args.policies)
     print(f"## {HEADING}\n\n" + "\n".join(lines))
     if args.write:
         replace_sections(args.write, {HEADING: lines})
