@@ -50,3 +50,18 @@ def test_the_track_stays_bounded_and_covers_the_whole_run() -> None:
     assert track.points[-1].ts == START + timedelta(minutes=99)
     assert track.points[0].ts == START  # coarser further back, but from the start
     assert [p.ts for p in track.points] == sorted(p.ts for p in track.points)
+
+
+def test_the_track_gives_back_what_was_noted_gaps_included() -> None:
+    """Values and capacity come back as noted, an unread value (None) as None, times to
+    the microsecond; a track reused for a policy with other objectives starts afresh."""
+    track = Track(size=8)
+    noted = [
+        Point(START + timedelta(seconds=30 * i, microseconds=7), (float(i), None), 2.0 * i or None)
+        for i in range(5)
+    ]
+    for point in noted:
+        track.note(point)
+    assert track.points == noted
+    track.note(Point(START + timedelta(hours=1), (1.0,), None))
+    assert track.points == [Point(START + timedelta(hours=1), (1.0,), None)]
