@@ -291,7 +291,6 @@ class World:
         new_template = config != res.template
         if new_template:  # revision scope: a new revision, built from the template
             res.revisions.add(res.spec.name, now, config, _suffix(merged))
-            res.model.apply_config(now, config)
         if new_template or tags != res.tags or moved:
             res.tags = tags
             if traffic is not None and moved:
@@ -311,7 +310,6 @@ class World:
         now = self.now()
         if config != current:
             res.revisions.add(res.spec.name, now, config, None)
-            res.model.apply_config(now, config)
         res.changed(now, "User")
 
     def restart(self, res: AppResource, revision: Revision) -> None:

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
-from controller.audit.log import AuditLog, Record
+from controller.audit.log import AuditLog
 from controller.audit.replay import replay
 from controller.clock import VirtualClock
 from controller.emulator import Emulator
@@ -25,6 +25,7 @@ from controller.runtime import fingerprint, open_runtime, watch_policies
 from controller.server import serving
 from tests.conftest import BASE_POLICY, START, emulator_settings
 from tests.integration.helpers import audit_records
+from tests.integration.test_audit_memory import intent_line
 
 pytestmark = pytest.mark.anyio
 WORKER = BASE_POLICY["target"]["resourceId"].replace("agentstudio-api", "agentstudio-worker")
@@ -262,31 +263,6 @@ async def test_a_reload_reads_the_files_off_the_event_loop(
         assert [r.policy.name for r in runtime.loop.reconcilers] == ["api-cpu", "worker-cpu"]
 
 
-def open_intent(wanted: int) -> Record:
-    """An intent a crash left without a result: minReplicas 1 → ``wanted``, never sent."""
-    after = {"minReplicas": wanted, "maxReplicas": 10}
-    return Record.model_validate(
-        {
-            "ts": START - timedelta(minutes=2),
-            "kind": "intent",
-            "policy": "api-cpu",
-            "target": BASE_POLICY["target"]["resourceId"],
-            "verdict": "breach",
-            "verdicts": [],
-            "action": "scaleOut",
-            "params": after,
-            "decision": "allow",
-            "reason": "guards passed",
-            "mode": "live",
-            "outcome": None,
-            "before": {"minReplicas": 1},
-            "after": after,
-            "reconcile_id": "crashed",
-            "step": 0,
-        }
-    )
-
-
 @pytest.mark.parametrize("change", ["edited", "removed-and-back"])
 async def test_a_reload_keeps_what_is_still_open(
     tmp_path: Path, clock: VirtualClock, emulator: tuple[Emulator, str], change: str
@@ -300,7 +276,8 @@ async def test_a_reload_keeps_what_is_still_open(
     write(folder, "worker.yaml", worker_policy())
     settings = emulator_settings(emulator[1], tmp_path, policies=str(folder), mode="live")
     with AuditLog(settings.audit_path) as audit:
-        audit.append(open_intent(2))
+        # left open by a crash before this start: minReplicas 1 → 2, never sent
+        audit.append(intent_line(2).model_copy(update={"ts": START - timedelta(minutes=2)}))
     async with (
         open_runtime(settings, clock=clock, rng=random.Random(2)) as runtime,
         anyio.create_task_group() as tg,
