@@ -164,6 +164,7 @@ class Reconciler:
         # loop lets it finish first) may still add to what is open, or close it
         self._inherit: tuple[OpenIntents, Reconciler | None] | None = (open_intents, succeeds)
         self._last_intent: dict[str, Any] = {}  # the last intent written, as stored
+        self._read_in_pass: ResourceState | None = None
         self._registry = registry
         self._clock = clock
         self._mode = mode
@@ -328,6 +329,7 @@ class Reconciler:
 
     async def _pass(self, reconcile_id: str) -> PassResult:
         policy, memory = self.policy, self.memory
+        self._read_in_pass = None  # the resource as read in this pass, once
         await self.settle()
         observations = await self.observe()
         now = self._clock.now()
@@ -430,7 +432,8 @@ class Reconciler:
         if pending is None:
             return None
         if pending.action in REVISION_SCOPE and not pending.revision_ready:
-            provisioning = (await self.read_state()).provisioning
+            self._read_in_pass = await self.read_state()  # the decision after uses it too
+            provisioning = self._read_in_pass.provisioning
             if provisioning is not None:
                 due = max(pending.due, now + self.policy.settle)
                 self.memory.pending = replace(pending, due=due)
@@ -544,13 +547,13 @@ class Reconciler:
         policy, memory = self.policy, self.memory
         idle = nothing_to_do(policy, verdicts)
         if idle is None:
-            state = await self.read_state()
+            state = self._read_in_pass or await self.read_state()
             proposal = plan(policy, verdicts, state, memory.episode_steps, now)
             return proposal if isinstance(proposal, NoProposal) else (proposal, state)
         held = self.holding(idle, verdicts, now)
         if held is not None:
             return held
-        state = await self.read_state()
+        state = self._read_in_pass or await self.read_state()
         back = self.stepping_back(idle, verdicts, state)
         if isinstance(back, NoProposal):
             memory.at_baseline = back.reason == f"{idle.reason}; {step_back.AT_BASELINE}"
