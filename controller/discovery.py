@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -36,7 +36,7 @@ log = structlog.get_logger("remediator.discovery")
 PAGE = 1000  # Resource Graph's largest page
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Found:
     """A resource Resource Graph reports for a selector."""
 
@@ -45,7 +45,6 @@ class Found:
     location: str
     resource_group: str
     subscription: str
-    tags: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def region(self) -> str:
@@ -183,12 +182,10 @@ def _with_headers(response: Any, body: Any, _: Any) -> tuple[Any, Mapping[str, s
 
 
 def _row(row: Mapping[str, Any]) -> Found:
-    tags = row.get("tags") or {}
     return Found(
         resource_id=str(row["id"]),
         name=str(row["name"]),
         location=str(row.get("location") or ""),
         resource_group=str(row.get("resourceGroup") or ""),
         subscription=str(row.get("subscriptionId") or ""),
-        tags={str(k): str(v) for k, v in tags.items()} if isinstance(tags, Mapping) else {},
     )

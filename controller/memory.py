@@ -7,6 +7,7 @@ breakers, pending verification and ladder position the controller had.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -96,8 +97,9 @@ class TargetMemory:
 
 def target_key(policy: str, resource_id: str) -> str:
     """What names one target's memory: its policy and its resource (a selector policy has
-    many). Policy names hold no ``|``; resource ids are case-insensitive."""
-    return f"{policy}|{resource_id.lower()}"
+    many). Policy names hold no ``|``; resource ids are case-insensitive. Interned: the
+    loop, the log's replay and the reconciler each key by it, one string for all three."""
+    return sys.intern(f"{policy}|{resource_id.lower()}")
 
 
 def breaker_json(breaker: Breaker) -> dict[str, Any]:

@@ -54,7 +54,7 @@ class Mode(StrEnum):
     LIVE = "live"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Sample:
     """One metric point; ``value`` is None for an empty bucket."""
 
@@ -62,7 +62,7 @@ class Sample:
     value: float | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Observation:
     """What one signal said about one target at one time."""
 
@@ -74,7 +74,7 @@ class Observation:
     error: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Verdict:
     """The state of one objective, with the value and reason that led to it."""
 

@@ -159,7 +159,8 @@ class Reconciler:
         # actions a crash (or an audit write that failed after the action) left without a
         # result, oldest first: each is settled, by reading the resource, before anything else
         self.open_intents: list[dict[str, Any]] = []
-        self._noted: set[int] = set()  # open intents whose action memory already counts
+        # open intents whose action memory already counts (made when the first is: rare)
+        self._noted: set[int] | None = None
         # taken at the first pass, not now: a replaced reconciler's action in flight (the
         # loop lets it finish first) may still add to what is open, or close it
         self._inherit: tuple[OpenIntents, Reconciler | None] | None = (open_intents, succeeds)
@@ -289,7 +290,7 @@ class Reconciler:
         verify_at = None
         # this process already counted the action (its result line was refused): the line
         # is written now, but memory, breaker and verification are not fed a second time
-        noted = intent["seq"] in self._noted
+        noted = self._noted is not None and intent["seq"] in self._noted
         if not noted and outcome is OutcomeKind.SUCCEEDED and isinstance(step, int) and step >= 0:
             # landed: judged after it settles, like any action (it feeds the breaker too)
             verify_at = now + self.policy.settle
@@ -319,7 +320,8 @@ class Reconciler:
             else None,
         )
         self._audit.append(Record.model_validate(fields))
-        self._noted.discard(intent["seq"])
+        if self._noted is not None:
+            self._noted.discard(intent["seq"])
         if not noted:
             self.memory.note_action(now, action, outcome, step)
             self._metrics.actions.labels(self.policy.name, action, outcome).inc()
@@ -804,6 +806,8 @@ class Reconciler:
                 raise
             if result.intent is not None and intent.get("seq") == result.intent:
                 self.open_intents.append(intent)
+                if self._noted is None:
+                    self._noted = set()
                 self._noted.add(result.intent)
             raise
 

@@ -510,6 +510,9 @@ async def open_runtime(
         metrics.leader.set_function(lambda: 0.0 if elector and not elector.is_leader else 1.0)
         escalator = Escalator(settings.escalation_webhook) if settings.escalation_webhook else None
 
+        def answers() -> Mapping[str, Mapping[str, object]]:  # one for all targets
+            return approvals.answers(settings.approvals_path)
+
         def reconciler(
             item: LoadedPolicy, memory: TargetMemory | None, old: Reconciler | None
         ) -> Reconciler:
@@ -541,7 +544,7 @@ async def open_runtime(
                 standby=elector.standby_reason if elector else gate,
                 write_check=elector.write_check if elector else gate,
                 escalate=escalator.escalate if escalator else None,
-                answers=lambda: approvals.answers(settings.approvals_path),
+                answers=answers,
                 action_deadline=settings.action_deadline.total_seconds(),
                 key=name_of(item),
             )

@@ -22,46 +22,56 @@ class Track:
     """The newest points of one target. When full, every other point of its older half
     is dropped: the track keeps covering the whole run, at a lower resolution back then.
 
-    Kept as flat arrays of doubles (None as NaN), not Point objects: every target holds
-    a full track after 40 passes, and at 10,000 targets objects would cost ~80 MiB where
-    arrays cost ~12 MiB. Points are made when the page asks."""
+    Kept as one flat array of doubles (each point its time, capacity and values; None as
+    NaN), not Point objects: every target holds a full track after 40 passes, and at
+    10,000 targets objects would cost ~80 MiB where the array costs ~10 MiB. The array
+    is taken at its full size at the first point, so a short run holds what a long one
+    does (a benchmark of minutes measures the steady state). Points are made when the
+    page asks."""
 
-    __slots__ = ("_capacity", "_times", "_values", "_width", "size")
+    __slots__ = ("_data", "_stride", "count", "size")
 
     def __init__(self, size: int = TRACK_POINTS) -> None:
         self.size = max(size, 4)
-        self._times = array("d")
-        self._values = array("d")  # each point's values, one after another
-        self._capacity = array("d")
-        self._width = 0  # values a point (the policy's objectives)
+        self._data = array("d")
+        self._stride = 0  # doubles a point: time, capacity, then each objective's value
+        self.count = 0
 
     def note(self, point: Point) -> None:
-        if len(point.values) != self._width:  # another policy: a track of its own
-            self._times, self._values, self._capacity = array("d"), array("d"), array("d")
-            self._width = len(point.values)
-        if len(self._times) >= self.size:
+        stride = 2 + len(point.values)
+        if stride != self._stride:  # the first point, or another policy: a track of its own
+            self._data = array("d", bytes(8 * stride * self.size))
+            self._stride, self.count = stride, 0
+        if self.count >= self.size:
             self._thin()
-        self._times.append(point.ts.timestamp())
-        self._values.extend(_number(v) for v in point.values)
-        self._capacity.append(_number(point.capacity))
+        at = self.count * stride
+        self._data[at] = point.ts.timestamp()
+        self._data[at + 1] = _number(point.capacity)
+        for k, value in enumerate(point.values):
+            self._data[at + 2 + k] = _number(value)
+        self.count += 1
 
     def _thin(self) -> None:
-        half, width = self.size // 2, self._width
-        kept = [*range(0, half, 2), *range(half, len(self._times))]
-        self._times = array("d", (self._times[i] for i in kept))
-        self._capacity = array("d", (self._capacity[i] for i in kept))
-        self._values = array("d", (self._values[i * width + k] for i in kept for k in range(width)))
+        """Drop every other point of the older half, in place."""
+        half, stride, data = self.size // 2, self._stride, self._data
+        kept = [*range(0, half, 2), *range(half, self.count)]
+        for to, source in enumerate(kept):
+            if to != source:
+                data[to * stride : (to + 1) * stride] = data[
+                    source * stride : (source + 1) * stride
+                ]
+        self.count = len(kept)
 
     @property
     def points(self) -> list[Point]:
-        width = self._width
+        stride, data = self._stride, self._data
         return [
             Point(
-                datetime.fromtimestamp(ts, UTC),
-                tuple(_value(self._values[i * width + k]) for k in range(width)),
-                _value(self._capacity[i]),
+                datetime.fromtimestamp(data[i * stride], UTC),
+                tuple(_value(data[i * stride + k]) for k in range(2, stride)),
+                _value(data[i * stride + 1]),
             )
-            for i, ts in enumerate(self._times)
+            for i in range(self.count)
         ]
 
 

@@ -598,9 +598,12 @@ def _check_anchor(
 
 
 def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Every complete line of an audit file, as dicts (no verification)."""
+    """Every complete line of an audit file, as dicts (no verification). A last line
+    without its newline is a write in progress (or one a crash tore): not yet a record."""
     with Path(path).open(encoding="utf-8") as file:
         for line in file:
+            if not line.endswith("\n"):
+                return
             if line.strip():
                 yield json.loads(line)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.audit.log import AuditCorrupt, AuditLog, Record, check_file
+from controller.audit.log import AuditCorrupt, AuditLog, Record, check_file, read_records
 from controller.cli import main
 from tests.conftest import APP_ID, START
 
@@ -127,6 +127,14 @@ def test_a_torn_last_line_is_set_aside_not_lost(log: Path) -> None:
         assert audit.torn_to.read_text().startswith('{"ts": "2026-01-01T00:10:00Z"')
         assert audit.append(record(7)) == 7
     assert check_file(log).ok and check_file(log).lines == 7
+
+
+def test_a_line_still_being_written_is_not_read_as_a_record(log: Path) -> None:
+    """A reader beside a live writer (``audit show``, a probe) sees only whole lines."""
+    whole = len(list(read_records(log)))
+    with log.open("a") as file:
+        file.write('{"ts": "2026-01-01T00:10:00Z", "kind": "inte')
+    assert len(list(read_records(log))) == whole
 
 
 def test_a_broken_chain_refuses_to_open(log: Path) -> None:

@@ -3,6 +3,7 @@ bounded track of recent passes."""
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 
 from controller import capacity
@@ -43,9 +44,14 @@ def test_a_change_reads_before_to_after() -> None:
 
 
 def test_the_track_stays_bounded_and_covers_the_whole_run() -> None:
+    """Its memory too: taken in full at the first point, so a run of minutes holds what a
+    run of weeks does (what the fleet benchmark's peak RSS relies on)."""
     track = Track(size=8)
-    for minute in range(100):
+    track.note(Point(START, (0.0,), 1.0))
+    held = sys.getsizeof(track._data)
+    for minute in range(1, 100):
         track.note(Point(START + timedelta(minutes=minute), (float(minute),), 1.0))
+        assert sys.getsizeof(track._data) == held
     assert len(track.points) <= 8
     assert track.points[-1].ts == START + timedelta(minutes=99)
     assert track.points[0].ts == START  # coarser further back, but from the start

@@ -29,7 +29,7 @@ def named_policy(name: str, app: str) -> LoadedPolicy:
 
 
 def found(app: str, location: str = "eastus") -> Found:
-    return Found(f"{RG}/{app}", app, location, "rg", SUB, {"remediator/policy": "api"})
+    return Found(f"{RG}/{app}", app, location, "rg", SUB)
 
 
 def test_each_resource_found_is_a_target_of_its_own() -> None:
