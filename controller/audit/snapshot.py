@@ -9,7 +9,9 @@ Only the action history is trimmed, to what anything could still count
 (:func:`prune`): every action inside ``keep`` (the longest window a guard or budget
 counts), each action's last run whatever its age (cooldowns and step-back count from
 the last action), and for each subscription the actions since its token bucket was
-last full (the bucket's level depends on nothing older).
+last full (the bucket's level depends on nothing older). A partition's last ``budget``
+line's shortfall (what its slice of each bucket lacked) is kept while the slice could
+still be short: a burst's worth of refill.
 """
 
 from __future__ import annotations
