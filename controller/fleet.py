@@ -2,6 +2,9 @@
 
 * **Budgets.** A token bucket per subscription (``subscriptionBurst`` tokens,
   ``subscriptionPerHour`` refill) and a cap on actions across all targets per hour.
+  With shards, each replica holds its share (owned partitions / partitions) of both, and
+  a partition that moves takes its slice of each bucket along as it stands: see
+  :meth:`Fleet.reshare` and :meth:`Fleet.hand_over`.
 * **Fail static.** When more than ``breachShare`` of all targets (and more than
   ``minTargets``) are in breach at once, or the signal backend is failing for more than
   ``errorShare`` of them, the cause is likely shared — a region, a dependency, the
@@ -17,14 +20,29 @@ from __future__ import annotations
 import math
 from bisect import bisect_left, insort
 from collections import deque
-from collections.abc import Callable, Collection
-from dataclasses import replace
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from controller.audit.replay import FAIL_STATIC, FAIL_STATIC_HOLDS
 from controller.config import BudgetSettings, FailStaticSettings
 from controller.core.budget import HOUR, Bucket, window_count
 from controller.model import VerdictState
+
+_NOTHING = 1e-9  # a slice short by less than this is full (float sums)
+
+
+@dataclass(frozen=True)
+class HandOver:
+    """What a replica leaves in a partition it lost (a ``budget`` line): the actions of the
+    hour it spent beyond its new share, and for each subscription the tokens the
+    partition's slice of its bucket lacks (the next owner's bucket does not get them)."""
+
+    spent: list[tuple[datetime, str, str]] = field(default_factory=list)
+    owed: dict[str, float] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.spent or self.owed)
 
 
 class Fleet:
@@ -65,6 +83,13 @@ class Fleet:
         # with shards, the share of the estate's partitions this replica owns: its
         # budgets are that share of the estate's, so all replicas together stay within it
         self.share = 1.0
+        # with shards: the partitions that share is of (None until the first split), the
+        # slices of buckets lost with a partition and not yet handed over, and the slices'
+        # shortfalls a gained partition's log brought (when written, by subscription)
+        self._owned: frozenset[int] | None = None
+        self._partitions = 0
+        self._leaving: dict[int, dict[str, Bucket]] = {}
+        self._arriving: dict[int, tuple[datetime, dict[str, float]]] = {}
         self._healthy_passes = 0
 
     def _bucket(self, subscription: str) -> Bucket:
@@ -86,38 +111,84 @@ class Fleet:
         b = self._budgets
         return max(HOUR, timedelta(hours=b.subscription_burst / b.subscription_per_hour))
 
-    def hand_over(self, now: datetime) -> list[tuple[datetime, str, str]]:
-        """Shards: a partition lost. The actions of the hour this replica spent beyond its
+    def hand_over(self, now: datetime, partition: int) -> HandOver:
+        """Shards: ``partition`` lost. The actions of the hour this replica spent beyond its
         new share (the newest, not handed over before), each as (when, subscription,
-        target): written into the lost partition's
-        log, its next owner counts them, so a share that moves never frees budget spent
-        in its name. This replica keeps counting them too."""
+        target), and what the partition's slice of each subscription's bucket lacks now:
+        written into the lost partition's log, its next owner counts them, so a share that
+        moves never frees budget spent in its name. This replica keeps counting its
+        actions too; the slice left it when the partition did (see :meth:`reshare`)."""
+        owed = {}
+        for key, piece in sorted(self._leaving.pop(partition, {}).items()):
+            short = piece.capacity - piece.refilled(now).tokens
+            if short > _NOTHING:
+                owed[key] = short
         mine = [e for e in self._ledger if now - e[0] < HOUR and e not in self._handed]
         excess = len(mine) - self.global_cap
         if excess <= 0:
-            return []
+            return HandOver([], owed)
         handed = sorted(mine, reverse=True)[:excess]
         self._handed.update(handed)
-        return handed
+        return HandOver(handed, owed)
 
-    def reshare(self, owned: int, partitions: int) -> None:
-        """Shards: this replica owns ``owned`` of ``partitions`` now. Each bucket shrinks
-        or grows to the new share (never holding more tokens than its new burst)."""
-        share = owned / partitions if partitions else 1.0
-        if share == self.share:
+    def arrive(self, partition: int, at: datetime, owed: Mapping[str, float]) -> None:
+        """Shards: ``partition``'s log, replayed as it is gained, says its slice of these
+        subscriptions' buckets lacked ``owed`` tokens at ``at`` (its last ``budget`` line):
+        taken into account when the share grows by it (:meth:`reshare`)."""
+        self._arriving[partition] = (at, {k.lower(): v for k, v in owed.items()})
+
+    def reshare(self, owned: Collection[int], partitions: int, now: datetime) -> None:
+        """Shards: this replica owns ``owned`` of ``partitions`` now. Each bucket's burst
+        and refill become that share of the estate's.
+
+        A bucket is the sum of one slice per partition (1/partitions of the burst and
+        refill), and a slice moves with its partition holding the tokens it had: a move
+        makes no tokens. A partition lost takes the tokens this replica's bucket holds
+        beyond what the partitions it keeps can hold (none when the bucket is that low),
+        shared evenly among the partitions lost; what its slice lacks is handed over with
+        it (:meth:`hand_over`). A partition gained brings its slice as its last ``budget``
+        line left it (refilled since, at the slice's rate): a bucket this replica had not
+        used starts at the new share less what the gained slices lack; one it had used
+        keeps its tokens and refills toward the new share (no slice's tokens join it,
+        which never gives more)."""
+        mine = frozenset(owned)
+        share = len(mine) / partitions if partitions else 1.0
+        before = self._owned if partitions == self._partitions else None
+        self._owned, self._partitions = mine, partitions
+        lost = sorted(before - mine) if before is not None else []
+        gained = mine - before if before is not None else mine
+        arriving = [self._arriving[p] for p in sorted(gained) if p in self._arriving]
+        self._arriving.clear()
+        for partition in gained:  # back before its hand-over (never written): it left
+            self._leaving.pop(partition, None)
+        if share == self.share and not lost and not arriving:
             return
         self.share = share
         b = self._budgets
-        burst = b.subscription_burst * share
-        self._buckets = {
-            key: replace(
-                bucket,
-                capacity=burst,
-                per_hour=b.subscription_per_hour * share,
-                tokens=min(bucket.tokens, burst),
-            )
-            for key, bucket in self._buckets.items()
-        }
+        burst, per_hour = b.subscription_burst * share, b.subscription_per_hour * share
+        slices = max(partitions, 1)
+        piece = Bucket(b.subscription_burst / slices, b.subscription_per_hour / slices, 0)
+        # what the partitions kept can hold (all of the new share at the first split)
+        keep = piece.capacity * len(mine & before) if before is not None else burst
+        buckets = {}
+        for key, bucket in self._buckets.items():
+            bucket = bucket.refilled(now)
+            kept = min(bucket.tokens, keep)
+            for partition in lost:  # the rest goes with the partitions lost, evenly
+                tokens = (bucket.tokens - kept) / len(lost)
+                if piece.capacity - tokens > _NOTHING:
+                    leaving = self._leaving.setdefault(partition, {})
+                    leaving[key] = replace(piece, tokens=tokens, at=now)
+            buckets[key] = replace(bucket, capacity=burst, per_hour=per_hour, tokens=kept)
+        self._buckets = buckets
+        short: dict[str, float] = {}
+        for at, owed in arriving:
+            for key, tokens in owed.items():
+                refilled = replace(piece, tokens=piece.capacity - tokens, at=at).refilled(now)
+                short[key] = short.get(key, 0.0) + piece.capacity - refilled.tokens
+        for key, lacking in short.items():
+            bucket = self._bucket(key).refilled(now)
+            self._buckets[key] = replace(bucket, tokens=min(bucket.tokens, burst - lacking))
 
     def spend(self, subscription: str, at: datetime, target: str | None = None) -> None:
         """An action ran (or would have): it costs a token and counts toward the hour.

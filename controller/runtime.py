@@ -39,7 +39,7 @@ from controller.clock import Clock, ScaledClock, SystemClock
 from controller.config import LeaseSettings, Settings
 from controller.discovery import Discovery, Found
 from controller.escalation import Escalator
-from controller.fleet import Fleet
+from controller.fleet import Fleet, HandOver
 from controller.kill_switch import KillSwitch
 from controller.lease import LeaderElector, LeaseTiming
 from controller.loop import Loop
@@ -221,7 +221,7 @@ class Runtime:
         if self.partition_logs is not None:  # run only what this replica remembers
             owned = self._remember(owned)
         if self.fleet is not None:  # budgets: this replica's share of the estate's
-            self.fleet.reshare(len(owned), owner.partitions)
+            self.fleet.reshare(owned, owner.partitions, self.clock.now())
         return [
             item
             for item in targets
@@ -250,7 +250,7 @@ class Runtime:
                 continue
             counted = 0
             if self.fleet is not None:
-                counted = count_spent(self.fleet, replayed, self.clock.now())
+                counted = count_spent(self.fleet, replayed, self.clock.now(), partition)
             log.info(
                 "partition memory replayed",
                 partition=partition,
@@ -274,24 +274,30 @@ class Runtime:
         logs = self.partition_logs
         if logs is not None:
             if self.fleet is not None and logs.is_open(partition):
-                self._hand_over(logs.sink(partition))
+                self._hand_over(partition, logs.sink(partition))
             logs.close(partition)
         self.closing.pop(partition, None)
         log.info("partition audit log closed", partition=partition)
 
-    def _hand_over(self, sink: AuditSink) -> None:
+    def _hand_over(self, partition: int, sink: AuditSink) -> None:
         """Write into a lost partition's log what this replica spent beyond its new share
-        this hour: the partition's next owner counts it (see :meth:`Fleet.hand_over`)."""
+        this hour, and what the partition's slice of each subscription's bucket lacks: the
+        partition's next owner counts it (see :meth:`Fleet.hand_over`)."""
         assert self.fleet is not None
         now = self.clock.now()
-        handed = self.fleet.hand_over(now)
+        handed = self.fleet.hand_over(now, partition)
         if not handed:
             return
         line = budget_line(handed, self.fleet.global_cap, now, self.mode)
         try:
             sink.append(line)
         except AuditUnavailable as exc:
-            log.error("budget hand-over not written", error=str(exc), actions=len(handed))
+            log.error(
+                "budget hand-over not written",
+                error=str(exc),
+                actions=len(handed.spent),
+                subscriptions=len(handed.owed),
+            )
 
     def _rejected(self, problem: str) -> None:
         self.metrics.policy_reloads.labels("rejected").inc()
@@ -340,11 +346,12 @@ def release_line(
     )
 
 
-def budget_line(
-    handed: Sequence[tuple[datetime, str, str]], cap: int, now: datetime, mode: Mode
-) -> Record:
+def budget_line(handed: HandOver, cap: int, now: datetime, mode: Mode) -> Record:
     """The ``budget`` line a replica leaves in a partition it lost: the actions of the
-    hour it spent beyond its new share, for the next owner to count."""
+    hour it spent beyond its new share, and the tokens the partition's slice of each
+    subscription's bucket lacks, for the next owner to count."""
+    spent = [[ts.isoformat(), sub, key] for ts, sub, key in sorted(handed.spent)]
+    short = f"; {len(handed.owed)} subscription(s)' bucket short in this partition's slice"
     return Record.model_validate(
         {
             "ts": now,
@@ -354,11 +361,11 @@ def budget_line(
             "verdict": "",
             "verdicts": [],
             "action": None,
-            "params": {"spent": [[ts.isoformat(), sub, key] for ts, sub, key in sorted(handed)]},
+            "params": {"spent": spent, "owed": dict(handed.owed)},
             "decision": None,
             "reason": (
-                f"budget carried: {len(handed)} action(s) of the last hour beyond this "
-                f"replica's new share (its cap is now {cap})"
+                f"budget carried: {len(spent)} action(s) of the last hour beyond this "
+                f"replica's new share (its cap is now {cap})" + (short if handed.owed else "")
             ),
             "mode": mode.value,
             "outcome": None,
@@ -383,10 +390,11 @@ def rebuild_fleet(fleet: Fleet, replayed: Replayed) -> None:
     fleet.engaged = replayed.fail_static
 
 
-def count_spent(fleet: Fleet, replayed: Replayed, now: datetime) -> int:
+def count_spent(fleet: Fleet, replayed: Replayed, now: datetime, partition: int) -> int:
     """A partition gained: every action its log remembers that still costs something (an
     action the previous owner ran, or left without a result) counts against this
-    replica's budgets, once. Its fail static is not the partition's: it stays out."""
+    replica's budgets, once, and its slice of each bucket comes as its last ``budget``
+    line left it. Its fail static is not the partition's: it stays out."""
     since = now - fleet.memory_span
     spent = sorted(
         (record.ts, key)
@@ -406,6 +414,8 @@ def count_spent(fleet: Fleet, replayed: Replayed, now: datetime) -> int:
     carried = [(_time(c[0]), c[1], c[2]) for c in replayed.carried if _time(c[0]) >= since]
     for ts, subscription, key in sorted(carried):
         fleet.spend(subscription, ts, key)
+    if replayed.owed_at is not None:
+        fleet.arrive(partition, _time(replayed.owed_at), replayed.owed)
     return len(spent) + len(carried)
 
 

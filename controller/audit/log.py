@@ -75,7 +75,8 @@ class Record(BaseModel):
     ``approval`` — an operator's answer to a ``pending-approval`` decision;
     ``resolved`` — what an escalation held has cleared (fail static released);
     ``budget`` — with shards, actions of the hour a replica that lost this partition had
-    spent beyond its new share, handed to the partition's next owner (``params.spent``).
+    spent beyond its new share (``params.spent``), and the tokens the partition's slice of
+    each subscription's bucket lacked (``params.owed``), handed to its next owner.
     (``repair`` lines — ``remediator audit repair`` re-established a broken chain — are
     not records of a policy: see :mod:`controller.audit.repair`.)
     """

@@ -54,6 +54,10 @@ class Replayed:
     # with shards: spend a previous owner handed over with the partition: [ts, subscription,
     # target] each
     carried: list[list[str]] = field(default_factory=list)
+    # … and what its slice of each subscription's bucket lacked then (tokens), as the
+    # last ``budget`` line that says (``params.owed``) left it; when it was written
+    owed: dict[str, float] = field(default_factory=dict)
+    owed_at: str | None = None
 
     def memory(self, key: str) -> TargetMemory:
         return self.memories.setdefault(key, TargetMemory())
@@ -82,10 +86,14 @@ def fold(out: Replayed, record: dict[str, Any]) -> None:
         out.memories, out.open_intents = held.memories, held.open_intents
         out.fail_static, out.targets = held.fail_static, held.targets
         out.carried = held.carried
+        out.owed, out.owed_at = held.owed, held.owed_at
         return
     if record.get("kind") == "budget":  # the fleet's line: spend handed over, no target's
-        spent = (record.get("params") or {}).get("spent") or []
+        params = record.get("params") or {}
+        spent = params.get("spent") or []
         out.carried += [[str(ts), str(sub), str(key)] for ts, sub, key in spent]
+        if isinstance(params.get("owed"), dict):  # a line before it carried none: as is
+            out.owed, out.owed_at = snapshot.owed_of(params["owed"]), str(record.get("ts"))
         return
     if record.get("kind") == "resolved":  # the fleet's line: no target's verdicts
         _escalated(out, None, str(record.get("reason") or ""))
@@ -103,7 +111,13 @@ def snapshot_line(
 ) -> dict[str, Any]:
     """``out`` as a snapshot line's fields, its action history pruned (in ``out`` too)."""
     held = snapshot.Contents(
-        out.memories, out.open_intents, out.fail_static, out.targets, out.carried
+        out.memories,
+        out.open_intents,
+        out.fail_static,
+        out.targets,
+        out.carried,
+        out.owed,
+        out.owed_at,
     )
     return snapshot.line(held, ts, rotated_from, retention)
 

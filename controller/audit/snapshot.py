@@ -9,11 +9,14 @@ Only the action history is trimmed, to what anything could still count
 (:func:`prune`): every action inside ``keep`` (the longest window a guard or budget
 counts), each action's last run whatever its age (cooldowns and step-back count from
 the last action), and for each subscription the actions since its token bucket was
-last full (the bucket's level depends on nothing older).
+last full (the bucket's level depends on nothing older). A partition's last ``budget``
+line's shortfall (what its slice of each bucket lacked) is kept while the slice could
+still be short: a burst's worth of refill.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -72,6 +75,19 @@ class Contents:
     targets: dict[str, str]  # policy → resource ID (its subscription owns the bucket)
     # spend handed over with the partition (``budget`` lines): [ts, subscription, target]
     carried: list[list[str]] = field(default_factory=list)
+    # what the partition's slice of each subscription's bucket lacked, and when
+    owed: dict[str, float] = field(default_factory=dict)
+    owed_at: str | None = None
+
+
+def owed_of(value: Mapping[str, Any]) -> dict[str, float]:
+    """A ``budget`` line's (or snapshot's) ``owed``: tokens by subscription (the line is
+    the chain's: only numbers were written)."""
+    return {
+        str(k): float(v)
+        for k, v in value.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }
 
 
 def line(contents: Contents, ts: str, rotated_from: str, retention: Retention) -> dict[str, Any]:
@@ -88,6 +104,7 @@ def line(contents: Contents, ts: str, rotated_from: str, retention: Retention) -
         "fail_static": contents.fail_static,
         "targets": contents.targets,
         "carried": contents.carried,
+        "owed": {"at": contents.owed_at, "tokens": contents.owed} if contents.owed_at else None,
     }
 
 
@@ -99,13 +116,24 @@ def read(record: Mapping[str, Any]) -> Contents:
         record.get("fail_static"),
         {str(k): str(v) for k, v in (record.get("targets") or {}).items()},
         [[str(ts), str(sub), str(key)] for ts, sub, key in record.get("carried") or []],
+        *_owed_read(record.get("owed")),
     )
+
+
+def _owed_read(held: Any) -> tuple[dict[str, float], str | None]:
+    if not isinstance(held, dict) or not held.get("at"):
+        return {}, None
+    return owed_of(held.get("tokens") or {}), str(held["at"])
 
 
 def prune(contents: Contents, at: datetime, retention: Retention) -> None:
     """Drop, in place, the actions nothing counts any more at ``at`` (see the module)."""
     keep_from = at - max(retention.keep, FLEET_WINDOW)
     contents.carried[:] = [c for c in contents.carried if _time(c[0]) >= at - FLEET_WINDOW]
+    # a slice short of tokens is full again within a bucket's burst over its refill
+    full = timedelta(hours=retention.bucket_burst / retention.bucket_per_hour)
+    if contents.owed_at is not None and _time(contents.owed_at) < at - full:
+        contents.owed, contents.owed_at = {}, None
     since_full = _since_bucket_full(contents, retention)
     for name, memory in contents.memories.items():
         last = {r.action: r for r in memory.history}  # each action's last run

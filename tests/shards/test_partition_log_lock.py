@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import anyio
+import pytest
 
 from controller.audit.lock import WriterLock
 from controller.audit.log import read_records
@@ -88,6 +89,7 @@ async def test_a_partition_whose_log_is_held_waits_and_a_lost_one_lets_go(
         assert runtime.fleet is not None
         for n in range(3):  # spent this hour: with no partition left, all beyond its share
             runtime.fleet.spend("sub", clock.now(), f"api-cpu|app-{n}")
+        # … and of the bucket's 10 (the default burst), 7 left: 3.5 for each slice of 5
         leases.cancel()  # both lost: each log is closed, its lock let go
         await wait_until(lambda: not targets(runtime), 5)
         assert runtime.partition_logs is not None
@@ -96,12 +98,14 @@ async def test_a_partition_whose_log_is_held_waits_and_a_lost_one_lets_go(
             again = WriterLock(partition_log(directory, partition))
             again.acquire()  # free: the next owner takes it
             again.release()
-        # what it had spent went with them, once, for the next owner to count
-        carried = [
-            r["params"]["spent"]
+        # what it had spent went with them, once, for the next owner to count; each slice
+        # of the bucket went short by what was spent from it
+        lines = [
+            r["params"]
             for p in (0, 1)
             for r in read_records(partition_log(directory, p))
             if r["kind"] == "budget"
         ]
-        assert [len(spent) for spent in carried] == [3]
+        assert sorted(len(line["spent"]) for line in lines) == [0, 3]
+        assert [line["owed"] for line in lines] == [{"sub": pytest.approx(1.5, abs=0.01)}] * 2
         tg.cancel_scope.cancel()

@@ -251,10 +251,10 @@ def test_shards_split_the_estate_budgets_so_replicas_together_stay_within_them()
     caps, bursts = [], []
     for owned in (11, 11, 10):
         f = fleet(globalPerHour=30, subscriptionBurst=1000, subscriptionPerHour=1000)
-        f.reshare(owned, 32)
+        f.reshare(range(owned), 32, START)
         caps.append(_spend_until_held(f, "sub", timedelta(seconds=1)))
         g = fleet(globalPerHour=1000, subscriptionBurst=10, subscriptionPerHour=0.001)
-        g.reshare(owned, 32)
+        g.reshare(range(owned), 32, START)
         bursts.append(_spend_until_held(g, "sub", timedelta(seconds=1)))
     assert caps == [10, 10, 9] and sum(caps) <= 30
     assert bursts == [3, 3, 3] and sum(bursts) <= 10
@@ -262,9 +262,9 @@ def test_shards_split_the_estate_budgets_so_replicas_together_stay_within_them()
 
 def test_a_replica_that_owns_no_partition_may_not_act() -> None:
     f = fleet()
-    f.reshare(0, 32)
+    f.reshare((), 32, START)
     assert f.holds("sub", START) is not None
-    f.reshare(32, 32)
+    f.reshare(range(32), 32, START)
     assert f.holds("sub", START) is None
 
 
