@@ -70,5 +70,9 @@ def _concrete(item: LoadedPolicy, resource: Found) -> LoadedPolicy:
     policy = item.policy
     region = resource.region if _REGION.match(resource.region) else None
     target = Target(type=policy.target.type, resource_id=resource.resource_id, region=region)
+    _ = policy.escalate_only  # cached on the template first: every copy shares it
     concrete = policy.model_copy(update={"target": target})
+    # policies are frozen: a copy's set of given fields never changes, so it shares the
+    # template's instead of holding its own (~0.7 KiB a target at 10,000 targets)
+    object.__setattr__(concrete, "__pydantic_fields_set__", policy.model_fields_set)
     return LoadedPolicy(concrete, item.source, item.line, selected=True)

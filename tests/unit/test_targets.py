@@ -40,6 +40,11 @@ def test_each_resource_found_is_a_target_of_its_own() -> None:
     assert all(t.policy.name == "api" and t.selected for t in expanded.targets)
     assert [name_of(t) for t in expanded.targets] == [f"api|{RG.lower()}/a", f"api|{RG.lower()}/b"]
     assert expanded.per_policy == {"api": 2} and expanded.refused == {}
+    # what never differs between a selector's targets is held once, whatever their number
+    for target in expanded.targets:
+        assert target.policy.model_fields_set is api.policy.model_fields_set
+        assert target.policy.escalate_only is api.policy.escalate_only
+        assert target.policy.objectives is api.policy.objectives
 
 
 def test_a_resource_two_policies_claim_is_refused_for_both() -> None:
