@@ -215,5 +215,5 @@ def test_importing_is_set_in_shards_and_never_from_the_replicas_own_log(tmp_path
             "importFrom": str(tmp_path / "." / "audit.jsonl"),
         },
     }
-    with pytest.raises(SettingsError, match="shards.importFrom is this replica's own auditPath"):
+    with pytest.raises(SettingsError, match=r"shards\.importFrom is this replica's own auditPath"):
         load_settings(None, environ={}, overrides=own)
