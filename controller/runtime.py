@@ -29,7 +29,7 @@ from controller.audit.log import (
     AuditUnavailable,
     Record,
 )
-from controller.audit.migrate import Importer, ImportRefused
+from controller.audit.migrate import Importer, ImportRefused, remembered_targets
 from controller.audit.partitions import CannotLock, PartitionLogs, partition_log
 from controller.audit.replay import FAIL_STATIC_CLEARED, Replayed
 from controller.audit.rotation import Rotation
@@ -498,6 +498,14 @@ async def open_runtime(
                 partition_logs = partition_logs_for(
                     settings, loaded, key, metrics, log_file, clock.now
                 )
+                if settings.shards.import_from is None and (left := remembered_targets(replayed)):
+                    log.warning(
+                        "the replica's audit log holds target memory from before shards; "
+                        "it is not read with shards on",
+                        path=str(settings.audit_path),
+                        targets=left,
+                        hint="give auditPath a new file and set shards.importFrom to this one",
+                    )
                 stack.callback(partition_logs.close_all)
         registry = registry_factory(clients, clock)
         missing = [m for item in loaded for m in registry.missing(item.policy)]

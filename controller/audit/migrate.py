@@ -181,6 +181,13 @@ class Importer:
         self._read = None
 
 
+def remembered_targets(memory: Replayed) -> int:
+    """How many targets ``memory`` holds something of that binds what comes next: actions,
+    breakers, intents without a result (a replica's own log with shards holds none)."""
+    keys = {k for k, m in memory.memories.items() if m.history or m.breakers or m.told_human}
+    return len(keys | set(memory.open_intents))
+
+
 @contextlib.contextmanager
 def _quiet(source: Path) -> Iterator[None]:
     """Hold a shared lock on the source's writer lock while reading it: no writer can

@@ -21,6 +21,7 @@ from typing import Any
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 from controller.audit.log import check_file, read_records
 from controller.audit.migrate import IMPORTED_FROM
@@ -202,3 +203,26 @@ async def test_a_broken_source_keeps_the_partitions_waiting_with_the_reason(
             runtime.partition_logs.close_all()
     for partition in range(PARTITIONS):
         assert list(read_records(partition_log(tmp_path / "partitions", partition))) == []
+
+
+async def test_a_replica_whose_own_log_holds_the_estates_memory_says_it_is_not_imported(
+    storage: str,  # noqa: F811
+    tmp_path: Path,
+    clock: VirtualClock,
+    fleet_emulator: tuple[Emulator, str],
+) -> None:
+    """Shards turned on with the single process's log still the replica's auditPath and
+    no importFrom: that memory is not read with shards, and the start says so."""
+    _emu, base_url = fleet_emulator
+    write_single_log(tmp_path / "a" / "audit.jsonl", START)
+    settings = shard_settings(storage, tmp_path, base_url, "a", tmp_path / "x.jsonl")
+    settings = settings.model_copy(
+        update={"shards": settings.shards.model_copy(update={"import_from": None})}
+    )
+    loaded = [LoadedPolicy(SELECTOR_POLICY, "fleet.yaml", 1)]
+    with capture_logs() as logs:
+        async with open_runtime(settings, clock=clock, policies=loaded):
+            pass
+    [warning] = [e for e in logs if "holds target memory from before shards" in e["event"]]
+    assert warning["targets"] == 5 and warning["path"] == str(settings.audit_path)
+    assert "shards.importFrom" in warning["hint"]
