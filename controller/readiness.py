@@ -46,6 +46,9 @@ class Readiness:
     owner: PartitionOwner | None = None  # shards: the partitions this replica acts for
     # shards: the partitions owned whose log is not open yet, and why (held, refused)
     waiting: Callable[[], Mapping[int, str]] | None = None
+    # shards: the policies loaded, which a replica running no target yet (owning none, or
+    # waiting for a partition's log) still has: it is ready, and says what it waits for
+    policies_loaded: Callable[[], int] | None = None
     policy_error: str | None = None  # why the last policy reload was rejected, if it was
     # selector policies whose newest discovery was not believed: why (the last good set runs)
     discovery: dict[str, str] = field(default_factory=dict)
@@ -59,9 +62,10 @@ class Readiness:
         token = await self._token()
         audit = self.audit.problem() if self.audit is not None else None
         policies = len(self.loop.reconcilers)
+        loaded = self.policies_loaded() if self.policies_loaded is not None else policies
         checks: dict[str, dict[str, Any]] = {
             "policies": _entry(
-                self.policy_error or (None if policies else "no policies loaded"),
+                self.policy_error or (None if loaded else "no policies loaded"),
                 loaded=policies,
             ),
             "credential": _entry(token),

@@ -626,6 +626,8 @@ async def open_runtime(
         runtime = Runtime(
             settings, clock, loop, metrics, audit, registry, loaded, readiness, elector, escalator
         )
+        if owner is not None:
+            readiness.policies_loaded = lambda: len(runtime.policies)
         runtime.rebuild = lambda item, old: reconciler(
             item,
             carried(old.policy, old.memory, item.policy) if old else remembered(item),
