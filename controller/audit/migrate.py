@@ -17,6 +17,8 @@ of its last line, so the import can be checked against the source for ever after
   while the process that wrote it still runs (an old revision not yet stopped), the
   partition waits, so no line written after the import is missed and no target has two
   actors at once.
+- **Not again after** ``partitions`` **changes**: a log in the directory imported with
+  another count refuses the import (the targets' memory has moved on since).
 - Fail static is not imported: it is each replica's own (its ``auditPath``).
 """
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import fcntl
+import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,7 +38,7 @@ from typing import Any
 from controller.audit.lock import AuditLocked, lock_path
 from controller.audit.log import AuditLog, check_file, rfc3339
 from controller.audit.replay import Replayed, fold, snapshot_line
-from controller.audit.rotation import rotated
+from controller.audit.rotation import rotated, series
 from controller.audit.snapshot import Retention
 
 IMPORTED_FROM = "imported_from"  # the seed line's field naming its source
@@ -96,6 +99,7 @@ class Importer:
     def seed(self, log: AuditLog, partition: int, replica: str) -> int:
         """Write the seed line into ``log`` (open, new); return how many targets it holds.
         Raises SourceHeld (wait), ImportRefused, AuditUnavailable."""
+        self._same_partitions(log.path.parent)
         source = self.read()
         share = self.share(source.memory, partition)
         retention = log.rotation.retention if log.rotation is not None else self.retention
@@ -118,6 +122,22 @@ class Importer:
         }
         log.append_fields(fields)
         return len(share.memories)
+
+    def _same_partitions(self, directory: Path) -> None:
+        """Refuse to import into a directory whose logs were imported with another count of
+        partitions: its targets' memory has moved on in those logs since, and the old log
+        would bring back what it held of them."""
+        for path in sorted(directory.glob("partition-*.jsonl")):
+            files = series(path)
+            first = _first_line(files[0]) if files else None
+            seeded = (first or {}).get(IMPORTED_FROM)
+            if isinstance(seeded, dict) and seeded.get("partitions") != self.partitions:
+                raise ImportRefused(
+                    f"{path.name} was imported from {seeded.get('path')} with "
+                    f"{seeded.get('partitions')} partitions, and partitions is now "
+                    f"{self.partitions}: that log's memory is out of date for the partitions "
+                    "new since; remove shards.importFrom (the switch to shards is done)"
+                )
 
     def share(self, memory: Replayed, partition: int) -> Replayed:
         """The memory of the targets of ``partition`` alone (a copy); no fail static."""
@@ -209,6 +229,16 @@ def _quiet(source: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # lets go of the lock too
+
+
+def _first_line(path: Path) -> dict[str, Any] | None:
+    """A log file's first line, parsed (None when it has none, or it does not parse)."""
+    try:
+        with path.open(encoding="utf-8") as file:
+            first = json.loads(file.readline() or "null")
+    except (OSError, ValueError):
+        return None
+    return first if isinstance(first, dict) else None
 
 
 def _stamp(path: Path) -> tuple[int, int, str]:

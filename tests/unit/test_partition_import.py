@@ -217,3 +217,20 @@ def test_importing_is_set_in_shards_and_never_from_the_replicas_own_log(tmp_path
     }
     with pytest.raises(SettingsError, match=r"shards\.importFrom is this replica's own auditPath"):
         load_settings(None, environ={}, overrides=own)
+
+
+def test_no_import_once_partitions_changed_since_the_first(
+    tmp_path: Path, single: SingleLog
+) -> None:
+    """The switch is done: a partition new since ``partitions`` changed must not start with
+    the single log's memory of targets whose memory has moved on in other logs."""
+    logs = logs_for(tmp_path / "partitions", single.path)
+    assert logs.open(0) is not None
+    logs.close_all()
+    more = Importer(single.path, None, 4, partition_of, lambda: START + timedelta(days=30))
+    later = PartitionLogs(logs.directory, "replica-a", AuditLog, None, more)
+    with pytest.raises(
+        ImportRefused, match=r"imported from .* with 2 partitions, and partitions is now 4"
+    ):
+        later.open(3)
+    assert list(read_records(partition_log(logs.directory, 3))) == []
