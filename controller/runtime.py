@@ -262,6 +262,7 @@ class Runtime:
                     partition=partition,
                     source=str(logs.importer.source),
                     targets=logs.imported[partition],
+                    notes=logs.importer.notes,
                 )
             counted = 0
             if self.fleet is not None:

@@ -162,6 +162,12 @@ class Importer:
                 "before shards); fix the path, or remove importFrom to start this partition "
                 "with no memory"
             )
+        active = self.source.with_name(self.source.name.rpartition(".")[0])
+        if self.source.suffix[1:].isdigit() and active.is_file():
+            raise ImportRefused(
+                f"shards.importFrom {self.source} is a rotated file: its memory ends where "
+                f"{active.name} begins; name the active log, {active}"
+            )
         with _quiet(self.source):
             stamp = _stamp(self.source)
             if self._read is not None and self._read.stamp == stamp:
@@ -195,6 +201,11 @@ class Importer:
             notes.append(f"{self.source}: a torn last line is not imported")
         self._read = Source(memory, check.last_seq, check.last_hash, stamp, notes)
         return self._read
+
+    @property
+    def notes(self) -> list[str]:
+        """What the last read found worth a word (a torn last line left out)."""
+        return list(self._read.notes) if self._read is not None else []
 
     def forget(self) -> None:
         """Drop the source read (the estate's memory) until a partition needs it again."""

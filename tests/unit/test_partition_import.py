@@ -158,6 +158,10 @@ def test_a_source_cut_from_its_end_or_keyed_without_the_key_is_refused(
     assert memory is not None and key_of(INTENT_APP) in memory.open_intents
     with pytest.raises(ImportRefused, match="no such file"):
         logs_for(tmp_path / "p4", tmp_path / "nowhere.jsonl").open(1)
+    rotated = single.path.with_name(single.path.name + ".1")
+    rotated.write_bytes(single.path.read_bytes())  # an older file of the series
+    with pytest.raises(ImportRefused, match=r"is a rotated file: .* name the active log"):
+        logs_for(tmp_path / "p5", rotated).open(1)
 
 
 def test_the_import_waits_while_the_single_process_still_writes_its_log(
@@ -234,3 +238,21 @@ def test_no_import_once_partitions_changed_since_the_first(
     ):
         later.open(3)
     assert list(read_records(partition_log(logs.directory, 3))) == []
+
+
+def test_a_torn_last_line_is_left_in_the_source_and_out_of_the_import(
+    tmp_path: Path, single: SingleLog
+) -> None:
+    """A crash mid-write of the single process: the line was never acknowledged (its
+    action never sent). The import leaves it out and the source as it is."""
+    with single.path.open("a", encoding="utf-8") as file:
+        file.write('{"ts": "2026-01-01T00:07:00Z", "kind": "intent", "policy": "api-')
+    before = fingerprint(single.path)
+    logs = logs_for(tmp_path / "partitions", single.path)
+    replayed = logs.open(1)
+    assert replayed is not None
+    assert [i["seq"] for i in replayed.open_intents[key_of(INTENT_APP)]] == [single.intent_seq]
+    assert logs.importer is not None and "torn last line" in logs.importer.notes[0]
+    logs.close_all()
+    assert fingerprint(single.path) == before
+    assert not single.path.with_name(single.path.name + ".torn").exists()
