@@ -91,6 +91,7 @@ class Importer:
         self._now = now
         self.retention = retention or Retention()
         self._read: Source | None = None
+        self._refused: tuple[tuple[int, int, str], str] | None = None  # stamp, why
 
     def wants(self, log: AuditLog) -> bool:
         """Whether ``log`` (open) is new: no line and no rotated file, nothing to lose."""
@@ -155,7 +156,8 @@ class Importer:
         )
 
     def read(self) -> Source:
-        """The source, verified, read again only if it changed since the last read."""
+        """The source, verified; read again only if it changed since the last read (a
+        refusal too: a broken source is not verified again every retry period)."""
         if not self.source.is_file():
             raise ImportRefused(
                 f"shards.importFrom {self.source}: no such file (the log the estate kept "
@@ -172,17 +174,28 @@ class Importer:
             stamp = _stamp(self.source)
             if self._read is not None and self._read.stamp == stamp:
                 return self._read
-            self._read = None
-            memory = Replayed()
-
-            def each(fields: dict[str, Any]) -> None:
-                fold(memory, fields)
-
+            if self._refused is not None and self._refused[0] == stamp:
+                raise ImportRefused(self._refused[1])
+            self._read = self._refused = None
             try:
-                check = check_file(self.source, key=self.key, each=each)
-            except (OSError, ValueError) as exc:
-                raise ImportRefused(f"shards.importFrom {self.source}: cannot read: {exc}") from exc
+                self._read = self._verified(stamp)
+            except ImportRefused as exc:
+                self._refused = (stamp, str(exc))
+                raise
+        return self._read
+
+    def _verified(self, stamp: tuple[int, int, str]) -> Source:
+        """Read and verify the source (its writer fenced off), or say why it is refused."""
+        memory = Replayed()
+
+        def each(fields: dict[str, Any]) -> None:
+            fold(memory, fields)
+
         where = f"shards.importFrom {self.source}"
+        try:
+            check = check_file(self.source, key=self.key, each=each)
+        except (OSError, ValueError) as exc:
+            raise ImportRefused(f"{where}: cannot read: {exc}") from exc
         if not check.ok:
             raise ImportRefused(
                 f"{where}:{check.first_bad}: audit chain broken: {check.problem}; its memory "
@@ -199,8 +212,7 @@ class Importer:
         notes = list(check.notes)
         if check.torn is not None:  # never acknowledged: its action was never sent
             notes.append(f"{self.source}: a torn last line is not imported")
-        self._read = Source(memory, check.last_seq, check.last_hash, stamp, notes)
-        return self._read
+        return Source(memory, check.last_seq, check.last_hash, stamp, notes)
 
     @property
     def notes(self) -> list[str]:
@@ -208,7 +220,8 @@ class Importer:
         return list(self._read.notes) if self._read is not None else []
 
     def forget(self) -> None:
-        """Drop the source read (the estate's memory) until a partition needs it again."""
+        """Drop the source read (the estate's memory) until a partition needs it again;
+        a refusal is kept, until the source changes."""
         self._read = None
 
 

@@ -14,9 +14,12 @@ import hashlib
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from controller.audit import migrate
+from controller.audit.chain import Verification
 from controller.audit.lock import WriterLock
 from controller.audit.log import AuditLog, check_file, read_records
 from controller.audit.migrate import IMPORTED_FROM, Importer, ImportRefused
@@ -127,21 +130,37 @@ def test_a_partition_is_seeded_once_and_later_lines_follow_the_seed(
 
 
 def test_an_untrusted_source_is_refused_and_the_partition_waits(
-    tmp_path: Path, single: SingleLog
+    tmp_path: Path, single: SingleLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    text = single.path.read_text().splitlines(keepends=True)
+    verified: list[Path] = []
+
+    def counted(path: Path, **options: Any) -> Verification:
+        verified.append(path)
+        return check_file(path, **options)
+
+    monkeypatch.setattr(migrate, "check_file", counted)
+    good = single.path.read_bytes()
+    text = good.decode().splitlines(keepends=True)
     assert '"succeeded"' in text[1]
     text[1] = text[1].replace('"succeeded"', '"failed"')  # an edited result
     single.path.write_text("".join(text))
     logs = logs_for(tmp_path / "partitions", single.path)
-    with pytest.raises(ImportRefused, match=rf"importFrom {single.path}:2: audit chain broken"):
-        logs.open(0)
+    assert logs.importer is not None
+    for partition in (0, 1, 0):  # every retry period, each partition owned
+        with pytest.raises(ImportRefused, match=rf"importFrom {single.path}:2: audit chain broken"):
+            logs.open(partition)
+        logs.importer.forget()
     assert not logs.opened()
+    assert len(verified) == 1  # not verified again until it changes
     path = partition_log(logs.directory, 0)
     assert list(read_records(path)) == []  # not started empty: nothing written
     lock = WriterLock(path)
     lock.acquire()  # let go: the next round, or another owner, tries again
     lock.release()
+    single.path.write_bytes(good)  # mended (as `audit repair` would, on the record)
+    assert logs.open(0) is not None and logs.imported == {0: 3}
+    assert len(verified) == 2
+    logs.close_all()
 
 
 def test_a_source_cut_from_its_end_or_keyed_without_the_key_is_refused(
