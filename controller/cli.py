@@ -695,6 +695,8 @@ def _approval_requests(settings: Settings) -> tuple[dict[str, approvals.Request]
     paths = [settings.audit_path]
     if settings.shards.enabled and settings.shards.audit_dir is not None:
         paths += partition_logs_in(settings.shards.audit_dir)  # each target's, by partition
+        if settings.shards.import_from is not None:  # asked before shards: still answerable
+            paths.append(settings.shards.import_from)
     records = sorted(
         (r for path in paths if path.is_file() for r in read_records(path)),
         key=lambda r: str(r.get("ts")),

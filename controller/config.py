@@ -185,6 +185,9 @@ class ShardSettings(LeaseSettings):
     # one audit log per partition (partition-NNN.jsonl), on storage every replica reaches
     # (an Azure Files share): a replica that takes a partition replays its memory there
     audit_dir: Path | None = None
+    # the audit log that held the estate's memory before shards (the single process's
+    # auditPath): a partition log that does not exist yet starts with its share of it
+    import_from: Path | None = None
 
     @model_validator(mode="after")
     def _memory(self) -> Self:
@@ -282,6 +285,13 @@ class Settings(BaseModel):
             raise ValueError(
                 "leaderElection and shards are exclusive: one leader acts for every target, "
                 "or each replica for its partitions; enable one"
+            )
+        source = self.shards.import_from
+        if self.shards.enabled and source is not None and _same(source, self.audit_path):
+            raise ValueError(
+                f"shards.importFrom is this replica's own auditPath ({source}): the log to "
+                "import is only read, and each replica writes a log of its own; give "
+                "auditPath a new file (e.g. per replica) and keep importFrom on the old one"
             )
         return self
 
@@ -425,6 +435,14 @@ def _relative_to(folder: Path, data: dict[str, Any]) -> dict[str, Any]:
         if isinstance(data.get(key), str):
             data[key] = str(folder / data[key])
     shards = data.get("shards")
-    if isinstance(shards, dict) and isinstance(shards.get("auditDir"), str):
-        data["shards"] = {**shards, "auditDir": str(folder / shards["auditDir"])}
+    if isinstance(shards, dict):
+        for key in ("auditDir", "importFrom"):
+            if isinstance(shards.get(key), str):
+                shards = {**shards, key: str(folder / shards[key])}
+        data["shards"] = shards
     return data
+
+
+def _same(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (symlinks and ``..`` resolved; neither need exist)."""
+    return os.path.realpath(a) == os.path.realpath(b)

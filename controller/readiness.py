@@ -11,6 +11,7 @@ into token requests every few seconds; the SDK's own credential caches tokens to
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -43,6 +44,11 @@ class Readiness:
     audit: Writable | None = None
     elector: LeaderElector | None = None
     owner: PartitionOwner | None = None  # shards: the partitions this replica acts for
+    # shards: the partitions owned whose log is not open yet, and why (held, refused)
+    waiting: Callable[[], Mapping[int, str]] | None = None
+    # shards: the policies loaded, which a replica running no target yet (owning none, or
+    # waiting for a partition's log) still has: it is ready, and says what it waits for
+    policies_loaded: Callable[[], int] | None = None
     policy_error: str | None = None  # why the last policy reload was rejected, if it was
     # selector policies whose newest discovery was not believed: why (the last good set runs)
     discovery: dict[str, str] = field(default_factory=dict)
@@ -56,9 +62,10 @@ class Readiness:
         token = await self._token()
         audit = self.audit.problem() if self.audit is not None else None
         policies = len(self.loop.reconcilers)
+        loaded = self.policies_loaded() if self.policies_loaded is not None else policies
         checks: dict[str, dict[str, Any]] = {
             "policies": _entry(
-                self.policy_error or (None if policies else "no policies loaded"),
+                self.policy_error or (None if loaded else "no policies loaded"),
                 loaded=policies,
             ),
             "credential": _entry(token),
@@ -72,6 +79,12 @@ class Readiness:
                 "identity": self.owner.identity,
                 "partitions": self.owner.partitions,
                 "owned": owned,
+                # why a partition owned runs none of its targets yet: its log is held by
+                # another writer, not trusted, or its import cannot be read yet
+                "waiting": {
+                    str(p): why
+                    for p, why in sorted((self.waiting() if self.waiting else {}).items())
+                },
             }
         ready = all(c["ok"] for c in checks.values())
         # a discovery not believed is news, not unreadiness: the last good set still runs

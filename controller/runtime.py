@@ -29,6 +29,7 @@ from controller.audit.log import (
     AuditUnavailable,
     Record,
 )
+from controller.audit.migrate import Importer, ImportRefused, remembered_targets
 from controller.audit.partitions import CannotLock, PartitionLogs, partition_log
 from controller.audit.replay import FAIL_STATIC_CLEARED, Replayed
 from controller.audit.rotation import Rotation
@@ -237,7 +238,14 @@ class Runtime:
         for partition in sorted(owned - logs.opened() - set(self.closing)):
             try:
                 replayed = logs.open(partition)
-            except (AuditCorrupt, AuditKeyError, AnchorUnreadable, CannotLock, OSError) as exc:
+            except (
+                AuditCorrupt,
+                AuditKeyError,
+                AnchorUnreadable,
+                CannotLock,
+                ImportRefused,
+                OSError,
+            ) as exc:
                 logs.waiting[partition] = str(exc)
                 log.error("partition audit log refused", partition=partition, error=str(exc))
                 continue
@@ -248,6 +256,14 @@ class Runtime:
                     holder=logs.waiting.get(partition),
                 )
                 continue
+            if partition in logs.imported and logs.importer is not None:
+                log.info(
+                    "partition memory imported",
+                    partition=partition,
+                    source=str(logs.importer.source),
+                    targets=logs.imported[partition],
+                    notes=logs.importer.notes,
+                )
             counted = 0
             if self.fleet is not None:
                 counted = count_spent(self.fleet, replayed, self.clock.now(), partition)
@@ -258,6 +274,8 @@ class Runtime:
                 actions_counted=counted,
                 open_intents=sum(map(len, replayed.open_intents.values())),
             )
+        if logs.importer is not None:
+            logs.importer.forget()  # the estate's memory, read once for this round
         for partition in list(logs.waiting):
             if partition not in owned:
                 del logs.waiting[partition]
@@ -488,7 +506,17 @@ async def open_runtime(
                 log.warning("audit log", note=note)
             audit = log_file
             if settings.shards.enabled:
-                partition_logs = partition_logs_for(settings, loaded, key, metrics, log_file)
+                partition_logs = partition_logs_for(
+                    settings, loaded, key, metrics, log_file, clock.now
+                )
+                if settings.shards.import_from is None and (left := remembered_targets(replayed)):
+                    log.warning(
+                        "the replica's audit log holds target memory from before shards; "
+                        "it is not read with shards on",
+                        path=str(settings.audit_path),
+                        targets=left,
+                        hint="give auditPath a new file and set shards.importFrom to this one",
+                    )
                 stack.callback(partition_logs.close_all)
         registry = registry_factory(clients, clock)
         missing = [m for item in loaded for m in registry.missing(item.policy)]
@@ -607,10 +635,13 @@ async def open_runtime(
             audit=partition_logs or audit,
             elector=elector,
             owner=owner,
+            waiting=(lambda: partition_logs.waiting) if partition_logs is not None else None,
         )
         runtime = Runtime(
             settings, clock, loop, metrics, audit, registry, loaded, readiness, elector, escalator
         )
+        if owner is not None:
+            readiness.policies_loaded = lambda: len(runtime.policies)
         runtime.rebuild = lambda item, old: reconciler(
             item,
             carried(old.policy, old.memory, item.policy) if old else remembered(item),
@@ -633,10 +664,13 @@ def partition_logs_for(
     key: bytes | None,
     metrics: Metrics,
     run_log: AuditLog,
+    now: Callable[[], datetime],
 ) -> PartitionLogs:
     """The partition logs of shards: in ``shards.auditDir``, each sealed, anchored and
-    rotated as the replica's own log is (an anchor file per partition beside it)."""
-    directory = settings.shards.audit_dir
+    rotated as the replica's own log is (an anchor file per partition beside it); a new
+    one seeded from ``shards.importFrom``, when set."""
+    shards = settings.shards
+    directory = shards.audit_dir
     assert directory is not None
     rotation = rotation_for(settings, [item.policy for item in loaded])
     anchor = settings.audit_anchor
@@ -650,7 +684,10 @@ def partition_logs_for(
             anchor=anchor.with_name(f"{anchor.name}.{path.stem}") if anchor else None,
         )
 
-    return PartitionLogs(directory, settings.shards.identity, make, run_log)
+    importer = None
+    if shards.import_from is not None:
+        importer = Importer(shards.import_from, key, shards.partitions, partition_of, now)
+    return PartitionLogs(directory, shards.identity, make, run_log, importer)
 
 
 def _lease_storage(

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from controller.audit.lock import AuditLocked
-from controller.audit.log import AuditLog, AuditSink, Record
+from controller.audit.log import AuditLog, AuditSink, AuditUnavailable, Record
+from controller.audit.migrate import Importer, ImportRefused
 from controller.audit.replay import Replayed
 from controller.audit.rotation import Rotation
 from controller.memory import TargetMemory, target_key
@@ -64,17 +65,23 @@ class PartitionLogs:
         replica: str,
         make: Callable[[Path], AuditLog],
         run_log: AuditSink | None = None,
+        importer: Importer | None = None,
     ) -> None:
         self.directory = directory
         self.replica = replica
         self._make = make  # an AuditLog for a path: the settings' key, anchor, rotation
         self._run_log = run_log  # the replica's own log: its readiness counts too
+        self.importer = importer  # seeds a new partition log from the log before shards
         self._open: dict[int, AuditLog] = {}
-        self.waiting: dict[int, str] = {}  # owned, but another writer holds the log: why
+        # owned, but not open: why (another writer holds the log, it cannot be trusted,
+        # or the log to import from cannot be read yet)
+        self.waiting: dict[int, str] = {}
+        self.imported: dict[int, int] = {}  # partitions seeded by this replica: targets
 
     def open(self, partition: int) -> Replayed | None:
-        """Open and replay ``partition``'s log; None while another writer holds it
-        (try again later). Raises AuditCorrupt, AuditKeyError, CannotLock."""
+        """Open and replay ``partition``'s log (a new one seeded first, when importing);
+        None while another writer holds it or the source (try again later). Raises
+        AuditCorrupt, AuditKeyError, CannotLock, ImportRefused."""
         if partition in self._open:
             return self._open[partition].memory()
         log = self._make(partition_log(self.directory, partition))
@@ -89,9 +96,31 @@ class PartitionLogs:
                 f"{log.lock_unsupported}; a partition's log needs its lock: "
                 "an old owner still writing it must keep the new one waiting"
             )
+        if not self._seeded(log, partition):
+            return None
         self.waiting.pop(partition, None)
         self._open[partition] = log
         return log.memory()
+
+    def _seeded(self, log: AuditLog, partition: int) -> bool:
+        """Seed a new partition log from the log before shards, if asked to; False (the
+        log closed again) while the source's writer still runs. Raises ImportRefused."""
+        importer = self.importer
+        if importer is None or not importer.wants(log):
+            return True
+        try:
+            self.imported[partition] = importer.seed(log, partition, self.replica)
+        except AuditLocked as exc:  # the source's writer still runs: wait for it
+            log.close()
+            self.waiting[partition] = str(exc)
+            return False
+        except AuditUnavailable as exc:
+            log.close()
+            raise ImportRefused(f"{log.path}: cannot write the import: {exc}") from exc
+        except BaseException:
+            log.close()
+            raise
+        return True
 
     def is_open(self, partition: int) -> bool:
         return partition in self._open

@@ -50,6 +50,9 @@ param shards bool = false
 @maxValue(1024)
 param partitions int = 32
 
+@description('With shards, when the estate ran as one replica before: its audit log, as a path on the audit share (replicas/<replica name>/audit.jsonl). Each partition log starts with its share of that memory, once; the log is only read. Empty: nothing is imported.')
+param shardsImportFrom string = ''
+
 @description('Elect a leader on a blob lease. Forced on with 2 replicas; on by default with 1 too, because a new revision runs beside the old one until it is ready.')
 param leaderElection bool = true
 
@@ -187,13 +190,15 @@ var leaderEnv = electLeader ? [
 var shardsEnv = shards ? [
   {
     name: 'REMEDIATOR_SHARDS'
-    value: string({
+    value: string(union({
       enabled: true
       accountUrl: remediatorIdentity.outputs.leaseAccountUrl
       container: leaseContainerName
       partitions: partitions
       auditDir: '${stateDir}/partitions'
-    })
+    }, empty(shardsImportFrom) ? {} : {
+      importFrom: '${stateDir}/${shardsImportFrom}'
+    }))
   }
 ] : []
 
