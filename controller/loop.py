@@ -111,12 +111,15 @@ class Loop:
         self.health.started = self._clock.now()
         async with anyio.create_task_group() as tg:
             self._group = tg
-            for reconciler in self.reconcilers:
-                self._start(reconciler)
+            self._start_all()  # in a frame of its own: none of them is held by this one
             try:
                 await anyio.sleep_forever()  # targets come and go with policy reloads
             finally:
                 self._group = None
+
+    def _start_all(self) -> None:
+        for reconciler in self.reconcilers:
+            self._start(reconciler)
 
     def replace(self, reconcilers: Sequence[Reconciler]) -> None:
         """Swap in a new set of reconcilers: unchanged ones (the same object) keep running,
@@ -183,9 +186,17 @@ class Loop:
     async def _target(
         self, reconciler: Reconciler, previous: anyio.TaskHandle[None] | None = None
     ) -> None:
-        if previous is not None:
-            await previous.wait()
         name = reconciler.key
+        if previous is not None:
+            # shielded: this task may be replaced or removed in turn while it waits, and
+            # whatever follows it must still wait for the action in flight (through it)
+            with anyio.CancelScope(shield=True):
+                await previous.wait()
+            # a finished handle's traceback holds its reconciler, and that one's previous:
+            # dropped, or every reconciler a target ever had would stay in memory
+            previous = None
+            if self._current.get(name) is not reconciler:
+                return  # replaced or removed while it waited: it never runs
         interval = self.interval_of(reconciler)
         self.health.intervals[name] = interval
         delay = interval * self._rng.uniform(0, self._jitter)

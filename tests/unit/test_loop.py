@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import random
+import weakref
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -255,6 +257,82 @@ async def test_a_reloaded_target_waits_for_its_action_in_flight() -> None:
         await clock.settle()
         assert loop.health.stalled(clock.now() + timedelta(hours=1)) == []
         assert "app-a" not in loop.health.due
+        tg.cancel_scope.cancel()
+
+
+async def test_a_target_replaced_twice_still_waits_for_the_first_action() -> None:
+    """Replaced while its action runs, then replaced again (or removed) before that action
+    ends: whatever comes next still waits for the action — never two actors on one
+    target — and ``stopped`` returns only once its result is in memory."""
+    clock = VirtualClock(START)
+    started, release = anyio.Event(), anyio.Event()
+    reg, applied = registry(ConstantSignal(95.0), set())
+
+    @reg.action("containerApp", "scaleOut")
+    async def slow_scale_out(target: Target, proposal: Proposal) -> Outcome:
+        started.set()
+        await release.wait()
+        applied.append(target.resource_id)
+        return Outcome(OutcomeKind.SUCCEEDED, proposal.before, proposal.after)
+
+    loop = make_loop(reg, clock, policy("app-a"))
+    [old] = loop.reconcilers
+
+    def successor() -> Reconciler:
+        return Reconciler(
+            old.policy, reg, clock, Mode.LIVE, MemoryAudit(), Metrics(), memory=old.memory
+        )
+
+    async with anyio.create_task_group() as tg:
+        try:
+            tg.start_soon(loop.run)
+            await clock.drive(START + timedelta(minutes=10), sleepers=1, stop_when=started.is_set)
+            loop.replace([successor()])
+            await clock.settle()
+            loop.replace([])  # the partition lost: removed while the first action still runs
+            stopped = anyio.Event()
+
+            async def wait_stopped() -> None:
+                await loop.stopped(["app-a"])
+                stopped.set()
+
+            tg.start_soon(wait_stopped)
+            await clock.settle()
+            assert not stopped.is_set()  # the first action has no result yet
+            third = successor()
+            loop.replace([third])  # and gained back
+            await clock.advance(120)
+            assert third.track.count == 0 and applied == []  # the third has not even passed
+            release.set()
+            await clock.settle()
+            assert stopped.is_set() and len(applied) == 1
+            await clock.drive(clock.now() + timedelta(minutes=3), sleepers=1)
+            assert len(applied) == 1  # the third saw the action and its cooldown
+            tg.cancel_scope.cancel()
+        finally:  # a failed assertion must not leave the shielded action hanging
+            release.set()
+
+
+async def test_replaced_reconcilers_are_not_kept() -> None:
+    """A target replaced again and again (policy edits, discoveries) holds one
+    reconciler, not every one it ever had."""
+    clock = VirtualClock(START)
+    reg, _ = registry(ConstantSignal(10.0), set())
+    loop = make_loop(reg, clock, policy("app-a"))
+    [first] = loop.reconcilers
+    gone = [weakref.ref(first)]
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(loop.run)
+        await clock.drive(START + timedelta(minutes=2), sleepers=1)
+        for _ in range(5):
+            fresh = Reconciler(first.policy, reg, clock, Mode.LIVE, MemoryAudit(), Metrics())
+            loop.replace([fresh])
+            gone.append(weakref.ref(fresh))
+            await clock.drive(clock.now() + timedelta(minutes=2), sleepers=1)
+        del first, fresh
+        gc.collect()
+        alive = [ref for ref in gone if ref() is not None]
+        assert len(alive) == 1 and alive[0]() is loop.reconcilers[0]
         tg.cancel_scope.cancel()
 
 
