@@ -32,6 +32,8 @@ FAULT_KINDS = frozenset(
         "concurrent-write",  # someone else changes the app just before the next PATCH
         "graph-throttle",  # Resource Graph answers 429, its user quota shown spent
         "graph-error",  # Resource Graph answers 500
+        "arm-forbidden",  # Microsoft.App routes answer 403 AuthorizationFailed (a role removed)
+        "metrics-forbidden",  # metrics routes answer 403 AuthorizationFailed
     }
 )
 

@@ -38,9 +38,29 @@ def normalise(path: str) -> str:
     return re.sub(r"/{2,}", "/", path).rstrip("/") or "/"
 
 
-async def _fault_gate(world: World, family: str, method: str = "GET") -> web.Response | None:
+def _forbidden(action: str, scope: str) -> web.Response:
+    """ARM's answer to a caller whose role does not grant ``action`` over ``scope``."""
+    client = "00000000-0000-0000-0000-00000000c0de"  # the emulator's one identity
+    return error(
+        403,
+        "AuthorizationFailed",
+        f"The client '{client}' with object id '{client}' does not have authorization to "
+        f"perform action '{action}' over scope '{scope}' or the scope is invalid. If access "
+        "was recently granted, please refresh your credentials.",
+    )
+
+
+async def _fault_gate(
+    world: World, family: str, method: str = "GET", path: str = "/"
+) -> web.Response | None:
     """The injected-failure answer for this route family, if a fault is active."""
     now = world.now()
+    if family == "arm" and world.faults.active("arm-forbidden", now):
+        verb = "read" if method == "GET" else "write"
+        return _forbidden(f"Microsoft.App/containerApps/{verb}", path)
+    if family == "metrics" and world.faults.active("metrics-forbidden", now):
+        scope = re.split(r"/providers/microsoft\.insights/", path, flags=re.IGNORECASE)[0]
+        return _forbidden("Microsoft.Insights/metrics/read", scope)
     if (
         family == "arm"
         and method in ("PATCH", "PUT", "POST")
@@ -107,7 +127,7 @@ def dispatcher(world: World, routes: list[Route]) -> Handler:
             )
             if denied is not None:
                 return denied
-            faulted = await _fault_gate(w, r.family, request.method)
+            faulted = await _fault_gate(w, r.family, request.method, path)
             if faulted is not None:
                 return faulted
             response = await r.handler(w, request, match.groupdict())
