@@ -62,11 +62,12 @@ class WriteGatePolicy(SansIOHTTPPolicy):  # type: ignore[type-arg]
         self._clients = clients
 
     def on_request(self, request: PipelineRequest) -> None:  # type: ignore[type-arg]
-        gate = self._clients.write_gate
-        if gate is None or request.http_request.method in ("GET", "HEAD"):
+        if request.http_request.method in ("GET", "HEAD"):
             return
-        refused = gate()
-        if refused is not None:
+        # each gate on its own: leader election (the replica's lease) and shards (the
+        # partition's lease of the resource written) are never both on
+        gate = self._clients.write_gate
+        if gate is not None and (refused := gate()) is not None:
             raise WriteRefused(refused)
         owner_gate = self._clients.resource_gate
         if owner_gate is not None:

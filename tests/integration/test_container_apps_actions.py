@@ -278,3 +278,31 @@ async def test_a_write_is_stopped_as_it_leaves_when_leadership_is_gone(
     assert [r["method"] for r in emu.requests] == ["GET"]  # read, then stopped unsent
     assert reads_then_lost == ["asked"]  # reads pass the gate unasked
     assert writes_of(emu) == [] and emu.writes == 0
+
+
+async def test_with_shards_a_write_is_stopped_as_it_leaves_when_its_partition_is_gone(
+    emulator: tuple[Emulator, str], clock: VirtualClock, tmp_path: Path
+) -> None:
+    """With shards there is no leader lease (``write_gate`` is unset): the partition's own
+    gate is still asked in the pipeline, with the resource each write goes to, so a
+    replica whose partition was taken since its decision (a retried PATCH, a re-read
+    after a conflict) sends nothing."""
+    emu, base_url = emulator
+    settings = emulator_settings(base_url, tmp_path)
+    asked: list[str] = []
+
+    def partition_gone(resource: str) -> str | None:
+        asked.append(resource)
+        return "standby: partition 3 is not owned by replica-a"
+
+    async with AzureClients(settings, make_credential("emulator")) as clients:
+        assert clients.write_gate is None
+        clients.resource_gate = partition_gone
+        actuator = ContainerAppsActuator(clients, clock)
+        with pytest.raises(WriteRefused, match="partition 3 is not owned"):
+            await actuator.scale_out(
+                TARGET, proposal("scaleOut", {"minReplicas": 3, "maxReplicas": 10})
+            )
+    assert [r["method"] for r in emu.requests] == ["GET"]  # read, then stopped unsent
+    assert [a.lower() for a in asked] == [TARGET.resource_id.lower()]
+    assert writes_of(emu) == [] and emu.writes == 0
