@@ -14,7 +14,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext, suppress
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
@@ -57,6 +57,7 @@ from controller.policy.schema import Guards
 from controller.reconcile import PassResult
 from controller.registry import UnknownPlugin
 from controller.runtime import (
+    Runtime,
     clock_for,
     follow_partitions,
     keep_discovering,
@@ -90,7 +91,8 @@ EXIT_CODES = """\
 exit codes:
   0  success
   1  failure: the command ran and found a problem (a target that could not be read,
-     a broken audit chain, a file that could not be written)
+     a selector whose discovery was not believed, a broken audit chain, a file that
+     could not be written)
   2  bad input: policies, settings, scenario or usage
   3  plan, run --once: every target was read, but a signal failed (HTTP 500, 403,
      a timeout): its objective is unknown, the cause in the WHY column
@@ -587,18 +589,36 @@ def _plan(args: argparse.Namespace) -> int:
     settings = _settings(args)
     policies = load_policies(settings.policies)
 
-    async def one_pass() -> list[Any]:
+    async def one_pass() -> tuple[list[Any], list[str], Mapping[str, int]]:
         async with open_runtime(
             settings, mode=Mode.DRY_RUN, policies=policies, audit=MemoryAudit()
         ) as runtime:
-            return await runtime.loop.run_once()
+            results = await runtime.loop.run_once()
+            counts = runtime.expanded.per_policy if runtime.expanded is not None else {}
+            return results, unseen(runtime), counts
 
-    results = anyio.run(one_pass)
+    results, problems, counts = anyio.run(one_pass)
     if args.output == "json":
         print(json.dumps([render.pass_json(r) for r in results], indent=2))
+        for problem in problems:  # stdout stays the JSON list a pipeline parses
+            print(problem, file=sys.stderr)
     else:
-        print(render.plan_table(results))
-    return pass_exit(results)
+        print(render.plan_table(results, counts))
+        for problem in problems:
+            print(problem)
+    # a selector that could not be read is a target that could not be: not "nothing to do"
+    return EXIT_FAILED if problems else pass_exit(results)
+
+
+def unseen(runtime: Runtime) -> list[str]:
+    """What the estate's targets lack: selectors whose answer was not believed (their
+    last good set, or nothing, runs), and resources refused for two policies."""
+    problems = [
+        f"discovery not believed: policy {policy!r}: {why}"
+        for policy, why in sorted(runtime.readiness.discovery.items())
+    ]
+    refused = runtime.expanded.refused if runtime.expanded is not None else {}
+    return problems + [f"refused: {why}" for _, why in sorted(refused.items())]
 
 
 def pass_exit(results: Sequence[PassResult | PassFailure]) -> int:
@@ -651,7 +671,10 @@ async def _run_async(settings: Settings, policies: Any, once: bool) -> int:
             results = await runtime.loop.run_once()
             for result in results:
                 print(render.pass_line(result, runtime.clock.now()))
-            return pass_exit(results)
+            problems = unseen(runtime)
+            for problem in problems:
+                print(problem)
+            return EXIT_FAILED if problems else pass_exit(results)
         app = runtime.app()
         address = settings.listen_address
         # bound before any task starts: a port taken is a plain OSError (exit 1), not a group

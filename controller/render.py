@@ -60,12 +60,15 @@ def pass_json(result: PassResult | PassFailure) -> dict[str, Any]:
     }
 
 
-def plan_table(results: list[PassResult | PassFailure]) -> str:
+def plan_table(
+    results: list[PassResult | PassFailure], counts: Mapping[str, int] | None = None
+) -> str:
     """Targets × objectives × verdict × the action that would run, and why; then how many
-    targets each policy has (a selector policy has one per resource it found)."""
+    targets each policy has (a selector policy has one per resource it found; ``counts``
+    names every policy, those with none too)."""
     header = ("POLICY", "TARGET", "OBJECTIVE", "VALUE", "VERDICT", "ACTION", "WHY")
     rows: list[tuple[str, ...]] = [header]
-    per_policy: dict[str, int] = {}
+    per_policy: dict[str, int] = dict.fromkeys(counts or {}, 0)
     for result in results:
         per_policy[result.policy] = per_policy.get(result.policy, 0) + 1
         target = result.target.rsplit("/", 1)[-1] or "-"
@@ -85,8 +88,8 @@ def plan_table(results: list[PassResult | PassFailure]) -> str:
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
         lines.append("  ".join([*cells, row[-1]]))
-    counts = ", ".join(f"{policy} {n}" for policy, n in sorted(per_policy.items()))
-    lines.append(f"targets by policy: {counts or 'none'}")
+    by_policy = ", ".join(f"{policy} {n}" for policy, n in sorted(per_policy.items()))
+    lines.append(f"targets by policy: {by_policy or 'none'}")
     return "\n".join(lines)
 
 
