@@ -59,7 +59,9 @@ def graph_failing(tmp_path: Path) -> Iterator[Path]:
     """The fleet estate whose Resource Graph answers 500 from the start."""
     config = tmp_path / "settings.yaml"
     port = free_port()
-    proc = cli("emulator", "--port", str(port), "--scenario", "fleet", "--write-config", str(config))
+    proc = cli(
+        "emulator", "--port", str(port), "--scenario", "fleet", "--write-config", str(config)
+    )
     try:
         eventually(lambda: config.exists() and "clock" in config.read_text())
         inject(f"http://127.0.0.1:{port}", "graph-error")
