@@ -190,6 +190,24 @@ class Fleet:
             bucket = self._bucket(key).refilled(now)
             self._buckets[key] = replace(bucket, tokens=min(bucket.tokens, burst - lacking))
 
+    def starved(self) -> str | None:
+        """Shards: why this replica's share can never afford an action, or None. A share
+        is of whole actions: a cap that rounds down to 0, or a bucket that holds less than
+        one token when full, never lets a target act, however long it waits."""
+        if not self._owned:
+            return None  # the whole estate's budgets, or nothing to act for
+        owned, partitions = len(self._owned), self._partitions
+        least = least_partitions(self._budgets, partitions)
+        if owned >= least:
+            return None
+        b = self._budgets
+        return (
+            f"this replica's share ({owned} of {partitions} partitions) of the budgets "
+            f"(subscriptionBurst {b.subscription_burst}, globalPerHour {b.global_per_hour}) "
+            f"is under one action: it never acts; a replica needs {least} partitions — run "
+            f"at most {partitions // least} replicas, or raise the budgets"
+        )
+
     def spend(self, subscription: str, at: datetime, target: str | None = None) -> None:
         """An action ran (or would have): it costs a token and counts toward the hour.
         With ``target`` (its memory key) an action already counted is not counted again."""
@@ -321,3 +339,14 @@ class Fleet:
                 f"(a token every {int(refill.total_seconds())}s)"
             )
         return None
+
+
+def least_partitions(budgets: BudgetSettings, partitions: int) -> int:
+    """The fewest partitions whose share of the budgets affords one action: a full bucket
+    of at least one token (``burst × k / partitions ≥ 1``) and an hourly cap of at least one
+    (``globalPerHour × k / partitions ≥ 1``). ``partitions // least`` replicas can all act."""
+    return max(
+        math.ceil(partitions / budgets.subscription_burst - _NOTHING),
+        math.ceil(partitions / budgets.global_per_hour - _NOTHING),
+        1,
+    )

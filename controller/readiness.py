@@ -49,6 +49,8 @@ class Readiness:
     # shards: the policies loaded, which a replica running no target yet (owning none, or
     # waiting for a partition's log) still has: it is ready, and says what it waits for
     policies_loaded: Callable[[], int] | None = None
+    # shards: why this replica's share of the budgets never affords an action, or None
+    starved: Callable[[], str | None] | None = None
     policy_error: str | None = None  # why the last policy reload was rejected, if it was
     # selector policies whose newest discovery was not believed: why (the last good set runs)
     discovery: dict[str, str] = field(default_factory=dict)
@@ -74,8 +76,10 @@ class Readiness:
         }
         if self.owner is not None:  # news, not unreadiness: a replica may own none a while
             owned = self.owner.owned()
+            # but one that owns partitions it can never act for cannot do its job
+            starved = self.starved() if self.starved is not None else None
             checks["shards"] = {
-                "ok": True,
+                **_entry(starved),
                 "identity": self.owner.identity,
                 "partitions": self.owner.partitions,
                 "owned": owned,

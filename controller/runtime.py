@@ -90,6 +90,7 @@ class Runtime:
     partition_logs: PartitionLogs | None = None
     # partitions lost whose log closes once their targets' actions in flight are written
     closing: dict[int, list[str]] = field(default_factory=dict)
+    starved: str | None = None  # shards: why this replica's budget share never acts
 
     def app(self) -> web.Application:
         """The HTTP face: /, /metrics, /healthz, /readyz — all read-only."""
@@ -223,6 +224,10 @@ class Runtime:
             owned = self._remember(owned)
         if self.fleet is not None:  # budgets: this replica's share of the estate's
             self.fleet.reshare(owned, owner.partitions, self.clock.now())
+            starved = self.fleet.starved()
+            if starved is not None and starved != self.starved:
+                log.error("budget share under one action", reason=starved)
+            self.starved = starved
         return [
             item
             for item in targets
@@ -636,6 +641,7 @@ async def open_runtime(
             elector=elector,
             owner=owner,
             waiting=(lambda: partition_logs.waiting) if partition_logs is not None else None,
+            starved=fleet.starved if owner is not None else None,
         )
         runtime = Runtime(
             settings, clock, loop, metrics, audit, registry, loaded, readiness, elector, escalator

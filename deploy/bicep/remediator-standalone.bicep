@@ -37,7 +37,7 @@ param registryResourceId string = ''
 ])
 param mode string = 'dry-run'
 
-@description('1, or 2 for a standby that takes over within the lease time (leader election is then always on); with shards, up to 10 replicas that split the estate.')
+@description('1, or 2 for a standby that takes over within the lease time (leader election is then always on); with shards, up to 10 replicas that split the estate (with the default budgets and 32 partitions, 8 can all act: a share under one action is not ready).')
 @minValue(1)
 @maxValue(10)
 param replicas int = 1

@@ -87,7 +87,12 @@ async def test_three_replicas_split_the_targets_each_exactly_once(
         runtimes = []
         for name in ("a", "b", "c"):
             settings = emulator_settings(
-                fleet, tmp_path / name, mode="dry-run", shards={**shards, "identity": name}
+                fleet,
+                tmp_path / name,
+                mode="dry-run",
+                shards={**shards, "identity": name},
+                # 3 tokens over 8 partitions: a share of 2 is a bucket of 0.75, never one
+                budgets={"subscriptionBurst": 3},
             )
             runtimes.append(
                 await stack.enter_async_context(
@@ -129,6 +134,11 @@ async def test_three_replicas_split_the_targets_each_exactly_once(
             assert mine, "each replica has a share of the estate"
         for runtime in runtimes:
             assert runtime.metrics.partitions_owned._value.get() == len(runtime.owner.owned())  # type: ignore[union-attr]
-            _ready, body = await runtime.readiness.check()
+            ready, body = await runtime.readiness.check()
             assert body["checks"]["shards"]["owned"] == runtime.owner.owned()  # type: ignore[union-attr]
+            # a share too small for one action is named, and the replica is not ready
+            starved = len(runtime.owner.owned()) < 3  # type: ignore[union-attr]
+            assert ready is not starved and body["checks"]["shards"]["ok"] is not starved
+            if starved:
+                assert "needs 3 partitions" in body["checks"]["shards"]["problem"]
         tg.cancel_scope.cancel()

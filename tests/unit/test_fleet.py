@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from controller.config import BudgetSettings, FailStaticSettings
 from controller.core import guards
-from controller.fleet import Fleet
+from controller.fleet import Fleet, least_partitions
 from controller.model import ActionRecord, Mode, OutcomeKind, Proposal, VerdictState
 from controller.shards import partition_of
 from tests.conftest import START, make_policy
@@ -293,3 +293,27 @@ def test_a_cause_shared_by_the_estate_holds_every_replica_and_a_local_one_only_i
         True,
     ]
     assert engaged({a for a in apps if partition_of(a, 32) == 5}) == [False, False, False]
+
+
+def test_a_share_too_small_for_one_action_is_named_with_how_many_replicas_can_act() -> None:
+    """Budgets are shared in whole actions: 3 of 32 partitions of a burst of 10 is a bucket
+    of 0.94 tokens, which never lets a target act. The replica says so (for /readyz), and
+    how many replicas the budgets allow; 4 of 32 (1.25 tokens) acts."""
+    f = fleet()
+    assert f.starved() is None  # no shards
+    f.reshare(range(3), 32, START)
+    assert f.holds("sub", START) is not None  # it truly cannot act
+    why = f.starved()
+    assert why is not None and "needs 4 partitions" in why and "at most 8 replicas" in why
+    f.reshare(range(4), 32, START)
+    assert f.starved() is None and f.holds("sub", START) is None
+    f.reshare((), 32, START)
+    assert f.starved() is None  # owning nothing is waiting, not starving
+
+
+def test_the_hourly_cap_share_counts_too() -> None:
+    f = fleet(subscriptionBurst=100, globalPerHour=10)
+    f.reshare(range(3), 32, START)  # cap floor(10 × 3/32) = 0
+    assert f.global_cap == 0 and f.holds("sub", START) is not None
+    assert "needs 4 partitions" in (f.starved() or "")
+    assert least_partitions(BudgetSettings(subscription_burst=10, global_per_hour=30), 30) == 3
