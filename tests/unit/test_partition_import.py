@@ -36,6 +36,7 @@ from controller.loop import Loop
 from controller.readiness import Readiness
 from controller.registry import Registry
 from controller.runtime import Runtime
+from controller.settings_view import settings_view
 from controller.shards import partition_of
 from controller.telemetry import Metrics
 from tests.conftest import START
@@ -489,6 +490,9 @@ def test_import_anchor_is_a_shards_setting_beside_import_from(tmp_path: Path) ->
     settings_file.write_text(json.dumps({"auditPath": "replica-a.jsonl", "shards": shards}))
     loaded = load_settings(settings_file, environ={}).shards
     assert loaded.import_anchor == tmp_path / "anchors" / "remediator-audit.anchor"
+    view = settings_view(settings_file, environ={})  # `remediator config show`
+    assert view.values["shards"]["importAnchor"] == str(loaded.import_anchor)
+    assert view.origins["shards.importAnchor"] == f"{settings_file}:1"
     assert load_settings(None, environ={}).shards.import_anchor is None
     alone = {"shards": {**shards, "auditDir": "/a", "importFrom": None}}
     with pytest.raises(SettingsError, match=r"importAnchor is the anchor of the log importFrom"):
