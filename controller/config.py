@@ -188,6 +188,9 @@ class ShardSettings(LeaseSettings):
     # the audit log that held the estate's memory before shards (the single process's
     # auditPath): a partition log that does not exist yet starts with its share of it
     import_from: Path | None = None
+    # that log's anchor (the single process's auditAnchor): the source is held to it, so
+    # lines cut from its end (its head rewritten to match) are refused, not imported
+    import_anchor: Path | None = None
 
     @model_validator(mode="after")
     def _memory(self) -> Self:
@@ -195,6 +198,11 @@ class ShardSettings(LeaseSettings):
             raise ValueError(
                 "shards: needs auditDir, a directory every replica reaches (an Azure Files "
                 "share): each partition's audit log is its memory, whoever owns it next"
+            )
+        if self.import_anchor is not None and self.import_from is None:
+            raise ValueError(
+                "shards: importAnchor is the anchor of the log importFrom names; "
+                "set importFrom too, or remove importAnchor"
             )
         return self
 
@@ -292,6 +300,17 @@ class Settings(BaseModel):
                 f"shards.importFrom is this replica's own auditPath ({source}): the log to "
                 "import is only read, and each replica writes a log of its own; give "
                 "auditPath a new file (e.g. per replica) and keep importFrom on the old one"
+            )
+        anchor = self.shards.import_anchor
+        if (
+            self.shards.enabled
+            and anchor
+            and self.audit_anchor
+            and _same(anchor, self.audit_anchor)
+        ):
+            raise ValueError(
+                f"shards.importAnchor is this replica's own auditAnchor ({anchor}): the "
+                "source's anchor is only read; give auditAnchor a new file"
             )
         return self
 
@@ -436,7 +455,7 @@ def _relative_to(folder: Path, data: dict[str, Any]) -> dict[str, Any]:
             data[key] = str(folder / data[key])
     shards = data.get("shards")
     if isinstance(shards, dict):
-        for key in ("auditDir", "importFrom"):
+        for key in ("auditDir", "importFrom", "importAnchor"):
             if isinstance(shards.get(key), str):
                 shards = {**shards, key: str(folder / shards[key])}
         data["shards"] = shards

@@ -44,8 +44,10 @@ class Readiness:
     audit: Writable | None = None
     elector: LeaderElector | None = None
     owner: PartitionOwner | None = None  # shards: the partitions this replica acts for
-    # shards: the partitions owned whose log is not open yet, and why (held, refused)
+    # shards: the partitions owned whose log is not open yet, and why: waiting for another
+    # writer to let go (ready all the same), or refused until an operator acts (not ready)
     waiting: Callable[[], Mapping[int, str]] | None = None
+    refused: Callable[[], Mapping[int, str]] | None = None
     # shards: the policies loaded, which a replica running no target yet (owning none, or
     # waiting for a partition's log) still has: it is ready, and says what it waits for
     policies_loaded: Callable[[], int] | None = None
@@ -74,22 +76,8 @@ class Readiness:
             "audit": _entry(audit),
             "role": _entry(None, role=self._role()),
         }
-        if self.owner is not None:  # news, not unreadiness: a replica may own none a while
-            owned = self.owner.owned()
-            # but one that owns partitions it can never act for cannot do its job
-            starved = self.starved() if self.starved is not None else None
-            checks["shards"] = {
-                **_entry(starved),
-                "identity": self.owner.identity,
-                "partitions": self.owner.partitions,
-                "owned": owned,
-                # why a partition owned runs none of its targets yet: its log is held by
-                # another writer, not trusted, or its import cannot be read yet
-                "waiting": {
-                    str(p): why
-                    for p, why in sorted((self.waiting() if self.waiting else {}).items())
-                },
-            }
+        if self.owner is not None:
+            checks["shards"] = self._shards(self.owner)
         ready = all(c["ok"] for c in checks.values())
         # a discovery not believed is news, not unreadiness: the last good set still runs
         checks["discovery"] = {"ok": not self.discovery, "stale": dict(self.discovery)}
@@ -98,6 +86,28 @@ class Readiness:
             "checks": checks,
             "openBreakers": self.open_breakers(),
         }
+
+    def _shards(self, owner: PartitionOwner) -> dict[str, Any]:
+        """Owning none, or waiting for another writer to let go of a partition's log (or of
+        the log it imports), is news, not unreadiness: an old owner or an old revision lets
+        go once this one is ready. A partition refused is unreadiness: its targets go
+        unmanaged until an operator acts, and a rollout must not carry on over it."""
+        waiting = dict(self.waiting() if self.waiting else {})
+        refused = dict(self.refused() if self.refused else {})
+        # so is a share of the budgets that never affords an action
+        problem = self.starved() if self.starved is not None else None
+        if refused:
+            named = ", ".join(str(p) for p in sorted(refused))
+            problem = f"partition(s) {named} refused: their targets do not run until it is mended"
+        return _entry(
+            problem,
+            identity=owner.identity,
+            partitions=owner.partitions,
+            owned=owner.owned(),
+            # why a partition owned runs none of its targets yet
+            waiting={str(p): why for p, why in sorted(waiting.items())},
+            refused={str(p): why for p, why in sorted(refused.items())},
+        )
 
     def _role(self) -> str:
         if self.elector is not None:

@@ -236,8 +236,9 @@ class Runtime:
 
     def _remember(self, owned: set[int]) -> set[int]:
         """Open (and replay) the log of each partition gained; the partitions whose log
-        this replica holds. One still held by another writer, or that cannot be trusted,
-        waits: none of its targets runs until it opens."""
+        this replica holds. One still held by another writer waits; one that cannot be
+        trusted is refused (the replica not ready): none of its targets runs until it opens.
+        Each reason is logged once, not every retry period."""
         logs = self.partition_logs
         assert logs is not None
         for partition in sorted(owned - logs.opened() - set(self.closing)):
@@ -251,22 +252,23 @@ class Runtime:
                 ImportRefused,
                 OSError,
             ) as exc:
-                logs.waiting[partition] = str(exc)
-                log.error("partition audit log refused", partition=partition, error=str(exc))
+                logs.refuse(partition, str(exc))
+                if why := logs.news(partition):
+                    log.error("partition audit log refused", partition=partition, error=why)
                 continue
             if replayed is None:
-                log.warning(
-                    "partition audit log held; waiting",
-                    partition=partition,
-                    holder=logs.waiting.get(partition),
-                )
+                if why := logs.news(partition):
+                    log.warning(
+                        "partition audit log held; waiting", partition=partition, holder=why
+                    )
                 continue
-            if partition in logs.imported and logs.importer is not None:
+            imported = logs.newly_imported(partition)
+            if imported is not None and logs.importer is not None:
                 log.info(
                     "partition memory imported",
                     partition=partition,
                     source=str(logs.importer.source),
-                    targets=logs.imported[partition],
+                    targets=imported,
                     notes=logs.importer.notes,
                 )
             counted = 0
@@ -281,9 +283,7 @@ class Runtime:
             )
         if logs.importer is not None:
             logs.importer.forget()  # the estate's memory, read once for this round
-        for partition in list(logs.waiting):
-            if partition not in owned:
-                del logs.waiting[partition]
+        logs.keep(owned)
         for partition in logs.opened() - owned:  # lost: closed once its targets have ended
             self.closing.setdefault(partition, [])
         self.metrics.partitions_waiting.set(len(owned - logs.opened()))
@@ -641,6 +641,7 @@ async def open_runtime(
             elector=elector,
             owner=owner,
             waiting=(lambda: partition_logs.waiting) if partition_logs is not None else None,
+            refused=(lambda: partition_logs.refused) if partition_logs is not None else None,
             starved=fleet.starved if owner is not None else None,
         )
         runtime = Runtime(
@@ -692,7 +693,14 @@ def partition_logs_for(
 
     importer = None
     if shards.import_from is not None:
-        importer = Importer(shards.import_from, key, shards.partitions, partition_of, now)
+        importer = Importer(
+            shards.import_from,
+            key,
+            shards.partitions,
+            partition_of,
+            now,
+            anchor=shards.import_anchor,
+        )
     return PartitionLogs(directory, shards.identity, make, run_log, importer)
 
 

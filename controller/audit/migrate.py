@@ -10,15 +10,22 @@ of its last line, so the import can be checked against the source for ever after
 
 - **Once per partition.** Only a partition log with no line and no rotated file is
   seeded; the seed is its first line, so it is never seeded again.
-- **The source is only read**, and verified as any replay is (chain, head, key). One that
-  is missing, broken, unguarded or keyed without the key is refused: the partition waits
-  (its targets do not run) rather than starting with no memory.
-- **Its writer fenced off.** The source is read under a shared lock on its writer lock:
-  while the process that wrote it still runs (an old revision not yet stopped), the
-  partition waits, so no line written after the import is missed and no target has two
-  actors at once.
-- **Not again after** ``partitions`` **changes**: a log in the directory imported with
-  another count refuses the import (the targets' memory has moved on since).
+- **The source is only read**, and verified as any replay is (chain, head, key, and its
+  anchor, ``shards.importAnchor``, when it has one: a source cut from its end with its
+  head rewritten to match is found). One that is missing, broken, unguarded or keyed
+  without the key is refused: the partition does not start with no memory, and the
+  replica is not ready until an operator acts.
+- **Its writer fenced off.** The source is read, the seed built from it and the seed
+  written under one shared lock on its writer lock: while the process that wrote it still
+  runs (an old revision not yet stopped), the partition waits, so no line written after
+  the import is missed and no target has two actors at once. A lock that cannot be taken
+  refuses the import; nothing is written. The seed is written only if the source is
+  still as verified (size, times, head, anchor): one that changed is read again.
+- **Recognisable, and not again against another source or count.** The first seed writes
+  ``imported.json`` in the partition logs' directory (the source's path, the seq and hash
+  of its last line, ``partitions``, when). A later seed refuses a source that does not hold
+  that line (another log) and a ``partitions`` that changed since (the targets' memory has
+  moved on in the logs); a log in the directory imported with another count refuses it too.
 - Fail static is not imported: it is each replica's own (its ``auditPath``).
 """
 
@@ -35,6 +42,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from controller.audit.anchor import AnchorUnreadable
 from controller.audit.lock import AuditLocked, lock_path
 from controller.audit.log import AuditLog, check_file, rfc3339
 from controller.audit.replay import Replayed, fold, snapshot_line
@@ -42,6 +50,9 @@ from controller.audit.rotation import rotated, series
 from controller.audit.snapshot import Retention
 
 IMPORTED_FROM = "imported_from"  # the seed line's field naming its source
+MARKER = "imported.json"  # in the partition logs' directory, once the import began
+REREADS = 3  # a source that changes under the lock this often is still being written
+Stamp = tuple[object, ...]  # what says a file is unchanged: size, times, inode, head, anchor
 
 
 class ImportRefused(Exception):
@@ -49,15 +60,19 @@ class ImportRefused(Exception):
 
 
 class SourceHeld(AuditLocked):
-    """The process that wrote the source still holds it: the import waits for it to stop."""
+    """The process that wrote the source still holds it (or still writes it): the import
+    waits for it to stop."""
 
-    def __init__(self, source: Path, holder: str | None) -> None:
+    def __init__(self, source: Path, holder: str | None, why: str | None = None) -> None:
         self.log, self.lock, self.holder = source, lock_path(source), holder
         who = f"pid {holder}" if holder else "another process"
         Exception.__init__(
             self,
-            f"shards.importFrom {source} is held by {who}: the process that wrote it "
-            "before shards still runs; the partition imports its memory once it stops",
+            why
+            or (
+                f"shards.importFrom {source} is held by {who}: the process that wrote it "
+                "before shards still runs; the partition imports its memory once it stops"
+            ),
         )
 
 
@@ -68,8 +83,9 @@ class Source:
     memory: Replayed
     seq: int
     hash: str
-    stamp: tuple[int, int, str]  # size, mtime and head when read: unchanged, still good
+    stamp: Stamp  # taken before it was read: while the file's is the same, still good
     notes: list[str] = field(default_factory=list)
+    marks: dict[int, str] = field(default_factory=dict)  # the hash of each line asked for
 
 
 class Importer:
@@ -83,15 +99,18 @@ class Importer:
         partition_of: Callable[[str, int], int],
         now: Callable[[], datetime],
         retention: Retention | None = None,
+        anchor: Path | None = None,
     ) -> None:
         self.source = source
         self.key = key
         self.partitions = partitions
+        self.anchor = anchor  # the source's auditAnchor (shards.importAnchor), if it had one
         self._partition_of = partition_of  # the shards' hash of a resource id
         self._now = now
         self.retention = retention or Retention()
         self._read: Source | None = None
-        self._refused: tuple[tuple[int, int, str], str] | None = None  # stamp, why
+        self._refused: tuple[Stamp, str] | None = None  # stamp, why
+        self._unmarked: str | None = None  # why the marker could not be written
 
     def wants(self, log: AuditLog) -> bool:
         """Whether ``log`` (open) is new: no line and no rotated file, nothing to lose."""
@@ -99,9 +118,35 @@ class Importer:
 
     def seed(self, log: AuditLog, partition: int, replica: str) -> int:
         """Write the seed line into ``log`` (open, new); return how many targets it holds.
+        The source is read, the seed built and written under one shared lock on the
+        source's writer lock, and only while the source is still as verified.
         Raises SourceHeld (wait), ImportRefused, AuditUnavailable."""
-        self._same_partitions(log.path.parent)
-        source = self.read()
+        directory = log.path.parent
+        earlier = self._earlier(directory)
+        want = earlier[1].get("seq") if earlier is not None else None
+        with _quiet(self.source):
+            for _ in range(REREADS):
+                source = self._current(want if isinstance(want, int) else None)
+                if earlier is not None:
+                    self._same_source(source, *earlier)
+                fields, targets = self._seed_fields(source, log, partition, replica)
+                if self._stamp() != source.stamp:
+                    continue  # written since it was verified: read it again
+                log.append_fields(fields)
+                self._mark(directory, source, partition, replica)
+                return targets
+        raise SourceHeld(
+            self.source,
+            None,
+            f"shards.importFrom {self.source} changed each of the {REREADS} times it was "
+            "read: a process still writes it (one that takes no writer lock); the "
+            "partition imports its memory once it stops",
+        )
+
+    def _seed_fields(
+        self, source: Source, log: AuditLog, partition: int, replica: str
+    ) -> tuple[dict[str, Any], int]:
+        """The seed line for ``partition``, and how many targets it holds."""
         share = self.share(source.memory, partition)
         retention = log.rotation.retention if log.rotation is not None else self.retention
         fields = snapshot_line(share, rfc3339(self._now()), self.source.name, retention)
@@ -121,24 +166,70 @@ class Importer:
             "partition": partition,
             "partitions": self.partitions,
         }
-        log.append_fields(fields)
-        return len(share.memories)
+        return fields, len(share.memories)
 
-    def _same_partitions(self, directory: Path) -> None:
-        """Refuse to import into a directory whose logs were imported with another count of
-        partitions: its targets' memory has moved on in those logs since, and the old log
-        would bring back what it held of them."""
+    def _earlier(self, directory: Path) -> tuple[str, dict[str, Any]] | None:
+        """What an earlier import into ``directory`` recorded (its marker, else a partition
+        log's seed), and where. Refuses one made with another count of partitions: its
+        targets' memory has moved on in those logs since, and the old log would bring
+        back what it held of them."""
+        found: list[tuple[str, dict[str, Any]]] = []
+        marker = _read_marker(directory / MARKER)
+        if marker is not None:
+            found.append((MARKER, marker))
         for path in sorted(directory.glob("partition-*.jsonl")):
             files = series(path)
             first = _first_line(files[0]) if files else None
             seeded = (first or {}).get(IMPORTED_FROM)
-            if isinstance(seeded, dict) and seeded.get("partitions") != self.partitions:
+            if isinstance(seeded, dict):
+                found.append((path.name, seeded))
+        for where, seeded in found:
+            if seeded.get("partitions") != self.partitions:
                 raise ImportRefused(
-                    f"{path.name} was imported from {seeded.get('path')} with "
+                    f"{where}: imported from {seeded.get('path')} with "
                     f"{seeded.get('partitions')} partitions, and partitions is now "
                     f"{self.partitions}: that log's memory is out of date for the partitions "
                     "new since; remove shards.importFrom (the switch to shards is done)"
                 )
+        return found[0] if found else None
+
+    def _same_source(self, source: Source, where: str, earlier: dict[str, Any]) -> None:
+        """Refuse a source that does not hold the line an earlier import ended at: another
+        log than the one the other partitions started from."""
+        seq, digest = earlier.get("seq"), earlier.get("hash")
+        if isinstance(seq, int) and source.marks.get(seq) == digest:
+            return
+        raise ImportRefused(
+            f"shards.importFrom {self.source} does not hold line {seq} with the hash "
+            f"{str(digest)[:16]}… that {where} recorded: the other partitions were imported "
+            f"from another log ({earlier.get('path')}), or this one was rotated or rewritten "
+            "since; name that log, or remove importFrom (the switch to shards is done)"
+        )
+
+    def _mark(self, directory: Path, source: Source, partition: int, replica: str) -> None:
+        """Record the import in ``directory`` once: the first seed's source and count."""
+        marker = directory / MARKER
+        if marker.exists():
+            return
+        body = {
+            "path": str(self.source),
+            "seq": source.seq,
+            "hash": source.hash,
+            "partitions": self.partitions,
+            "at": rfc3339(self._now()),
+            "partition": partition,
+            "replica": replica,
+        }
+        temp = marker.with_name(f"{MARKER}.{os.getpid()}.tmp")
+        try:
+            with temp.open("w", encoding="utf-8") as file:
+                json.dump(body, file, indent=2)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temp, marker)
+            self._unmarked = None
+        except OSError as exc:  # the seed is written: the next seed writes it
+            self._unmarked = f"{marker}: cannot write the import marker: {exc}"
 
     def share(self, memory: Replayed, partition: int) -> Replayed:
         """The memory of the targets of ``partition`` alone (a copy); no fail static."""
@@ -155,9 +246,13 @@ class Importer:
             carried=[list(c) for c in memory.carried if mine(c[2])],
         )
 
-    def read(self) -> Source:
-        """The source, verified; read again only if it changed since the last read (a
-        refusal too: a broken source is not verified again every retry period)."""
+    def _stamp(self) -> Stamp:
+        return (*_stamp(self.source), _file_stamp(self.anchor))
+
+    def _current(self, want: int | None) -> Source:
+        """The source, verified (its writer lock held); read again only if it changed
+        since the last read, or a line is wanted that read did not note (a refusal is
+        kept too: a broken source is not verified again every retry period)."""
         if not self.source.is_file():
             raise ImportRefused(
                 f"shards.importFrom {self.source}: no such file (the log the estate kept "
@@ -170,30 +265,41 @@ class Importer:
                 f"shards.importFrom {self.source} is a rotated file: its memory ends where "
                 f"{active.name} begins; name the active log, {active}"
             )
-        with _quiet(self.source):
-            stamp = _stamp(self.source)
-            if self._read is not None and self._read.stamp == stamp:
-                return self._read
-            if self._refused is not None and self._refused[0] == stamp:
-                raise ImportRefused(self._refused[1])
-            self._read = self._refused = None
-            try:
-                self._read = self._verified(stamp)
-            except ImportRefused as exc:
-                self._refused = (stamp, str(exc))
-                raise
+        stamp = self._stamp()
+        read = self._read
+        if read is not None and read.stamp == stamp and (want is None or want in read.marks):
+            return read
+        if self._refused is not None and self._refused[0] == stamp:
+            raise ImportRefused(self._refused[1])
+        self._read = self._refused = None
+        try:
+            self._read = self._verified(stamp, want)
+        except ImportRefused as exc:
+            self._refused = (stamp, str(exc))
+            raise
         return self._read
 
-    def _verified(self, stamp: tuple[int, int, str]) -> Source:
+    def _verified(self, stamp: Stamp, want: int | None) -> Source:
         """Read and verify the source (its writer fenced off), or say why it is refused."""
         memory = Replayed()
+        marks: dict[int, str] = {}
 
         def each(fields: dict[str, Any]) -> None:
+            if want is not None and fields.get("seq") == want:
+                marks[want] = str(fields.get("hash"))
             fold(memory, fields)
 
         where = f"shards.importFrom {self.source}"
+        if self.anchor is not None and not self.anchor.is_file():
+            raise ImportRefused(
+                f"shards.importAnchor {self.anchor}: no such file (the anchor of {self.source}, "
+                "its auditAnchor); fix the path, or remove importAnchor to hold the source to "
+                "its head alone"
+            )
         try:
-            check = check_file(self.source, key=self.key, each=each)
+            check = check_file(self.source, key=self.key, anchor=self.anchor, each=each)
+        except AnchorUnreadable as exc:
+            raise ImportRefused(f"shards.importAnchor: {exc}") from exc
         except (OSError, ValueError) as exc:
             raise ImportRefused(f"{where}: cannot read: {exc}") from exc
         if not check.ok:
@@ -212,12 +318,15 @@ class Importer:
         notes = list(check.notes)
         if check.torn is not None:  # never acknowledged: its action was never sent
             notes.append(f"{self.source}: a torn last line is not imported")
-        return Source(memory, check.last_seq, check.last_hash, stamp, notes)
+        marks[check.last_seq] = check.last_hash  # what a marker written from it names
+        return Source(memory, check.last_seq, check.last_hash, stamp, notes, marks)
 
     @property
     def notes(self) -> list[str]:
-        """What the last read found worth a word (a torn last line left out)."""
-        return list(self._read.notes) if self._read is not None else []
+        """What the last read found worth a word (a torn last line left out, a marker
+        that could not be written)."""
+        notes = list(self._read.notes) if self._read is not None else []
+        return notes + ([self._unmarked] if self._unmarked else [])
 
     def forget(self) -> None:
         """Drop the source read (the estate's memory) until a partition needs it again;
@@ -234,22 +343,32 @@ def remembered_targets(memory: Replayed) -> int:
 
 @contextlib.contextmanager
 def _quiet(source: Path) -> Iterator[None]:
-    """Hold a shared lock on the source's writer lock while reading it: no writer can
-    start meanwhile, and a writer still running keeps the import waiting. The lock file
-    is opened read-only and never created (the source's directory is not written)."""
+    """Hold a shared lock on the source's writer lock while reading it and writing the
+    seed: no writer can start meanwhile, a writer still running keeps the import waiting,
+    and a lock that cannot be taken refuses it. The lock file is opened read-only and
+    never created (the source's directory is not written)."""
+    lock = lock_path(source)
     try:
-        fd = os.open(lock_path(source), os.O_RDONLY)
+        fd = os.open(lock, os.O_RDONLY)
     except FileNotFoundError:
-        yield  # never written by a writer that locks: nothing can be writing it
+        yield  # never written by a writer that locks (a change under it is read again)
         return
+    except OSError as exc:
+        raise ImportRefused(
+            f"shards.importFrom {source}: cannot open its lock {lock}: {exc}"
+        ) from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode("utf-8", errors="replace").split()
             raise SourceHeld(source, " on ".join(holder[:2]) or None) from None
-        except OSError:
-            pass  # a file system that cannot lock: as for any log, the operator's job
+        except OSError as exc:  # a file system that cannot lock: no fence, no import
+            raise ImportRefused(
+                f"shards.importFrom {source}: cannot take a shared lock on {lock} "
+                f"({exc.strerror}): the process that wrote it could still be writing it; "
+                "nothing imported (move the log to storage that can lock)"
+            ) from None
         yield
     finally:
         os.close(fd)  # lets go of the lock too
@@ -265,11 +384,38 @@ def _first_line(path: Path) -> dict[str, Any] | None:
     return first if isinstance(first, dict) else None
 
 
-def _stamp(path: Path) -> tuple[int, int, str]:
+def _read_marker(path: Path) -> dict[str, Any] | None:
+    """The import marker (None when there is none). Raises ImportRefused."""
+    try:
+        marker = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ImportRefused(
+            f"{path}: cannot read the import marker ({exc}): it says which log the "
+            "partition logs were imported from; mend it, or remove shards.importFrom"
+        ) from exc
+    if not isinstance(marker, dict):
+        raise ImportRefused(f"{path}: not an import marker: {str(marker)[:80]}")
+    return marker
+
+
+def _stamp(path: Path) -> Stamp:
+    """A log as it is now, without reading it: any write changes size, ctime or head."""
     stat = path.stat()
     head = path.with_name(path.name + ".head")
     try:
         recorded = head.read_text(encoding="utf-8")
     except OSError:
         recorded = ""
-    return stat.st_size, stat.st_mtime_ns, recorded
+    return stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, recorded
+
+
+def _file_stamp(path: Path | None) -> object:
+    if path is None:
+        return None
+    try:
+        stat = path.stat()
+    except OSError:
+        return "missing"
+    return stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino

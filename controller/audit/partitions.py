@@ -11,6 +11,11 @@ The partition's blob lease decides who writes; the log's writer lock is a second
 an old owner that still holds the file (paused, or finishing an action) keeps the new
 one waiting — it retries every retry period and runs none of the partition's targets
 until it holds the lock. Each line says which replica wrote it (``replica``).
+
+A partition that does not open either waits (``waiting``: its log, or the log it imports
+from, is held by another writer, which lets go by itself) or is refused (``refused``: its
+log or its import cannot be trusted, read or locked — an operator must act, and the
+replica is not ready meanwhile). Both are tried again every retry period.
 """
 
 from __future__ import annotations
@@ -73,10 +78,14 @@ class PartitionLogs:
         self._run_log = run_log  # the replica's own log: its readiness counts too
         self.importer = importer  # seeds a new partition log from the log before shards
         self._open: dict[int, AuditLog] = {}
-        # owned, but not open: why (another writer holds the log, it cannot be trusted,
-        # or the log to import from cannot be read yet)
+        # owned, but not open: why. Waiting: another writer holds the log, or the log to
+        # import from (it lets go by itself). Refused: the log or its import cannot be
+        # trusted, read or locked (an operator must act)
         self.waiting: dict[int, str] = {}
+        self.refused: dict[int, str] = {}
         self.imported: dict[int, int] = {}  # partitions seeded by this replica: targets
+        self._told: dict[int, set[str]] = {}  # the reasons said of each, until it opens
+        self._announced: set[int] = set()  # partitions whose import has been said
 
     def open(self, partition: int) -> Replayed | None:
         """Open and replay ``partition``'s log (a new one seeded first, when importing);
@@ -88,7 +97,7 @@ class PartitionLogs:
         try:
             log.open()
         except AuditLocked as exc:
-            self.waiting[partition] = str(exc)
+            self.wait(partition, str(exc))
             return None
         if log.lock_unsupported is not None:
             log.close()
@@ -99,8 +108,44 @@ class PartitionLogs:
         if not self._seeded(log, partition):
             return None
         self.waiting.pop(partition, None)
+        self.refused.pop(partition, None)
+        self._told.pop(partition, None)
         self._open[partition] = log
         return log.memory()
+
+    def wait(self, partition: int, why: str) -> None:
+        """``partition`` waits for another writer to let go of its log (or its source)."""
+        self.refused.pop(partition, None)
+        self.waiting[partition] = why
+
+    def refuse(self, partition: int, why: str) -> None:
+        """``partition`` cannot open until an operator acts (tried again all the same)."""
+        self.waiting.pop(partition, None)
+        self.refused[partition] = why
+
+    def news(self, partition: int) -> str | None:
+        """Why ``partition`` waits or is refused, if that was not said yet: said once per
+        reason, not every retry period."""
+        why = self.refused.get(partition) or self.waiting.get(partition)
+        told = self._told.setdefault(partition, set())
+        if why is None or why in told:
+            return None
+        told.add(why)
+        return why
+
+    def newly_imported(self, partition: int) -> int | None:
+        """How many targets ``partition``'s seed holds, the first time it is asked after
+        this replica seeded it (not on every reopen)."""
+        if partition not in self.imported or partition in self._announced:
+            return None
+        self._announced.add(partition)
+        return self.imported[partition]
+
+    def keep(self, owned: set[int]) -> None:
+        """Forget why partitions no longer owned waited or were refused."""
+        for reasons in (self.waiting, self.refused):
+            for partition in set(reasons) - owned:
+                del reasons[partition]
 
     def _seeded(self, log: AuditLog, partition: int) -> bool:
         """Seed a new partition log from the log before shards, if asked to; False (the
@@ -112,7 +157,7 @@ class PartitionLogs:
             self.imported[partition] = importer.seed(log, partition, self.replica)
         except AuditLocked as exc:  # the source's writer still runs: wait for it
             log.close()
-            self.waiting[partition] = str(exc)
+            self.wait(partition, str(exc))
             return False
         except AuditUnavailable as exc:
             log.close()
@@ -155,6 +200,7 @@ class PartitionLogs:
     def close(self, partition: int) -> None:
         """Stop writing ``partition``'s log and let go of its lock."""
         self.waiting.pop(partition, None)
+        self.refused.pop(partition, None)
         log = self._open.pop(partition, None)
         if log is not None:
             log.close()

@@ -65,10 +65,13 @@ def line(ts: datetime, kind: str, target: str, **fields: Any) -> Record:
     return Record.model_validate(body)
 
 
-def write_single_log(path: Path, start: datetime, key: bytes | None = None) -> SingleLog:
-    """The single process's log: every line between ``start`` and ``start + 6m``."""
+def write_single_log(
+    path: Path, start: datetime, key: bytes | None = None, anchor: Path | None = None
+) -> SingleLog:
+    """The single process's log: every line between ``start`` and ``start + 6m`` (each
+    line's seq and hash copied to ``anchor`` too, when given: its ``auditAnchor``)."""
     at = start + timedelta(minutes=1)
-    with AuditLog(path, key=key) as log:
+    with AuditLog(path, key=key, anchor=anchor) as log:
         for target in SPENT_APPS:  # one scale-out each, succeeded
             seq = log.append(line(at, "intent", target))
             log.append(line(at, "result", target, outcome="succeeded", intent=seq))

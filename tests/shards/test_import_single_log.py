@@ -6,12 +6,14 @@ actions of the hour in both partitions. Two replicas start with shards on (Azuri
 the leases, the `fleet` estate on the emulator, live, on a virtual clock) and
 ``importFrom`` naming that log. Each partition's new owner settles the intent by reading
 the app (it is not sent again), keeps the breaker, and counts the partition's actions
-against its share of the hourly cap. A source whose chain is broken is refused: the
-partitions wait, `/readyz` says why, and nothing runs on an empty memory.
+against its share of the hourly cap. A source whose chain is broken is refused: nothing
+runs on an empty memory, and the replicas are not ready (an operator must act), `/readyz`
+saying why; a source its writer still holds keeps them waiting, and ready.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -23,8 +25,8 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from controller.audit.log import check_file, read_records
-from controller.audit.migrate import IMPORTED_FROM
+from controller.audit.log import AuditLog, check_file, read_records
+from controller.audit.migrate import IMPORTED_FROM, MARKER
 from controller.audit.partitions import partition_log
 from controller.clock import VirtualClock
 from controller.emulator import Emulator
@@ -178,7 +180,7 @@ async def test_each_new_owner_settles_the_intent_keeps_the_breaker_and_counts_th
     assert check_file(single.path).last_hash == source_head.last_hash  # only read
 
 
-async def test_a_broken_source_keeps_the_partitions_waiting_with_the_reason(
+async def test_a_broken_source_refuses_the_partitions_and_the_replicas_are_not_ready(
     storage: str,  # noqa: F811
     tmp_path: Path,
     clock: VirtualClock,
@@ -192,20 +194,62 @@ async def test_a_broken_source_keeps_the_partitions_waiting_with_the_reason(
     single.path.write_text("".join(text))
     await clock.advance(8 * 60)
     async with AsyncExitStack() as stack:
-        runtimes = await replicas(stack, storage, tmp_path, base_url, clock)
+        with capture_logs() as said:
+            runtimes = await replicas(stack, storage, tmp_path, base_url, clock)
+            await anyio.sleep(0.5)  # more retry periods: tried again, not said again
         for runtime in runtimes:
             assert targets(runtime) == set()  # no target runs on an empty memory
             assert runtime.metrics.partitions_waiting._value.get() == 1
-            # ready all the same (a replica may own, or wait for, a partition a while: an
-            # old revision that holds the source stops only once the new one is ready)
+            # not ready: the partition's targets go unmanaged until an operator acts, and a
+            # rollout must not go on over it (the old revision keeps running)
             ready, body = await runtime.readiness.check()
-            assert ready, body
-            [(partition, why)] = body["checks"]["shards"]["waiting"].items()
+            assert not ready, body
+            shards = body["checks"]["shards"]
+            assert shards["waiting"] == {} and not shards["ok"]
+            [(partition, why)] = shards["refused"].items()
             assert f"importFrom {single.path}:5: audit chain broken" in why, why
+            assert shards["problem"].startswith(f"partition(s) {partition} refused")
             assert runtime.partition_logs is not None
             runtime.partition_logs.close_all()
+    refusals = [e["partition"] for e in said if e["event"] == "partition audit log refused"]
+    assert sorted(refusals) == [0, 1]  # once each, not every retry period
     for partition in range(PARTITIONS):
         assert list(read_records(partition_log(tmp_path / "partitions", partition))) == []
+
+
+async def test_a_source_its_writer_still_holds_keeps_the_partitions_waiting_and_ready(
+    storage: str,  # noqa: F811
+    tmp_path: Path,
+    clock: VirtualClock,
+    fleet_emulator: tuple[Emulator, str],
+) -> None:
+    """The old revision still runs: the new one waits for it, ready, so it can be stopped."""
+    _emu, base_url = fleet_emulator
+    tmp_path = tmp_path / uuid.uuid4().hex[:8]
+    single = write_single_log(tmp_path / "single" / "audit.jsonl", START)
+    writer = AuditLog(single.path)
+    writer.open()  # the single process, still running
+    await clock.advance(8 * 60)
+    async with AsyncExitStack() as stack:
+        runtimes = await replicas(stack, storage, tmp_path, base_url, clock)
+        for runtime in runtimes:
+            assert targets(runtime) == set()
+            ready, body = await runtime.readiness.check()
+            assert ready, body
+            shards = body["checks"]["shards"]
+            assert shards["refused"] == {}
+            [(_partition, why)] = shards["waiting"].items()
+            assert "still runs" in why and str(single.path) in why, why
+        writer.close()  # stopped: each partition imports at its next retry period
+        await wait_until(lambda: all(targets(r) for r in runtimes), 5)
+        for runtime in runtimes:
+            _ready, body = await runtime.readiness.check()
+            assert body["checks"]["shards"]["waiting"] == {}
+            assert runtime.partition_logs is not None
+            runtime.partition_logs.close_all()
+    marker = json.loads((tmp_path / "partitions" / MARKER).read_text())
+    assert marker["hash"] == check_file(single.path).last_hash
+    assert marker["partitions"] == PARTITIONS
 
 
 async def test_a_replica_whose_own_log_holds_the_estates_memory_says_it_is_not_imported(

@@ -80,6 +80,11 @@ async def test_a_partition_whose_log_is_held_waits_and_a_lost_one_lets_go(
         # partition 0's log is held: its targets wait; partition 1's run
         assert targets(runtime) == of[1]
         assert runtime.metrics.partitions_waiting._value.get() == 1
+        # waiting for the old owner to let go is not unreadiness: it lets go by itself
+        ready, body = await runtime.readiness.check()
+        assert ready, body
+        assert list(body["checks"]["shards"]["waiting"]) == ["0"]
+        assert body["checks"]["shards"]["refused"] == {}
         assert not partition_log(directory, 0).with_suffix(".jsonl.head").exists()
 
         held.release()  # the old owner let go: the next round opens and runs it
