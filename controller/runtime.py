@@ -131,10 +131,12 @@ class Runtime:
                 raise UnknownPlugin("; ".join(missing))
         except (PolicyError, UnknownPlugin) as exc:
             self._rejected(str(exc))
+            await self.discover()  # the running set's selectors still ask again (SIGHUP)
             return False
         except Exception as exc:  # a bug a file found: reject the set, keep running
             self._rejected(f"loading the policies failed: {type(exc).__name__}: {exc}"[:2000])
             log.exception("policy reload raised")
+            await self.discover()
             return False
         gone = {item.policy.name for item in self.policies} - {i.policy.name for i in loaded}
         self.policies = loaded
@@ -203,7 +205,12 @@ class Runtime:
                 reconciler.publish(now)
         if self.fleet is not None:  # a target that is gone counts toward no share or round
             self.fleet.keep({r.target for r in fresh})
-        for policy, count in expanded.per_policy.items():
+        # what this replica runs (with shards its share: the replicas' series add up to
+        # the estate), every policy named, those with none too
+        running_now = dict.fromkeys(expanded.per_policy, 0)
+        for reconciler in fresh:
+            running_now[reconciler.policy.name] = running_now.get(reconciler.policy.name, 0) + 1
+        for policy, count in running_now.items():
             self.metrics.targets.labels(policy).set(count)
         self.metrics.target_conflicts.set(len(expanded.refused))
         known = self.expanded.refused if self.expanded is not None else {}

@@ -215,7 +215,7 @@ class Metrics:
         self.targets = Gauge(
             "remediator_targets",
             "Targets each policy runs: 1 for a policy naming a resource, what its selector "
-            "found for the others.",
+            "found for the others; with shards, those of this replica's partitions.",
             ["policy"],
             registry=r,
         )

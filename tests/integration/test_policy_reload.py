@@ -20,7 +20,7 @@ from prometheus_client import generate_latest
 from controller.audit.log import AuditLog
 from controller.audit.replay import replay
 from controller.clock import VirtualClock
-from controller.emulator import Emulator
+from controller.emulator import Emulator, load_scenario
 from controller.runtime import fingerprint, open_runtime, watch_policies
 from controller.server import serving
 from tests.conftest import BASE_POLICY, START, emulator_settings
@@ -298,3 +298,31 @@ async def test_a_reload_keeps_what_is_still_open(
     assert [r["outcome"] for r in settled] == ["failed"]
     assert "settled after an interruption" in settled[0]["reason"]
     assert replay(records).open_intents == {}
+
+
+async def test_a_rejected_reload_still_asks_resource_graph_again(
+    tmp_path: Path, clock: VirtualClock
+) -> None:
+    """SIGHUP asks every selector again: a policy set rejected on that reload keeps the
+    running set, whose selectors still ask (an app created since joins)."""
+    scenario = load_scenario("fleet")
+    emu = Emulator(scenario, now=clock.now)
+    emu.clear_faults()
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    [selector] = scenario.policies
+    write(folder, "fleet.yaml", selector)
+    async with emu.serve() as base_url:
+        settings = emulator_settings(base_url, tmp_path, policies=str(folder), mode="dry-run")
+        async with open_runtime(settings, clock=clock, rng=random.Random(2)) as runtime:
+
+            def queries() -> int:
+                return sum(1 for r in emu.requests if "Microsoft.ResourceGraph" in r["path"])
+
+            asked = queries()
+            assert asked >= 1
+            write(folder, "broken.yaml", {**selector, "metadata": {"name": "x"}, "oops": 1})
+            assert await runtime.reload() is False
+            assert queries() > asked  # the running set's selector asked again
+            assert runtime.readiness.policy_error is not None
+            assert [p.policy.name for p in runtime.policies] == [selector["metadata"]["name"]]

@@ -134,6 +134,8 @@ async def test_three_replicas_split_the_targets_each_exactly_once(
             assert mine, "each replica has a share of the estate"
         for runtime in runtimes:
             assert runtime.metrics.partitions_owned._value.get() == len(runtime.owner.owned())  # type: ignore[union-attr]
+            # its own share: summed over the replicas, the estate once
+            assert runtime.metrics.targets.labels("api-cpu")._value.get() == len(targets(runtime))
             ready, body = await runtime.readiness.check()
             assert body["checks"]["shards"]["owned"] == runtime.owner.owned()  # type: ignore[union-attr]
             # a share too small for one action is named, and the replica is not ready
