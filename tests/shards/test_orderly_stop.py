@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -25,13 +26,25 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import yaml
 
-from controller.audit.log import check_file
+from controller.audit.log import check_file, read_records
+from controller.audit.partitions import partition_log
+from controller.clock import VirtualClock
+from controller.policy.loader import LoadedPolicy
+from controller.runtime import open_runtime, run_until_stopped
 from controller.shards import partition_of
 from tests.azurite import azurite, azurite_binary
+from tests.conftest import emulator_settings
 from tests.e2e.test_emulator_and_run import cli, eventually, free_port
+from tests.integration.test_shard_runtime import (  # noqa: F401 (fixtures)
+    SELECTOR_POLICY,
+    fleet,
+    storage,
+    wait_until,
+)
 from tests.shards.test_partition_memory import lines, of
 from tests.shards.test_replicas_split_the_fleet import SUBSCRIPTION, api_policy
 
@@ -104,11 +117,11 @@ def scenario(path: Path) -> Path:
 
 
 def replica(
-    config: Path, tmp_path: Path, storage: str, name: str, stderr: Any = subprocess.PIPE
+    config: Path, tmp_path: Path, connection: str, name: str, stderr: Any = subprocess.PIPE
 ) -> subprocess.Popen[str]:
     shards = {
         "enabled": True,
-        "connectionString": storage,
+        "connectionString": connection,
         "container": "shards",
         "partitions": PARTITIONS,
         "identity": name,
@@ -162,13 +175,13 @@ def test_a_replica_stopped_in_order_hands_its_hours_spend_to_the_next_owners(
     a_log = tmp_path / "a.stderr.jsonl"
     procs: dict[str, subprocess.Popen[str]] = {}
     try:
-        with azurite(tmp_path / "azurite") as storage, a_log.open("w") as a_err:
+        with azurite(tmp_path / "azurite") as connection, a_log.open("w") as a_err:
             eventually(lambda: config.exists() and "clock" in config.read_text())
-            procs["a"] = replica(config, tmp_path, storage, "a", stderr=a_err)
+            procs["a"] = replica(config, tmp_path, connection, "a", stderr=a_err)
             eventually(lambda: len(intents(lines(partitions))) >= CAP, 40)
             time.sleep(1.0)  # a holds at its cap (a pass or two that say so)
             for name in ("b", "c"):
-                procs[name] = replica(config, tmp_path, storage, name)
+                procs[name] = replica(config, tmp_path, connection, name)
             time.sleep(2.5)  # b and c announce themselves: two of them share what a leaves
             assert all(p.poll() is None for p in procs.values())
             stopped_at = time.monotonic()
@@ -234,3 +247,58 @@ def test_a_replica_stopped_in_order_hands_its_hours_spend_to_the_next_owners(
     assert len(intents(records)) == CAP
     for path in sorted(partitions.glob("partition-*.jsonl")):
         assert check_file(path).ok, path
+
+
+@pytest.mark.anyio
+async def test_a_run_cancelled_from_outside_hands_over_before_its_leases_go(
+    storage: str,  # noqa: F811
+    tmp_path: Path,
+    clock: VirtualClock,
+    fleet: str,  # noqa: F811
+) -> None:
+    """In one process, on the `fleet` estate: a runtime owning both partitions, having
+    spent 3 this hour, is cancelled from outside (as a task group around it would be).
+    Its logs get a budget line each — the 3 dealt out 2 and 1, each slice of the bucket
+    (10 − 3 = 7, none kept) 1.5 short — and are closed before any lease is released."""
+    directory = tmp_path / "partitions"
+    shards = {
+        "enabled": True,
+        "connectionString": storage,
+        "container": f"stop{os.getpid()}{random.randrange(10**6)}",
+        "partitions": PARTITIONS,
+        "retryPeriod": "200ms",
+        "auditDir": str(directory),
+        "identity": "leaving",
+    }
+    settings = emulator_settings(fleet, tmp_path, mode="dry-run", shards=shards)
+    loaded = [LoadedPolicy(SELECTOR_POLICY, "fleet.yaml", 1)]
+    async with open_runtime(settings, clock=clock, policies=loaded, rng=random.Random(1)) as rt:
+        owner, logs, fleet_budget = rt.owner, rt.partition_logs, rt.fleet
+        assert owner is not None and logs is not None and fleet_budget is not None
+        open_at_release: list[set[int]] = []
+        release_all = owner.release_all
+
+        async def released() -> None:
+            open_at_release.append(logs.opened())
+            await release_all()
+
+        owner.release_all = released  # type: ignore[method-assign]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(run_until_stopped, rt, anyio.sleep_forever)
+            await wait_until(lambda: logs.opened() == {0, 1})
+            for n in range(3):
+                fleet_budget.spend("sub", clock.now(), f"api-cpu|app-{n}")
+            tg.cancel_scope.cancel()
+        assert open_at_release == [set()]  # every log closed before a lease was let go
+        assert {c.partition: c.state for c in await owner.listing()} == {
+            0: "available",
+            1: "available",
+        }
+    lines = [
+        r["params"]
+        for p in range(PARTITIONS)
+        for r in read_records(partition_log(directory, p))
+        if r["kind"] == "budget"
+    ]
+    assert [len(line["spent"]) for line in lines] == [2, 1]
+    assert [line["owed"] for line in lines] == [{"sub": pytest.approx(1.5)}] * 2
