@@ -59,12 +59,9 @@ from controller.registry import UnknownPlugin
 from controller.runtime import (
     Runtime,
     clock_for,
-    follow_partitions,
-    keep_discovering,
     open_runtime,
+    run_until_stopped,
     survey_targets,
-    tune_garbage_collection,
-    watch_policies,
 )
 from controller.server import serving
 from controller.settings_view import settings_view
@@ -682,30 +679,19 @@ async def _run_async(settings: Settings, policies: Any, once: bool) -> int:
             serving(app, *address) if address is not None else nullcontext()
         )
         received: list[int] = []
-        async with endpoints, anyio.create_task_group() as tg:
-            run_log.started(settings, len(policies))
-            tg.start_soon(_stop_on_signal, tg.cancel_scope, received)
-            if runtime.elector is not None:
-                tg.start_soon(runtime.elector.run)
-            if runtime.owner is not None:  # shards: claim partitions, run their targets
-                tg.start_soon(runtime.owner.run)
-                tg.start_soon(follow_partitions, runtime)
-            if runtime.escalator is not None:
-                tg.start_soon(runtime.escalator.run)
-            tg.start_soon(watch_policies, runtime)  # SIGHUP or a changed file: reload
-            tg.start_soon(keep_discovering, runtime)  # selectors ask Resource Graph again
-            tg.start_soon(tune_garbage_collection, runtime)
-            await runtime.loop.run()
+        # open until the stop is over: a second signal does not cut the hand-over short
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+
+            async def signalled() -> None:
+                async for signum in signals:
+                    received.append(signum)
+                    return
+
+            async with endpoints:
+                run_log.started(settings, len(policies))
+                await run_until_stopped(runtime, signalled)
     run_log.stopped(received[0] if received else None)
     return EXIT_INTERRUPTED if received == [signal.SIGINT] else EXIT_OK
-
-
-async def _stop_on_signal(scope: anyio.CancelScope, received: list[int]) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async for signum in signals:
-            received.append(signum)
-            scope.cancel()
-            return
 
 
 def _approval_requests(settings: Settings) -> tuple[dict[str, approvals.Request], datetime]:

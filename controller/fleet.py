@@ -45,6 +45,33 @@ class HandOver:
         return bool(self.spent or self.owed)
 
 
+@dataclass(frozen=True)
+class _Arrival:
+    """A gained partition's slices as its log left them: what its last ``budget`` line
+    says they lacked, when (None: no line, full), and the actions the log holds since."""
+
+    at: datetime | None
+    owed: dict[str, float]
+    actions: list[tuple[datetime, str]]
+
+    def lacking(self, piece: Bucket, now: datetime) -> dict[str, float]:
+        """What each subscription's slice (``piece``, full) lacks now: the line's state,
+        less a token for each action since (none below empty), refilled to ``now``."""
+        slices = {
+            key: replace(piece, tokens=piece.capacity - tokens, at=self.at)
+            for key, tokens in self.owed.items()
+        }
+        for ts, key in sorted(self.actions):
+            taken = slices.get(key, replace(piece, tokens=piece.capacity, at=ts)).take(ts)
+            slices[key] = replace(taken, tokens=max(taken.tokens, 0.0))
+        short = {}
+        for key, bucket in slices.items():
+            lacking = piece.capacity - bucket.refilled(now).tokens
+            if lacking > _NOTHING:
+                short[key] = lacking
+        return short
+
+
 class Fleet:
     """Shared by the reconcilers of one controller."""
 
@@ -89,7 +116,10 @@ class Fleet:
         self._owned: frozenset[int] | None = None
         self._partitions = 0
         self._leaving: dict[int, dict[str, Bucket]] = {}
-        self._arriving: dict[int, tuple[datetime, dict[str, float]]] = {}
+        self._arriving: dict[int, _Arrival] = {}
+        # buckets only replay has spent from (a gained partition's actions), never this
+        # replica's own: unused when the partition is gained (see reshare)
+        self._replayed: set[str] = set()
         self._healthy_passes = 0
 
     def _bucket(self, subscription: str) -> Bucket:
@@ -118,24 +148,60 @@ class Fleet:
         written into the lost partition's log, its next owner counts them, so a share that
         moves never frees budget spent in its name. This replica keeps counting its
         actions too; the slice left it when the partition did (see :meth:`reshare`)."""
+        owed = self._owed(partition, now)
+        mine = self._unhanded(now)
+        excess = len(mine) - self.global_cap
+        if excess <= 0:
+            return HandOver([], owed)
+        handed = mine[:excess]
+        self._handed.update(handed)
+        return HandOver(handed, owed)
+
+    def leave(self, now: datetime, partitions: Collection[int]) -> dict[int, HandOver]:
+        """Shards, an orderly stop: this replica gives up every partition (its share falls
+        to none) and hands ``partitions`` (those whose log it holds) all it spent this
+        hour and not handed over before, dealt out newest first across them in turn, with
+        what each one's slices lack. Each action goes into one line; each line carries
+        its part, so every next owner counts a part, wherever the actions' own logs go
+        (one owner taking all of them counts each action once)."""
+        if self._owned is None:
+            return {}
+        self.reshare((), self._partitions, now)
+        lines = sorted(partitions)
+        mine = self._unhanded(now)
+        self._handed.update(mine)
+        return {p: HandOver(mine[n :: len(lines)], self._owed(p, now)) for n, p in enumerate(lines)}
+
+    def _owed(self, partition: int, now: datetime) -> dict[str, float]:
+        """What ``partition``'s slice of each subscription's bucket lacks now (it left)."""
         owed = {}
         for key, piece in sorted(self._leaving.pop(partition, {}).items()):
             short = piece.capacity - piece.refilled(now).tokens
             if short > _NOTHING:
                 owed[key] = short
-        mine = [e for e in self._ledger if now - e[0] < HOUR and e not in self._handed]
-        excess = len(mine) - self.global_cap
-        if excess <= 0:
-            return HandOver([], owed)
-        handed = sorted(mine, reverse=True)[:excess]
-        self._handed.update(handed)
-        return HandOver(handed, owed)
+        return owed
 
-    def arrive(self, partition: int, at: datetime, owed: Mapping[str, float]) -> None:
+    def _unhanded(self, now: datetime) -> list[tuple[datetime, str, str]]:
+        """The actions of the hour this replica counts and has not handed over, newest
+        first."""
+        mine = [e for e in self._ledger if now - e[0] < HOUR and e not in self._handed]
+        return sorted(mine, reverse=True)
+
+    def arrive(
+        self,
+        partition: int,
+        at: datetime | None,
+        owed: Mapping[str, float],
+        actions: Collection[tuple[datetime, str]] = (),
+    ) -> None:
         """Shards: ``partition``'s log, replayed as it is gained, says its slice of these
-        subscriptions' buckets lacked ``owed`` tokens at ``at`` (its last ``budget`` line):
-        taken into account when the share grows by it (:meth:`reshare`)."""
-        self._arriving[partition] = (at, {k.lower(): v for k, v in owed.items()})
+        subscriptions' buckets lacked ``owed`` tokens at ``at`` (its last ``budget`` line;
+        None: it has none, the slice was full), and ``actions`` (when, subscription) are
+        those its log holds: each one since the line took a token from the slice (an
+        owner that died wrote no line for them). Taken into account when the share grows
+        by it (:meth:`reshare`)."""
+        since = [(ts, sub.lower()) for ts, sub in actions if at is None or ts >= at]
+        self._arriving[partition] = _Arrival(at, {k.lower(): v for k, v in owed.items()}, since)
 
     def reshare(self, owned: Collection[int], partitions: int, now: datetime) -> None:
         """Shards: this replica owns ``owned`` of ``partitions`` now. Each bucket's burst
@@ -150,7 +216,9 @@ class Fleet:
         line left it (refilled since, at the slice's rate): a bucket this replica had not
         used starts at the new share less what the gained slices lack; one it had used
         keeps its tokens and refills toward the new share (no slice's tokens join it,
-        which never gives more)."""
+        which never gives more). A bucket only replay spent from (the gained partitions'
+        own actions) is one this replica had not used, when every partition gained came
+        with its log: those actions are in what the slices lack."""
         mine = frozenset(owned)
         share = len(mine) / partitions if partitions else 1.0
         before = self._owned if partitions == self._partitions else None
@@ -158,6 +226,10 @@ class Fleet:
         lost = sorted(before - mine) if before is not None else []
         gained = mine - before if before is not None else mine
         arriving = [self._arriving[p] for p in sorted(gained) if p in self._arriving]
+        if gained and len(arriving) == len(gained):  # replay's buckets: never used here
+            for key in self._replayed:
+                self._buckets.pop(key, None)
+        self._replayed.clear()
         self._arriving.clear()
         for partition in gained:  # back before its hand-over (never written): it left
             self._leaving.pop(partition, None)
@@ -182,10 +254,9 @@ class Fleet:
             buckets[key] = replace(bucket, capacity=burst, per_hour=per_hour, tokens=kept)
         self._buckets = buckets
         short: dict[str, float] = {}
-        for at, owed in arriving:
-            for key, tokens in owed.items():
-                refilled = replace(piece, tokens=piece.capacity - tokens, at=at).refilled(now)
-                short[key] = short.get(key, 0.0) + piece.capacity - refilled.tokens
+        for arrival in arriving:
+            for key, lacking in arrival.lacking(piece, now).items():
+                short[key] = short.get(key, 0.0) + lacking
         for key, lacking in short.items():
             bucket = self._bucket(key).refilled(now)
             self._buckets[key] = replace(bucket, tokens=min(bucket.tokens, burst - lacking))
@@ -208,14 +279,23 @@ class Fleet:
             f"at most {partitions // least} replicas, or raise the budgets"
         )
 
-    def spend(self, subscription: str, at: datetime, target: str | None = None) -> None:
+    def spend(
+        self, subscription: str, at: datetime, target: str | None = None, *, replayed: bool = False
+    ) -> None:
         """An action ran (or would have): it costs a token and counts toward the hour.
-        With ``target`` (its memory key) an action already counted is not counted again."""
+        ``replayed``: an action a gained partition's log holds, not this replica's; with
+        ``target`` (its memory key), one already counted is not counted again. An action
+        this replica runs is always new."""
         if target is not None:
-            if (target, at) in self._counted:
+            if replayed and (target, at) in self._counted:
                 return
             self._counted.add((target, at))
-        self._buckets[subscription.lower()] = self._bucket(subscription).take(at)
+        key = subscription.lower()
+        if not replayed:
+            self._replayed.discard(key)
+        elif key not in self._buckets:
+            self._replayed.add(key)
+        self._buckets[key] = self._bucket(subscription).take(at)
         self._actions.append(at)
         if target is None:
             self._unnamed += 1

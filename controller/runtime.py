@@ -6,7 +6,7 @@ import copy
 import gc
 import random
 import signal
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -315,9 +315,13 @@ class Runtime:
         partition's next owner counts it (see :meth:`Fleet.hand_over`)."""
         assert self.fleet is not None
         now = self.clock.now()
-        handed = self.fleet.hand_over(now, partition)
+        self._write_hand_over(sink, self.fleet.hand_over(now, partition), now)
+
+    def _write_hand_over(self, sink: AuditSink, handed: HandOver, now: datetime) -> bool:
+        """Write a ``budget`` line, if there is anything to hand over; whether it was."""
+        assert self.fleet is not None
         if not handed:
-            return
+            return False
         line = budget_line(handed, self.fleet.global_cap, now, self.mode)
         try:
             sink.append(line)
@@ -328,6 +332,46 @@ class Runtime:
                 actions=len(handed.spent),
                 subscriptions=len(handed.owed),
             )
+            return False
+        return True
+
+    async def leave(self, wait: float) -> None:
+        """An orderly stop with shards, before the partitions' leases are let go: every
+        target stops (an action in flight finishes and writes its result, waited for up
+        to ``wait`` seconds), then each partition whose log this replica holds gets a
+        ``budget`` line — all it spent this hour, dealt out across them, and what each
+        one's slices of the buckets lack — and its log closes. Whoever takes a partition
+        next counts it as after any move (see :meth:`Fleet.leave`). Shielded: a second
+        signal does not cut it short."""
+        logs = self.partition_logs
+        if self.owner is None or logs is None:
+            return
+        with anyio.CancelScope(shield=True):
+            keys = [r.key for r in self.loop.reconcilers]
+            keys += [key for lost in self.closing.values() for key in lost]
+            self.loop.replace([])
+            with anyio.move_on_after(wait) as waiting:
+                await self.loop.stopped(keys)
+            if waiting.cancelled_caught:
+                log.warning("actions still in flight as the replica leaves", waited=wait)
+            opened = sorted(logs.opened())
+            now = self.clock.now()
+            handed = self.fleet.leave(now, opened) if self.fleet is not None else {}
+            written = [
+                p
+                for p in opened
+                if p in handed and self._write_hand_over(logs.sink(p), handed[p], now)
+            ]
+            for partition in opened:
+                logs.close(partition)
+            self.closing.clear()
+        log.info(
+            "partitions left",
+            partitions=opened,
+            budget_lines=written,
+            actions_handed=sum(len(h.spent) for h in handed.values()),
+            subscriptions_short=sorted({sub for h in handed.values() for sub in h.owed}),
+        )
 
     def _rejected(self, problem: str) -> None:
         self.metrics.policy_reloads.labels("rejected").inc()
@@ -423,8 +467,10 @@ def rebuild_fleet(fleet: Fleet, replayed: Replayed) -> None:
 def count_spent(fleet: Fleet, replayed: Replayed, now: datetime, partition: int) -> int:
     """A partition gained: every action its log remembers that still costs something (an
     action the previous owner ran, or left without a result) counts against this
-    replica's budgets, once, and its slice of each bucket comes as its last ``budget``
-    line left it. Its fail static is not the partition's: it stays out."""
+    replica's budgets, once (replayed: a bucket only they spent from is not this
+    replica's own), and its slice of each bucket comes as its last ``budget`` line left
+    it, less a token for each of its actions since. Its fail static is not the
+    partition's: it stays out."""
     since = now - fleet.memory_span
     spent = sorted(
         (record.ts, key)
@@ -438,14 +484,15 @@ def count_spent(fleet: Fleet, replayed: Replayed, now: datetime, partition: int)
         for intent in intents
         if _time(intent.get("ts")) >= since
     )
-    for ts, key in spent:
-        fleet.spend(_subscription(replayed.targets.get(key, "")), ts, key)
+    actions = [(ts, _subscription(replayed.targets.get(key, ""))) for ts, key in spent]
+    for (ts, subscription), (_, key) in zip(actions, spent, strict=True):
+        fleet.spend(subscription, ts, key, replayed=True)
     # handed over by a replica that lost the partition: counted once, as the action it is
     carried = [(_time(c[0]), c[1], c[2]) for c in replayed.carried if _time(c[0]) >= since]
     for ts, subscription, key in sorted(carried):
-        fleet.spend(subscription, ts, key)
-    if replayed.owed_at is not None:
-        fleet.arrive(partition, _time(replayed.owed_at), replayed.owed)
+        fleet.spend(subscription, ts, key, replayed=True)
+    at = _time(replayed.owed_at) if replayed.owed_at is not None else None
+    fleet.arrive(partition, at, replayed.owed, actions)
     return len(spent) + len(carried)
 
 
@@ -792,6 +839,47 @@ async def follow_partitions(runtime: Runtime) -> None:
 
                 tg.start_soon(close)
             await anyio.sleep(runtime.settings.shards.retry_period.total_seconds())
+
+
+async def run_until_stopped(runtime: Runtime, stop: Callable[[], Awaitable[object]]) -> None:
+    """Run the controller until ``stop`` returns (a signal), then stop in order: the
+    targets end (an action in flight finishes; shielded, up to the action deadline),
+    the replica leaves its partitions (:meth:`Runtime.leave`: a ``budget`` line in each,
+    its log closed), and only then are the partitions' leases (and the leader's)
+    released. Cancelled from outside, it stops in the same order."""
+    leases = anyio.CancelScope(shield=True)  # let go last, by this function alone
+
+    async def hold() -> None:
+        with leases:
+            async with anyio.create_task_group() as tg:
+                if runtime.elector is not None:
+                    tg.start_soon(runtime.elector.run)
+                if runtime.owner is not None:  # shards: claim partitions, keep their leases
+                    tg.start_soon(runtime.owner.run)
+
+    async with anyio.create_task_group() as outer:
+        outer.start_soon(hold)
+        try:
+            async with anyio.create_task_group() as work:
+
+                async def stopping() -> None:
+                    await stop()
+                    work.cancel_scope.cancel()
+
+                work.start_soon(stopping)
+                if runtime.owner is not None:  # run the owned partitions' targets
+                    work.start_soon(follow_partitions, runtime)
+                if runtime.escalator is not None:
+                    work.start_soon(runtime.escalator.run)
+                work.start_soon(watch_policies, runtime)  # SIGHUP or a changed file: reload
+                work.start_soon(keep_discovering, runtime)  # selectors ask Resource Graph again
+                work.start_soon(tune_garbage_collection, runtime)
+                await runtime.loop.run()
+        finally:
+            try:
+                await runtime.leave(runtime.settings.action_deadline.total_seconds())
+            finally:
+                leases.cancel()
 
 
 @dataclass(frozen=True)

@@ -349,3 +349,90 @@ def test_a_crash_frees_at_most_the_dead_replicas_share_of_the_burst(seed: int) -
     crashes: list[tuple[datetime, float]] = []
     actions = _moves(seed, crashes)
     assert max(_worst_window(times, crashes) for times in actions.values()) <= 1e-6
+
+
+def _spend_on(f: Fleet, sub: str, partition: int, n: int, now: datetime) -> MemoryAudit:
+    """``n`` actions on apps of ``partition`` (in ``sub``), spent live, each an intent in
+    the partition's log."""
+    log = MemoryAudit()
+    for resource in APPS[sub, partition][:n]:
+        f.spend(sub, now, target_key("p", resource))
+        log.append(_intent(resource, now))
+    return log
+
+
+def test_a_bucket_only_replay_spent_from_starts_at_the_share_less_what_the_slices_lack() -> None:
+    """Burst 10, 10 an hour. A owns all 4 partitions and spends 6 on partition 2's apps
+    (4 left), then loses 2 and 3: it keeps its 4 tokens (room for 5), so both slices
+    leave empty. B owns nothing and never acted on the subscription: its bucket comes
+    only from replaying partition 2's six actions, which are already what the empty
+    slices lack — counted again, B would start 6 below empty and wait 84 minutes for a
+    token; it starts at 0 of its 5 and has one 12 minutes on (5 an hour), as the estate
+    does: 10 − 6 spent, A's 4, refilled at 10 an hour."""
+    sub = SUBS[0]
+    a = replica(ALL, cap=1000, burst=10)
+    logs = {2: _spend_on(a, sub, 2, 6, START), 3: MemoryAudit()}
+    now = START + timedelta(minutes=1)
+    for p, log in lose(a, {0, 1}, {2, 3}, START).items():
+        logs[p].records.extend(log.records)
+    b = replica(set(), cap=1000, burst=10)
+    assert gain(b, {2, 3}, logs, now) == 6  # the hour's cap counts them all
+    assert b.remaining(sub, now)[0] == 0
+    assert taken_on(b, sub, now) == 0
+    assert taken_on(b, sub, now + timedelta(minutes=12)) == 1
+    assert taken_on(a, sub, now) == 4
+
+
+def test_a_slice_a_dead_owner_left_without_a_line_lacks_a_token_per_action_since() -> None:
+    """A crash writes no line: a partition's log then says what its slice lacks by its
+    actions since its last line (a token each, down to empty, refilled since at the
+    slice's rate). A owns all 4 and spends 2 on partition 3's apps, then dies; B, which
+    never acted on the subscription, gains partition 3: its slice lacks the 2 (0.5 of
+    2.5 left), and has a token 12 minutes on (2.5 an hour)."""
+    sub = SUBS[1]
+    a = replica(ALL, cap=1000, burst=10)
+    logs = {3: _spend_on(a, sub, 3, 2, START)}
+    b = replica(set(), cap=1000, burst=10)
+    gain(b, {3}, logs, START)
+    assert b.remaining(sub, START)[0] == 0
+    assert taken_on(b, sub, START + timedelta(minutes=11)) == 0
+    assert taken_on(b, sub, START + timedelta(minutes=13)) == 1
+
+
+def taken_on(f: Fleet, sub: str, now: datetime, limit: int = 100) -> int:
+    """How many actions on ``sub`` the replica lets through now, one after the other."""
+    n = 0
+    while n < limit and f.holds(sub, now) is None:
+        f.spend(sub, now, f"p|{sub}-{now.isoformat()}-{n}")
+        n += 1
+    return n
+
+
+def test_a_replica_that_leaves_deals_its_hour_out_across_its_partitions_once() -> None:
+    """An orderly stop: A owns partitions 0 and 1 of 4 (a cap of 2 of the estate's 4) and
+    spent both on partition 0's apps. Leaving, it gives up both: each partition's line
+    carries one of the two (newest first, in turn), so whoever takes partition 1 — whose
+    log holds none of them — counts one too, and each slice says what it lacks. One
+    replica taking both counts each action once."""
+    sub = SUBS[2]
+    a = replica({0, 1}, cap=4, burst=10)
+    log0 = _spend_on(a, sub, 0, 2, START)
+    now = START + timedelta(minutes=1)
+    handed = a.leave(now, [1, 0])
+    assert sorted(handed) == [0, 1]
+    assert [len(handed[p].spent) for p in (0, 1)] == [1, 1]
+    both = sorted(e for h in handed.values() for e in h.spent)
+    assert both == sorted((START, sub, target_key("p", r)) for r in APPS[sub, 0][:2])
+    assert a.share == 0 and a.leave(now, [0, 1]) == {0: HandOver(), 1: HandOver()}
+    # its bucket held 5 − 2 = 3 and a minute's refill: each slice leaves with half
+    assert [h.owed[sub] for h in handed.values()] == [pytest.approx(2.5 - (3 + 5 / 60) / 2)] * 2
+    logs = {0: log0, 1: MemoryAudit()}
+    for p, h in handed.items():
+        logs[p].append(budget_line(h, a.global_cap, now, Mode.LIVE))
+
+    c = replica({2}, cap=4, burst=10)  # takes partition 1 only: a cap of 2, 1 counted
+    gain(c, {1, 2}, {1: logs[1]}, now)
+    assert c.remaining(sub, now)[1] == 1
+    b = replica(set(), cap=4, burst=10)  # takes both: each action once, 2 of its cap of 2
+    assert gain(b, {0, 1}, logs, now) == 4
+    assert b.remaining(sub, now)[1] == 0
