@@ -36,6 +36,9 @@ FAULT_KINDS = frozenset(
         # were created (> 0: a row repeated) or deleted (< 0: one skipped) between pages,
         # and report the moved totalRecords
         "graph-drift",
+        # Resource Graph answers a result larger than a page with its first page only,
+        # resultTruncated "true" and no $skipToken (as it does when it cannot page one)
+        "graph-truncated",
         "arm-forbidden",  # Microsoft.App routes answer 403 AuthorizationFailed (a role removed)
         "metrics-forbidden",  # metrics routes answer 403 AuthorizationFailed
     }

@@ -5,8 +5,9 @@ Answers in Resource Graph's shapes (``QueryResponse``; 400 ``BadRequest`` with a
 opaque ``$skipToken`` bound to the query and its scope, and carries the per-user quota
 headers on every answer (and, as documented, no ``Retry-After``: a throttled caller waits
 for ``x-ms-user-quota-resets-after``). A query without ``$top`` gets 100 rows a page, as in
-Azure. Faults: ``graph-throttle`` (429, quota shown spent), ``graph-error`` (500) and
-``graph-drift`` (later pages shifted as by resources created or deleted between pages).
+Azure. Faults: ``graph-throttle`` (429, quota shown spent), ``graph-error`` (500),
+``graph-drift`` (later pages shifted as by resources created or deleted between pages) and
+``graph-truncated`` (a result larger than a page comes back ``resultTruncated``, unpaged).
 """
 
 from __future__ import annotations
@@ -160,7 +161,8 @@ def _answer(world: World, body: Any, headers: dict[str, str], now: datetime) -> 
     }
     end = start + len(page)
     if end < len(rows):
-        if query.limited:  # Resource Graph cannot page past a limit/take
+        # Resource Graph cannot page past a limit/take (nor, graph-truncated, at all)
+        if query.limited or world.faults.active("graph-truncated", now) is not None:
             answer["resultTruncated"] = "true"
         else:
             answer["$skipToken"] = make_token(snapshot, end, bound_to)

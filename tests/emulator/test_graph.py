@@ -416,6 +416,12 @@ def test_graph_faults(clock: ManualClock) -> None:
             clock.advance(seconds=60)
             status, _, _ = await _query(s, "Resources")
             assert status == 200
+            emu.set_fault("graph-truncated", duration_s=60)
+            status, answer, _ = await _query(s, "Resources", **{"$top": 2})
+            assert status == 200 and answer["resultTruncated"] == "true"
+            assert answer["count"] == 2 < answer["totalRecords"] and "$skipToken" not in answer
+            status, answer, _ = await _query(s, "Resources")  # one page: nothing to cut
+            assert answer["resultTruncated"] == "false" and answer["count"] == len(ALL)
 
     anyio.run(body)
 
