@@ -16,13 +16,16 @@ A row read twice (pages overlap) counts once.
 The last good set is the answer to one question: the policy's target type and selector.
 A policy whose selector (or ``maxTargets``) changes starts with none — its first answer is
 believed, empty or not, unless it fails. Queries run one refresh at a time, so an older
-answer never lands after a newer one.
+answer never lands after a newer one. A last good set older than ``stale_after`` (no
+answer believed since) still runs, but its targets only observe: :meth:`Discovery.held`
+says why their actions wait (a resource untagged to opt out must not be acted on for
+hours because Resource Graph could not say so).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
@@ -34,6 +37,7 @@ from azure.core.exceptions import AzureError
 from controller.azure import retry
 from controller.azure.clients import AzureClients
 from controller.clock import Clock
+from controller.model import ResourceState
 from controller.policy.loader import LoadedPolicy
 from controller.policy.selector import Selector, graph_query
 
@@ -43,6 +47,8 @@ if TYPE_CHECKING:  # the SDK is imported with the Resource Graph client, for sel
 log = structlog.get_logger("remediator.discovery")
 
 PAGE = 1000  # Resource Graph's largest page
+STALE_AFTER = timedelta(minutes=30)  # six discovery intervals of 5 minutes
+PauseCheck = Callable[[ResourceState], Awaitable[str | None]]  # why acting is held, if it is
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +93,17 @@ class Quota:
 class Discovery:
     """Runs selectors' queries and keeps, per policy, the last set it believed."""
 
-    def __init__(self, clients: AzureClients, clock: Clock, page: int = PAGE) -> None:
+    def __init__(
+        self,
+        clients: AzureClients,
+        clock: Clock,
+        page: int = PAGE,
+        stale_after: timedelta = STALE_AFTER,
+    ) -> None:
         self._clients = clients
         self._clock = clock
         self._page = page
+        self.stale_after = stale_after
         self.quota = Quota()
         self.sets: dict[str, Discovered] = {}  # by policy name
         # one refresh at a time: a reload's and the interval's never interleave, so the
@@ -112,6 +125,29 @@ class Discovery:
     def found(self) -> dict[str, tuple[Found, ...]]:
         """What each selector policy runs on: its last good set."""
         return {policy: known.believed for policy, known in self.sets.items()}
+
+    def held(self, policy: str) -> str | None:
+        """Why the targets of ``policy`` may not act now: its last good set is older than
+        ``stale_after`` (None while it is fresher, or for a policy no selector names)."""
+        known = self.sets.get(policy)
+        if known is None or known.at is None:
+            return None
+        age = (self._clock.now() - known.at).total_seconds()
+        if age <= self.stale_after.total_seconds():
+            return None
+        return (
+            f"discovery stale: no answer for policy '{policy}' believed for {_ago(age)} "
+            f"(discoveryStaleAfter {_ago(self.stale_after.total_seconds())}): its targets "
+            "observe, their actions wait for one"
+        )
+
+    def holding(self, policy: str, then: PauseCheck) -> PauseCheck:
+        """``then`` (the kill switch), preceded by :meth:`held` for a selector's target."""
+
+        async def check(state: ResourceState) -> str | None:
+            return self.held(policy) or await then(state)
+
+        return check
 
     async def refresh(self, policy: str, resource_type: str, selector: Selector) -> Discovered:
         """Query again; believe the answer or keep the last good set (with ``problem``).
