@@ -109,22 +109,32 @@ class Discovery:
         # one refresh at a time: a reload's and the interval's never interleave, so the
         # one that started last (the newest policies) is the one that writes last
         self._lock = anyio.Lock()
+        self._asked: dict[str, tuple[str, Selector]] = {}  # the newest question per policy
 
     async def refresh_all(self, loaded: Sequence[LoadedPolicy]) -> dict[str, Discovered]:
-        """Ask again for every selector policy of ``loaded``; what each now holds."""
+        """Ask again for every selector policy of ``loaded``; what each now holds. A policy
+        asked again differently while this waited (a reload) is left to that refresh."""
+        asked: dict[str, tuple[str, Selector]] = {}
+        for item in loaded:
+            selector = item.policy.target.selector
+            if selector is not None:
+                asked[item.policy.name] = (item.policy.target.type, selector)
+        self._asked = asked
         out: dict[str, Discovered] = {}
         async with self._lock:
-            for item in loaded:
-                selector = item.policy.target.selector
-                if selector is not None:
-                    out[item.policy.name] = await self.refresh(
-                        item.policy.name, item.policy.target.type, selector
-                    )
+            for policy, question in asked.items():
+                if self._asked.get(policy) == question:  # not superseded while waiting
+                    out[policy] = await self.refresh(policy, *question)
         return out
 
     def found(self) -> dict[str, tuple[Found, ...]]:
-        """What each selector policy runs on: its last good set."""
-        return {policy: known.believed for policy, known in self.sets.items()}
+        """What each selector policy runs on: its last good set, if it answers the newest
+        question asked for it (never an older selector's, while a newer one is asked)."""
+        return {
+            policy: known.believed
+            for policy, known in self.sets.items()
+            if self._asked.get(policy, known.question) == known.question
+        }
 
     def held(self, policy: str) -> str | None:
         """Why the targets of ``policy`` may not act now: its last good set is older than

@@ -202,26 +202,38 @@ async def test_a_changed_selector_lets_the_last_good_set_go(
 
 async def test_refreshes_never_interleave(graph: Make, clock: VirtualClock) -> None:
     """A refresh for the old selector (waiting for the quota) and one for the new (a
-    reload) at once: the new one waits for the old, so the newest answer is the one kept."""
-    _, discovery = await graph(30, page=100)
+    reload) at once: the new one asks only once the old has read its last page, so the
+    newest answer is the one kept; and what the old one leaves is no answer for the new
+    selector (the targets the old refresh's caller applies next)."""
+    emu, discovery = await graph(30, page=10)
     old, new = selector_policy(), selector_policy(name="app-000*")
     discovery.quota.remaining = 0  # spent: the old refresh waits 5 s before asking
     discovery.quota.resets_after = timedelta(seconds=5)
-    done = anyio.Event()
+    left: dict[str, Any] = {}
+    newer_done = anyio.Event()
+
+    async def older() -> None:
+        await discovery.refresh_all([old])
+        left.update(discovery.found())  # at once, as Runtime.discover applies targets
 
     async def newer() -> None:
         await discovery.refresh_all([new])
-        done.set()
+        newer_done.set()
+
+    async def until(condition: Callable[[], bool]) -> None:
+        with anyio.fail_after(5):
+            while not condition():  # noqa: ASYNC110 (sleepers and lock waiters: no event)
+                await anyio.sleep(0.001)
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(discovery.refresh_all, [old])
-        with anyio.fail_after(5):
-            while clock.pending == 0:  # noqa: ASYNC110 (a sleeper count, no event)
-                await anyio.sleep(0.001)
+        tg.start_soon(older)
+        await until(lambda: clock.pending == 1)
         discovery.quota.remaining = None  # the reload finds the quota reset
         tg.start_soon(newer)
-        with anyio.fail_after(5):
-            while not (done.is_set() or discovery._lock.statistics().tasks_waiting):  # noqa: ASYNC110
-                await anyio.sleep(0.001)
+        await until(lambda: newer_done.is_set() or discovery._lock.statistics().tasks_waiting == 1)
         await clock.advance(5)
+    # the refresh begun first asks all its pages first; the other begins after its last
+    narrowed = ["matches regex" in b["query"] for b in graph_bodies(emu)]
+    assert narrowed == [False] * 3 + [True], narrowed
+    assert left == {}  # not the old selector's 30
     assert {f.name for f in discovery.found()["api-cpu"]} == {f"app-000{i}" for i in range(1, 10)}
