@@ -122,6 +122,9 @@ class Discovery:
         self._asked = asked
         out: dict[str, Discovered] = {}
         async with self._lock:
+            if self._asked is asked:  # a policy without a selector now has no last good set
+                for gone in self.sets.keys() - asked.keys():
+                    del self.sets[gone]
             for policy, question in asked.items():
                 if self._asked.get(policy) == question:  # not superseded while waiting
                     out[policy] = await self.refresh(policy, *question)

@@ -237,3 +237,19 @@ async def test_refreshes_never_interleave(graph: Make, clock: VirtualClock) -> N
     assert narrowed == [False] * 3 + [True], narrowed
     assert left == {}  # not the old selector's 30
     assert {f.name for f in discovery.found()["api-cpu"]} == {f"app-000{i}" for i in range(1, 10)}
+
+
+async def test_a_policy_that_no_longer_selects_keeps_no_set(
+    graph: Make, clock: VirtualClock
+) -> None:
+    """A selector policy changed to name one resource, then back: its old set is gone, so
+    a failed first answer leaves it with no targets rather than with that set."""
+    emu, discovery = await graph(30, page=100)
+    selecting = selector_policy()
+    await driven(clock, lambda: discovery.refresh_all([selecting]))
+    assert len(discovery.found()["api-cpu"]) == 30
+    await driven(clock, lambda: discovery.refresh_all([LoadedPolicy(make_policy(), "x.yaml", 1)]))
+    assert discovery.found() == {}
+    emu.set_fault("graph-error", duration_s=600)
+    known = (await driven(clock, lambda: discovery.refresh_all([selecting])))["api-cpu"]
+    assert "no last good set" in (known.problem or "") and discovery.found() == {"api-cpu": ()}
