@@ -110,15 +110,15 @@ async def measure(count: int, rounds: int) -> dict[str, float]:
                 answer: dict[str, Any] = await r.json()
                 return answer
 
-        first = await page({})
+        first = await page({"$top": 1000})  # the controller's page (100 without $top)
         assert first["count"] == 1000 and first["totalRecords"] == count
         token = first["$skipToken"]
 
         async def first_page() -> None:
-            await page({})
+            await page({"$top": 1000})
 
         async def next_page() -> None:
-            answer = await page({"$skipToken": token})
+            answer = await page({"$skipToken": token, "$top": 1000})
             assert answer["count"] == 1000
 
         return {

@@ -222,6 +222,9 @@ class Settings(BaseModel):
     jitter: float = Field(default=0.1, ge=0, le=0.5)  # share of the interval
     # how often selector policies ask Resource Graph again (and on every reload)
     discovery_interval: Interval = timedelta(minutes=5)
+    # a selector's last good set older than this (no answer believed since) keeps its
+    # targets observing but holds their actions; default 6 discovery intervals, at least 2
+    discovery_stale_after: Interval | None = None
     policies: list[Path] = Field(default_factory=lambda: [Path("policies")])
     audit_path: Path = Path("remediator-audit.jsonl")
     # seal the audit log with HMAC-SHA256: the key itself (REMEDIATOR_AUDIT_KEY, never
@@ -313,6 +316,22 @@ class Settings(BaseModel):
                 "source's anchor is only read; give auditAnchor a new file"
             )
         return self
+
+    @model_validator(mode="after")
+    def _stale_after_intervals(self) -> Settings:
+        stale = self.discovery_stale_after
+        if stale is not None and stale < 2 * self.discovery_interval:
+            raise ValueError(
+                f"discoveryStaleAfter ({stale}) must be at least two discoveryIntervals "
+                f"({2 * self.discovery_interval}): one answer not believed is no reason to "
+                "hold a selector's targets"
+            )
+        return self
+
+    @property
+    def discovery_hold_after(self) -> timedelta:
+        """How old a selector's last good set may be before its targets' actions are held."""
+        return self.discovery_stale_after or 6 * self.discovery_interval
 
     @model_validator(mode="after")
     def _safe_endpoints(self) -> Settings:

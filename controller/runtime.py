@@ -582,6 +582,7 @@ async def open_runtime(
         if missing:
             raise UnknownPlugin("; ".join(missing))
         kill_switch = KillSwitch(settings, clients, clock)
+        discovery = Discovery(clients, clock, stale_after=settings.discovery_hold_after)
         run_mode = mode or settings.mode
         sink = audit
 
@@ -635,7 +636,12 @@ async def open_runtime(
                 open_intents=intents,
                 succeeds=old,
                 fleet_audit=audit,
-                paused=kill_switch.reason,
+                # a selector's target also waits while its last good set is stale
+                paused=(
+                    discovery.holding(policy.name, kill_switch.reason)
+                    if item.selected
+                    else kill_switch.reason
+                ),
                 decision_ttl=2 * (item.policy.interval or settings.interval),
                 fleet=fleet,
                 standby=elector.standby_reason if elector else gate,
@@ -710,7 +716,7 @@ async def open_runtime(
         )
         runtime.owner = owner
         runtime.partition_logs = partition_logs
-        runtime.discovery = Discovery(clients, clock)
+        runtime.discovery = discovery
         runtime.fleet = fleet
         await runtime.discover()  # the first targets: memory and open intents from replay
         started = True

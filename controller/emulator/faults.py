@@ -32,6 +32,13 @@ FAULT_KINDS = frozenset(
         "concurrent-write",  # someone else changes the app just before the next PATCH
         "graph-throttle",  # Resource Graph answers 429, its user quota shown spent
         "graph-error",  # Resource Graph answers 500
+        # Resource Graph's later pages shift by ``shift`` rows (default 1) as if resources
+        # were created (> 0: a row repeated) or deleted (< 0: one skipped) between pages,
+        # and report the moved totalRecords
+        "graph-drift",
+        # Resource Graph answers a result larger than a page with its first page only,
+        # resultTruncated "true" and no $skipToken (as it does when it cannot page one)
+        "graph-truncated",
         "arm-forbidden",  # Microsoft.App routes answer 403 AuthorizationFailed (a role removed)
         "metrics-forbidden",  # metrics routes answer 403 AuthorizationFailed
     }

@@ -5,6 +5,9 @@ those that exist at the scenario's current time. A query's first page evaluates 
 once and keeps the result; the pages its ``$skipToken`` leads to are slices of that
 result, so a page of 1,000 rows costs the rows, not the estate (Resource Graph does
 not promise that later pages see changes made since the first, and neither does this).
+A token whose result has been let go is refused (400), as an expired one is in Azure;
+the ``graph-drift`` fault shifts later pages as resources created or deleted between
+pages shift them in Azure (a row repeated or skipped, ``totalRecords`` moved).
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ COLUMNS = (
     "zones",
     "extendedLocation",
 )
-MAX_TOP = 1000  # Resource Graph's default and largest page
+MAX_TOP = 1000  # Resource Graph's largest page
+DEFAULT_TOP = 100  # rows a query returns when it does not say ``$top`` (Microsoft's docs)
 SNAPSHOTS_KEPT = 64
 UNLIMITED_SHOWN = 1000  # x-ms-user-quota-remaining when the quota is off
 
@@ -208,7 +212,8 @@ class Quota:
         return True
 
     def headers(self, user: str, now: datetime, spent: bool = False) -> dict[str, str]:
-        """``x-ms-user-quota-remaining`` / ``-resets-after`` (plus Retry-After when spent)."""
+        """``x-ms-user-quota-remaining`` / ``-resets-after``: the only throttling headers
+        Resource Graph documents (no ``Retry-After``, even on a 429)."""
         current = self._window(user, now)
         if spent:
             left = 0
@@ -220,10 +225,7 @@ class Quota:
         seconds = math.ceil(reset)
         hh, rest = divmod(seconds, 3600)
         mm, ss = divmod(rest, 60)
-        headers = {
+        return {
             "x-ms-user-quota-remaining": str(left),
             "x-ms-user-quota-resets-after": f"{hh:02d}:{mm:02d}:{ss:02d}",
         }
-        if spent:
-            headers["Retry-After"] = str(max(seconds, 1))
-        return headers

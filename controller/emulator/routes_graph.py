@@ -3,18 +3,31 @@
 Answers in Resource Graph's shapes (``QueryResponse``; 400 ``BadRequest`` with an
 ``InvalidQuery`` detail naming the part of the query not understood), pages with an
 opaque ``$skipToken`` bound to the query and its scope, and carries the per-user quota
-headers on every answer. Faults: ``graph-throttle`` (429, quota shown spent) and
-``graph-error`` (500).
+headers on every answer (and, as documented, no ``Retry-After``: a throttled caller waits
+for ``x-ms-user-quota-resets-after``). A query without ``$top`` gets 100 rows a page, as in
+Azure. Faults: ``graph-throttle`` (429, quota shown spent), ``graph-error`` (500),
+``graph-drift`` (later pages shifted as by resources created or deleted between pages) and
+``graph-truncated`` (a result larger than a page comes back ``resultTruncated``, unpaged).
 """
 
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
-from .graph import COLUMNS, MAX_TOP, GraphError, digest, evaluate, make_token, read_token
+from .graph import (
+    COLUMNS,
+    DEFAULT_TOP,
+    MAX_TOP,
+    GraphError,
+    digest,
+    evaluate,
+    make_token,
+    read_token,
+)
 from .kql import KqlError, parse
 from .routing import Route, route
 from .wire import json_response, read_json
@@ -90,14 +103,21 @@ async def resources(world: World, request: web.Request, p: dict[str, str]) -> we
             headers,
         )
     try:
-        return _answer(world, await read_json(request), headers)
+        return _answer(world, await read_json(request), headers, now)
     except ValueError as exc:  # KqlError, GraphError, bad JSON
         code = "InvalidQuery" if isinstance(exc, KqlError) else "InvalidRequestContent"
         message = f"Query is invalid: {exc}" if isinstance(exc, KqlError) else str(exc)
         return _bad(message, code, headers)
 
 
-def _answer(world: World, body: Any, headers: dict[str, str]) -> web.Response:
+def _drift(world: World, now: datetime) -> int:
+    """Rows the estate moved by before a later page (``graph-drift``'s ``shift``: created,
+    > 0, repeats rows of the page before; deleted, < 0, skips rows)."""
+    fault = world.faults.active("graph-drift", now)
+    return 0 if fault is None else int(fault.params.get("shift", 1))
+
+
+def _answer(world: World, body: Any, headers: dict[str, str], now: datetime) -> web.Response:
     if not isinstance(body, dict) or not isinstance(body.get("query"), str):
         raise GraphError('Send {"subscriptions": [...], "query": "Resources | ..."}.')
     subscriptions = _strings(body, "subscriptions")
@@ -112,32 +132,37 @@ def _answer(world: World, body: Any, headers: dict[str, str]) -> web.Response:
     result_format = options.get("resultFormat", "objectArray")
     if result_format != "objectArray":
         raise GraphError(f"resultFormat '{result_format}' is not emulated; use objectArray.")
-    top = _int_option(options, "$top", 1, MAX_TOP) or MAX_TOP
+    top = _int_option(options, "$top", 1, MAX_TOP) or DEFAULT_TOP
     skip = _int_option(options, "$skip", 0, None) or 0
     token = options.get("$skipToken")
     text = body["query"]
     query = parse(text, COLUMNS)
     bound_to = digest(text, _strings(body, "subscriptions"), groups)
-    rows = None
+    drift = 0
     if token is not None:
         if not isinstance(token, str):
             raise GraphError("'$skipToken' must be a string.")
         snapshot, skip = read_token(token, bound_to)
-        rows = world.graph_results.get(snapshot)
-    if rows is None:  # a first page, or a token whose result has been let go
-        rows = evaluate(query, world.in_subscriptions(subscriptions), world.now())
+        kept = world.graph_results.get(snapshot)
+        if kept is None:  # let go: refused, never answered from a new evaluation
+            raise GraphError("The $skipToken has expired: run the query again from its first page.")
+        rows, drift = kept, _drift(world, now)
+    else:
+        rows = evaluate(query, world.in_subscriptions(subscriptions), now)
         snapshot = world.graph_results.keep(rows)
-    page = rows[skip : skip + top]
+    start = max(skip - drift, 0)
+    page = rows[start : start + top]
     answer: dict[str, Any] = {
-        "totalRecords": len(rows),
+        "totalRecords": max(len(rows) + drift, 0),
         "count": len(page),
         "resultTruncated": "false",
         "data": page,
         "facets": [],
     }
-    end = skip + len(page)
+    end = start + len(page)
     if end < len(rows):
-        if query.limited:  # Resource Graph cannot page past a limit/take
+        # Resource Graph cannot page past a limit/take (nor, graph-truncated, at all)
+        if query.limited or world.faults.active("graph-truncated", now) is not None:
             answer["resultTruncated"] = "true"
         else:
             answer["$skipToken"] = make_token(snapshot, end, bound_to)

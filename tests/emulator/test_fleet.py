@@ -170,6 +170,7 @@ def test_the_fleet_scenario(clock: ManualClock) -> None:
         "subscriptions": [SUB],
         "query": "Resources | where type =~ 'microsoft.app/containerapps' "
         "| where tags['remediator/policy'] =~ 'api' | project name",
+        "options": {"$top": 1000},  # one page (100 rows without $top)
     }
 
     async def names(s: aiohttp.ClientSession) -> set[str]:

@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 from controller.emulator import Emulator
+from controller.emulator.graph import SNAPSHOTS_KEPT
 from controller.emulator.scenario import parse_scenario
 
 from .support import ManualClock, served
@@ -243,13 +244,17 @@ def test_paging_with_the_skip_token(clock: ManualClock) -> None:
 
     async def body() -> None:
         async with served(emu) as s:
-            status, first, _ = await _query(s, query, ["sub-1"])
-            assert status == 200
-            assert (first["totalRecords"], first["count"]) == (2500, 1000)  # default page
+            status, default, _ = await _query(s, query, ["sub-1"])
+            assert status == 200  # without $top, 100 rows a page (Microsoft's default)
+            assert (default["totalRecords"], default["count"]) == (2500, 100)
+            assert "$skipToken" in default
+            status, first, _ = await _query(s, query, ["sub-1"], **{"$top": 1000})
+            assert (first["totalRecords"], first["count"]) == (2500, 1000)  # the largest
             seen = [r["name"] for r in first["data"]]
             token = first["$skipToken"]
             while token:
-                status, page, _ = await _query(s, query, ["sub-1"], **{"$skipToken": token})
+                options = {"$skipToken": token, "$top": 1000}
+                status, page, _ = await _query(s, query, ["sub-1"], **options)
                 assert status == 200 and page["totalRecords"] == 2500
                 seen += [r["name"] for r in page["data"]]
                 token = page.get("$skipToken")
@@ -270,6 +275,54 @@ def test_paging_with_the_skip_token(clock: ManualClock) -> None:
             assert status == 400
             status, _, _ = await _query(s, query, ["sub-1"], **{"$top": 1001})
             assert status == 400
+
+    anyio.run(body)
+
+
+def test_an_expired_skip_token_is_a_400_not_a_new_answer(clock: ManualClock) -> None:
+    """A token whose result has been let go is refused, as Azure refuses an expired one:
+    answering it from a fresh evaluation would hand the caller a page of another result."""
+    emu = _estate(clock, FLEET_2500, graph_quota=None)
+    query = "Resources | where type =~ 'microsoft.app/containerapps' | project id, name"
+
+    async def body() -> None:
+        async with served(emu) as s:
+            _, first, _ = await _query(s, query, ["sub-1"], **{"$top": 1000})
+            for _ in range(SNAPSHOTS_KEPT):  # newer results push the first one out
+                await _query(s, query, ["sub-1"], **{"$top": 1})
+            options = {"$skipToken": first["$skipToken"], "$top": 1000}
+            status, refused, _ = await _query(s, query, ["sub-1"], **options)
+            assert status == 400 and refused["error"]["code"] == "BadRequest"
+            detail = refused["error"]["details"][0]
+            assert detail["code"] == "InvalidRequestContent" and "expired" in detail["message"]
+
+    anyio.run(body)
+
+
+@pytest.mark.parametrize(("shift", "repeated", "missing"), [(1, 1, 0), (-1, 0, 1), (2, 2, 0)])
+def test_graph_drift_shifts_later_pages(
+    clock: ManualClock, shift: int, repeated: int, missing: int
+) -> None:
+    """Resources created or deleted between pages move the rows of later pages: one read
+    twice or never, and a totalRecords that no longer agrees with the first page's."""
+    emu = _estate(clock, FLEET_2500, graph_quota=None)
+    query = "Resources | where type =~ 'microsoft.app/containerapps' | project id | order by id asc"
+
+    async def body() -> None:
+        async with served(emu) as s:
+            emu.set_fault("graph-drift", duration_s=60, shift=shift)
+            _, first, _ = await _query(s, query, ["sub-1"], **{"$top": 1000})
+            assert first["totalRecords"] == 2500  # a first page is never shifted
+            seen = [r["id"] for r in first["data"]]
+            token = first["$skipToken"]
+            while token:
+                options = {"$skipToken": token, "$top": 1000}
+                status, page, _ = await _query(s, query, ["sub-1"], **options)
+                assert status == 200 and page["totalRecords"] == 2500 + shift
+                seen += [r["id"] for r in page["data"]]
+                token = page.get("$skipToken")
+            assert len(seen) - len(set(seen)) == repeated * 2  # at each of the 2 boundaries
+            assert 2500 - len(set(seen)) == missing * 2
 
     anyio.run(body)
 
@@ -323,7 +376,7 @@ def test_quota_headers_429_and_reset(clock: ManualClock) -> None:
             assert status == 429 and answer["error"]["code"] == "RateLimiting"
             assert headers["x-ms-user-quota-remaining"] == "0"
             assert headers["x-ms-user-quota-resets-after"] == "00:00:05"
-            assert headers["Retry-After"] == "5"
+            assert "Retry-After" not in headers  # not one of Resource Graph's headers
             # another user (another token) has a quota of its own
             async with s.post(
                 GRAPH,
@@ -334,7 +387,7 @@ def test_quota_headers_429_and_reset(clock: ManualClock) -> None:
                 assert r.status == 200 and r.headers["x-ms-user-quota-remaining"] == "14"
             clock.advance(seconds=3)
             status, _, headers = await _query(s, "Resources")
-            assert status == 429 and headers["Retry-After"] == "2"
+            assert status == 429 and "Retry-After" not in headers
             assert headers["x-ms-user-quota-resets-after"] == "00:00:02"
             clock.advance(seconds=2)  # the window has reset
             status, _, headers = await _query(s, "Resources")
@@ -354,7 +407,7 @@ def test_graph_faults(clock: ManualClock) -> None:
             emu.set_fault("graph-throttle", duration_s=60)
             status, answer, headers = await _query(s, "Resources")
             assert status == 429 and headers["x-ms-user-quota-remaining"] == "0"
-            assert "Retry-After" in headers and "x-ms-user-quota-resets-after" in headers
+            assert "Retry-After" not in headers and "x-ms-user-quota-resets-after" in headers
             clock.advance(seconds=60)
             emu.set_fault("graph-error", duration_s=60)
             status, answer, headers = await _query(s, "Resources")
@@ -363,6 +416,12 @@ def test_graph_faults(clock: ManualClock) -> None:
             clock.advance(seconds=60)
             status, _, _ = await _query(s, "Resources")
             assert status == 200
+            emu.set_fault("graph-truncated", duration_s=60)
+            status, answer, _ = await _query(s, "Resources", **{"$top": 2})
+            assert status == 200 and answer["resultTruncated"] == "true"
+            assert answer["count"] == 2 < answer["totalRecords"] and "$skipToken" not in answer
+            status, answer, _ = await _query(s, "Resources")  # one page: nothing to cut
+            assert answer["resultTruncated"] == "false" and answer["count"] == len(ALL)
 
     anyio.run(body)
 

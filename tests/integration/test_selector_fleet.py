@@ -161,3 +161,37 @@ async def test_a_failed_or_empty_discovery_keeps_the_last_good_set(
     assert states[2] == (1, None, 0)  # the graph answers again
     # app-121 deleted at 40m: an empty answer where there was one app is not believed
     assert states[3][0] == 1 and "found nothing" in (states[3][1] or "") and states[3][2] == 1
+
+
+async def test_a_stale_last_good_set_observes_but_does_not_act(
+    tmp_path: Path, clock: VirtualClock, fleet: tuple[Emulator, str]
+) -> None:
+    """Resource Graph failing from 1 minute on: past discoveryStaleAfter (4 minutes) the
+    last good set still runs — app-042 observed, its CPU spike at 10m seen — but its
+    actions wait (the pause guard, saying why), for the set may no longer be the estate."""
+    emu, base_url = fleet
+    settings = emulator_settings(
+        base_url,
+        tmp_path,
+        interval="1m",
+        discoveryInterval="2m",
+        discoveryStaleAfter="4m",
+        mode="live",
+    )
+    data = copy.deepcopy(SCENARIO.policies[0])
+    data["target"]["selector"]["name"] = "app-042"
+    policy = Policy.model_validate(data)
+    runtime = await run(
+        settings,
+        policy,
+        clock,
+        [(1, lambda r: emu.set_fault("graph-error", 60 * 60)), (20, lambda r: None)],
+        sleepers=2,
+    )
+    assert targets(runtime) == {app_id("app-042")}  # still running, observing
+    writes = [r for r in emu.requests if r["method"] == "PATCH"]
+    assert writes == []
+    assert isinstance(runtime.audit, MemoryAudit)
+    denied = [r for r in runtime.audit.records if r.get("decision") == "deny"]
+    assert denied and all("paused: discovery stale" in r["reason"] for r in denied)
+    assert "for 1" in denied[0]["reason"] and "(discoveryStaleAfter 4m)" in denied[0]["reason"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,15 @@ def test_listen_off_in_yaml_turns_the_endpoints_off(tmp_path: Path, written: str
     config = tmp_path / "settings.yaml"
     config.write_text(f"listen: {written}\n")
     assert load_settings(config, environ={}).listen_address is None
+
+
+def test_discovery_stale_after_defaults_to_six_intervals_and_never_under_two() -> None:
+    assert load_settings(None, environ={}).discovery_hold_after == timedelta(minutes=30)
+    env = {"REMEDIATOR_DISCOVERY_INTERVAL": "10m"}
+    assert load_settings(None, environ=env).discovery_hold_after == timedelta(hours=1)
+    env["REMEDIATOR_DISCOVERY_STALE_AFTER"] = "20m"
+    assert load_settings(None, environ=env).discovery_hold_after == timedelta(minutes=20)
+    env["REMEDIATOR_DISCOVERY_STALE_AFTER"] = "15m"
+    with pytest.raises(SettingsError) as info:
+        load_settings(None, environ=env)
+    assert "at least two discoveryIntervals" in str(info.value)
