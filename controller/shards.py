@@ -175,15 +175,14 @@ class PartitionOwner:
     async def round(self) -> None:
         """One round: renew what is held, then claim or take toward a fair share. A
         listing that fails skips the balancing, keeping what is held."""
+        await self._renew_all()  # first: a lease's age counts from when its renewal left
         await self._announce()
-        await self._renew_all()
-        listed: list[tuple[list[Claim], set[str]]] = []
-
-        async def look() -> None:
-            listed.append((await self.listing(), await self.alive()))
-
-        if await self._tried("shard round skipped", look):
-            await self._balance(*listed[0])
+        try:
+            claims, alive = await self.listing(), await self.alive()
+        except STORAGE_ERRORS as exc:
+            log.warning("shard round skipped", identity=self.identity, error=repr(exc))
+            return
+        await self._balance(claims, alive)
 
     @property
     def _call_timeout(self) -> float:

@@ -122,7 +122,9 @@ async def test_a_hung_storage_call_is_bounded(
     started = anyio.current_time()
     with anyio.fail_after(10):
         await owner.round()
-    assert anyio.current_time() - started < 7.0
+    took = anyio.current_time() - started
+    print(f"hung round: {took:.1f} s")
+    assert took < 7.0
     assert owner.owned() == [0, 1]  # still inside the renew deadline
     relay.hang = False
 

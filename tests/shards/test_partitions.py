@@ -199,7 +199,7 @@ def test_a_replica_paused_with_renewals_in_flight_does_not_act_when_it_wakes(
     try:
         until(split(a, b), timeout=30)
         pause.touch()
-        until(lambda: stopped(a), timeout=3 * TIMING.retry_period + 2)
+        paused_at = until(lambda: stopped(a), timeout=3 * TIMING.retry_period + 2)
         held_before = a.owned()
         assert held_before
         until(
@@ -208,6 +208,7 @@ def test_a_replica_paused_with_renewals_in_flight_does_not_act_when_it_wakes(
         )
         said = len(a.samples)
         a.proc.send_signal(signal.SIGCONT)
+        paused = time.monotonic() - paused_at
         until(lambda: len(a.samples) >= said + 8, timeout=10)  # two seconds awake
         awake = [owned for _, owned in a.samples[said:]]
         assert awake == [frozenset()] * len(awake), "acted on a lease it no longer holds"
@@ -217,6 +218,7 @@ def test_a_replica_paused_with_renewals_in_flight_does_not_act_when_it_wakes(
         for replica in (a, b):
             replica.stop(signal.SIGINT)
     assert overlaps([a, b]) == []
+    print(json.dumps({"paused_s": round(paused, 1), "held_before": len(held_before)}))
 
 
 def test_a_resource_always_falls_in_the_same_partition() -> None:
