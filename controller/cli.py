@@ -41,6 +41,7 @@ from controller.audit.partitions import partition_logs_in
 from controller.audit.repair import repair
 from controller.audit.series import check_series
 from controller.audit.show import RecordFilter, Tail, follow, parse_kinds, parse_since
+from controller.background import run_until_stopped
 from controller.backtest.history import RecordingError, read_recording
 from controller.backtest.model import Backtest
 from controller.backtest.prices import Prices, PricesError, load_prices
@@ -56,13 +57,7 @@ from controller.policy.loader import PolicyError, load_policies, policy_files
 from controller.policy.schema import Guards
 from controller.reconcile import PassResult
 from controller.registry import UnknownPlugin
-from controller.runtime import (
-    Runtime,
-    clock_for,
-    open_runtime,
-    run_until_stopped,
-    survey_targets,
-)
+from controller.runtime import Runtime, clock_for, open_runtime, survey_targets
 from controller.server import serving
 from controller.settings_view import settings_view
 from controller.telemetry import configure_logging

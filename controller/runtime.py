@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import copy
-import gc
 import random
-import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -27,11 +25,10 @@ from controller.audit.log import (
     AuditLog,
     AuditSink,
     AuditUnavailable,
-    Record,
 )
 from controller.audit.migrate import Importer, ImportRefused, remembered_targets
 from controller.audit.partitions import CannotLock, PartitionLogs, partition_log
-from controller.audit.replay import FAIL_STATIC_CLEARED, Replayed
+from controller.audit.replay import Replayed
 from controller.audit.rotation import Rotation
 from controller.audit.snapshot import Retention
 from controller.azure.clients import AzureClients
@@ -41,13 +38,14 @@ from controller.config import LeaseSettings, Settings
 from controller.discovery import Discovery, Found
 from controller.escalation import Escalator
 from controller.fleet import Fleet, HandOver
+from controller.fleet_memory import budget_line, count_spent, rebuild_fleet, release_line
 from controller.kill_switch import KillSwitch
 from controller.lease import LeaderElector, LeaseTiming
 from controller.loop import Loop
 from controller.memory import TargetMemory, target_key
 from controller.model import Mode, VerdictState
 from controller.plugins import default_registry
-from controller.policy.loader import LoadedPolicy, PolicyError, load_policies, policy_files
+from controller.policy.loader import LoadedPolicy, PolicyError, load_policies
 from controller.policy.schema import Policy
 from controller.readiness import Readiness
 from controller.reconcile import OpenIntents, PassResult, Reconciler
@@ -394,117 +392,6 @@ def rotation_for(settings: Settings, policies: Sequence[Policy]) -> Rotation:
     return Rotation(rule.max_bytes, rule.max_age, retention)
 
 
-def release_line(
-    why: str, policy: str, target: str, state: VerdictState, now: datetime, mode: Mode
-) -> Record:
-    """The audit line that ends a fail-static episode: a restart reads from it that the
-    episode (escalated once) is over. It carries no verdicts: it is the fleet's."""
-    return Record.model_validate(
-        {
-            "ts": now,
-            "kind": "resolved",
-            "policy": policy,
-            "target": target,
-            "verdict": state.value,
-            "verdicts": [],
-            "action": None,
-            "params": {},
-            "decision": None,
-            "reason": f"{FAIL_STATIC_CLEARED} ({why}): targets act again",
-            "mode": mode.value,
-            "outcome": None,
-            "before": {},
-            "after": {},
-            "reconcile_id": "fleet",
-        }
-    )
-
-
-def budget_line(handed: HandOver, cap: int, now: datetime, mode: Mode) -> Record:
-    """The ``budget`` line a replica leaves in a partition it lost: the actions of the
-    hour it spent beyond its new share, and the tokens the partition's slice of each
-    subscription's bucket lacks, for the next owner to count."""
-    spent = [[ts.isoformat(), sub, key] for ts, sub, key in sorted(handed.spent)]
-    short = f"; {len(handed.owed)} subscription(s)' bucket short in this partition's slice"
-    return Record.model_validate(
-        {
-            "ts": now,
-            "kind": "budget",
-            "policy": "",
-            "target": "",
-            "verdict": "",
-            "verdicts": [],
-            "action": None,
-            "params": {"spent": spent, "owed": dict(handed.owed)},
-            "decision": None,
-            "reason": (
-                f"budget carried: {len(spent)} action(s) of the last hour beyond this "
-                f"replica's new share (its cap is now {cap})" + (short if handed.owed else "")
-            ),
-            "mode": mode.value,
-            "outcome": None,
-            "before": {},
-            "after": {},
-            "reconcile_id": "fleet",
-        }
-    )
-
-
-def rebuild_fleet(fleet: Fleet, replayed: Replayed) -> None:
-    """What the fleet remembers comes from the log too: budgets (every remembered action
-    spent again, in time order, on its target's subscription) and fail static (its
-    escalation is sent once)."""
-    spent = sorted(
-        (record.ts, _subscription(replayed.targets.get(key, "")))
-        for key, memory in replayed.memories.items()
-        for record in memory.history
-    )
-    for ts, subscription in spent:
-        fleet.spend(subscription, ts)
-    fleet.engaged = replayed.fail_static
-
-
-def count_spent(fleet: Fleet, replayed: Replayed, now: datetime, partition: int) -> int:
-    """A partition gained: every action its log remembers that still costs something (an
-    action the previous owner ran, or left without a result) counts against this
-    replica's budgets, once (replayed: a bucket only they spent from is not this
-    replica's own), and its slice of each bucket comes as its last ``budget`` line left
-    it, less a token for each of its actions since. Its fail static is not the
-    partition's: it stays out."""
-    since = now - fleet.memory_span
-    spent = sorted(
-        (record.ts, key)
-        for key, memory in replayed.memories.items()
-        for record in memory.history
-        if record.ts >= since
-    )
-    spent += sorted(
-        (_time(intent.get("ts")), key)
-        for key, intents in replayed.open_intents.items()
-        for intent in intents
-        if _time(intent.get("ts")) >= since
-    )
-    actions = [(ts, _subscription(replayed.targets.get(key, ""))) for ts, key in spent]
-    for (ts, subscription), (_, key) in zip(actions, spent, strict=True):
-        fleet.spend(subscription, ts, key, replayed=True)
-    # handed over by a replica that lost the partition: counted once, as the action it is
-    carried = [(_time(c[0]), c[1], c[2]) for c in replayed.carried if _time(c[0]) >= since]
-    for ts, subscription, key in sorted(carried):
-        fleet.spend(subscription, ts, key, replayed=True)
-    at = _time(replayed.owed_at) if replayed.owed_at is not None else None
-    fleet.arrive(partition, at, replayed.owed, actions)
-    return len(spent) + len(carried)
-
-
-def _time(text: object) -> datetime:
-    return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-
-
-def _subscription(resource_id: str) -> str:
-    parts = resource_id.split("/")
-    return parts[2] if len(parts) > 2 else ""
-
-
 def wall_now() -> datetime:
     """Wall time, whatever the runtime's clock says (a scenario's, a test's)."""
     return datetime.now(UTC)
@@ -816,78 +703,6 @@ async def owner_for(
         yield PartitionOwner(container, shards.prefix, shards.partitions, shards.identity, timing)
 
 
-async def follow_partitions(runtime: Runtime) -> None:
-    """Run the targets of the partitions this replica owns: every retry period (wall
-    time, as the leases are), a change of ``owned()`` applies the targets again. Runs
-    until cancelled."""
-    owner = runtime.owner
-    assert owner is not None
-    logs = runtime.partition_logs
-    seen: list[int] = []
-    async with anyio.create_task_group() as tg:
-        closing: set[int] = set()
-        while True:
-            owned = owner.owned()
-            runtime.metrics.partitions_owned.set(len(owned))
-            # a log still held by another writer is tried again each retry period
-            waiting = logs is not None and bool(set(owned) - logs.opened())
-            if owned != seen or waiting:
-                if owned != seen:
-                    log.info("partitions owned", identity=owner.identity, partitions=owned)
-                seen = owned
-                runtime.apply_targets()
-            for partition in set(runtime.closing) - closing:
-                closing.add(partition)
-
-                async def close(partition: int = partition) -> None:
-                    await runtime.close_lost(partition)
-                    closing.discard(partition)
-
-                tg.start_soon(close)
-            await anyio.sleep(runtime.settings.shards.retry_period.total_seconds())
-
-
-async def run_until_stopped(runtime: Runtime, stop: Callable[[], Awaitable[object]]) -> None:
-    """Run the controller until ``stop`` returns (a signal), then stop in order: the
-    targets end (an action in flight finishes; shielded, up to the action deadline),
-    the replica leaves its partitions (:meth:`Runtime.leave`: a ``budget`` line in each,
-    its log closed), and only then are the partitions' leases (and the leader's)
-    released. Cancelled from outside, it stops in the same order."""
-    leases = anyio.CancelScope(shield=True)  # let go last, by this function alone
-
-    async def hold() -> None:
-        with leases:
-            async with anyio.create_task_group() as tg:
-                if runtime.elector is not None:
-                    tg.start_soon(runtime.elector.run)
-                if runtime.owner is not None:  # shards: claim partitions, keep their leases
-                    tg.start_soon(runtime.owner.run)
-
-    async with anyio.create_task_group() as outer:
-        outer.start_soon(hold)
-        try:
-            async with anyio.create_task_group() as work:
-
-                async def stopping() -> None:
-                    await stop()
-                    work.cancel_scope.cancel()
-
-                work.start_soon(stopping)
-                if runtime.owner is not None:  # run the owned partitions' targets
-                    work.start_soon(follow_partitions, runtime)
-                if runtime.escalator is not None:
-                    work.start_soon(runtime.escalator.run)
-                work.start_soon(watch_policies, runtime)  # SIGHUP or a changed file: reload
-                work.start_soon(keep_discovering, runtime)  # selectors ask Resource Graph again
-                work.start_soon(tune_garbage_collection, runtime)
-                await runtime.loop.run()
-        finally:
-            try:
-                await runtime.leave(runtime.settings.action_deadline.total_seconds())
-            finally:
-                leases.cancel()
-
-
 @dataclass(frozen=True)
 class Survey:
     """What every policy covers now: the targets, and each selector's last answer."""
@@ -909,43 +724,6 @@ async def survey_targets(settings: Settings, loaded: Sequence[LoadedPolicy]) -> 
     return Survey(expand(loaded, found), found, problems)
 
 
-async def keep_discovering(runtime: Runtime) -> None:
-    """Ask Resource Graph again every ``discoveryInterval`` of the runtime's clock (a
-    reload or SIGHUP asks at once too). Runs until cancelled."""
-    every = runtime.settings.discovery_interval.total_seconds()
-    while True:
-        await runtime.clock.sleep(every)
-        if any(item.policy.target.is_selector for item in runtime.policies):
-            await runtime.discover()
-
-
-# Allocations between young collections (Python's default: 700). A pass's objects live
-# for the pass; at 700 many are collected young several times and pushed to the old
-# generations, where only a full collection frees them.
-YOUNG_COLLECTION_EVERY = 10_000
-
-
-async def tune_garbage_collection(runtime: Runtime, intervals: int = 10) -> None:
-    """Keep the cyclic collector off the objects every target holds for good (its policy,
-    reconciler, task, metric series), and collect a pass's garbage young. Runs until
-    cancelled.
-
-    A full collection walks every tracked object: at 10,000 targets over a million,
-    ~0.5 s of CPU, a few times a minute, for garbage that is almost all a pass's (a
-    fifth of the controller's CPU). Frozen once every target has passed (one interval
-    in), a full collection walks only what was made since. Every ``intervals``
-    intervals all is unfrozen, collected and frozen again, so what a reload or a
-    removed target left behind is still freed."""
-    gc.set_threshold(YOUNG_COLLECTION_EVERY, *gc.get_threshold()[1:])
-    every = runtime.settings.interval.total_seconds()
-    await runtime.clock.sleep(every * 1.2)  # every target's first pass, jitter included
-    while True:
-        gc.unfreeze()
-        gc.collect()
-        gc.freeze()
-        await runtime.clock.sleep(every * intervals)
-
-
 def carried(old: Policy, memory: TargetMemory, new: Policy) -> TargetMemory:
     """A changed policy keeps its target's memory (cooldowns, budgets, breakers) — but
     rung positions refer to the old ladder, and "at baseline" to the old baseline."""
@@ -955,40 +733,3 @@ def carried(old: Policy, memory: TargetMemory, new: Policy) -> TargetMemory:
         if memory.pending is not None:
             memory.pending = replace(memory.pending, step=-1)  # judged, but no rung to retire
     return memory
-
-
-def fingerprint(paths: Sequence[Path]) -> tuple[tuple[str, float, int], ...]:
-    """What the policy files look like on disk: a change to any of them changes this."""
-    files = []
-    for path in policy_files(paths):
-        try:
-            stat = path.stat()
-        except OSError:
-            continue
-        files.append((str(path), stat.st_mtime, stat.st_size))
-    return tuple(sorted(files))
-
-
-async def watch_policies(runtime: Runtime, every: float = 10.0) -> None:
-    """Reload the policies on SIGHUP, or when their files change (checked every ``every``
-    seconds of the runtime's clock). Runs until cancelled."""
-    seen = fingerprint(runtime.settings.policies)
-
-    async def on_change() -> None:
-        nonlocal seen
-        while True:
-            await runtime.clock.sleep(every)
-            now = fingerprint(runtime.settings.policies)
-            if now != seen:
-                seen = now
-                await runtime.reload()
-
-    async def on_hangup() -> None:
-        with anyio.open_signal_receiver(signal.SIGHUP) as hangups:
-            async for _ in hangups:
-                await runtime.reload()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(on_change)
-        if hasattr(signal, "SIGHUP"):
-            tg.start_soon(on_hangup)

@@ -19,9 +19,10 @@ from prometheus_client import generate_latest
 
 from controller.audit.log import AuditLog
 from controller.audit.replay import replay
+from controller.background import fingerprint, watch_policies
 from controller.clock import VirtualClock
 from controller.emulator import Emulator, load_scenario
-from controller.runtime import fingerprint, open_runtime, watch_policies
+from controller.runtime import open_runtime
 from controller.server import serving
 from tests.conftest import BASE_POLICY, START, emulator_settings
 from tests.integration.helpers import audit_records

@@ -18,11 +18,12 @@ import anyio
 import pytest
 
 from controller.audit.log import MemoryAudit
+from controller.background import keep_discovering
 from controller.clock import VirtualClock
 from controller.emulator import Emulator, load_scenario
 from controller.policy.loader import LoadedPolicy
 from controller.policy.schema import Policy
-from controller.runtime import Runtime, keep_discovering, open_runtime
+from controller.runtime import Runtime, open_runtime
 from controller.status import MAX_SHOWN, gather
 from controller.status_page import render
 from tests.conftest import START, emulator_settings

@@ -20,11 +20,12 @@ import anyio
 import pytest
 
 from controller.audit.log import MemoryAudit
+from controller.background import follow_partitions
 from controller.clock import VirtualClock
 from controller.emulator import Emulator, load_scenario
 from controller.policy.loader import LoadedPolicy
 from controller.policy.schema import Policy
-from controller.runtime import Runtime, follow_partitions, open_runtime
+from controller.runtime import Runtime, open_runtime
 from controller.shards import partition_of
 from tests.azurite import azurite, azurite_binary
 from tests.conftest import emulator_settings

@@ -28,10 +28,11 @@ from structlog.testing import capture_logs
 from controller.audit.log import AuditLog, check_file, read_records
 from controller.audit.migrate import IMPORTED_FROM, MARKER
 from controller.audit.partitions import partition_log
+from controller.background import follow_partitions
 from controller.clock import VirtualClock
 from controller.emulator import Emulator
 from controller.policy.loader import LoadedPolicy
-from controller.runtime import Runtime, follow_partitions, open_runtime
+from controller.runtime import Runtime, open_runtime
 from tests.conftest import START, emulator_settings
 from tests.integration.helpers import raw_patch
 from tests.integration.test_shard_runtime import (  # noqa: F401 (fixtures)

@@ -32,9 +32,10 @@ import yaml
 
 from controller.audit.log import check_file, read_records
 from controller.audit.partitions import partition_log
+from controller.background import run_until_stopped
 from controller.clock import VirtualClock
 from controller.policy.loader import LoadedPolicy
-from controller.runtime import open_runtime, run_until_stopped
+from controller.runtime import open_runtime
 from controller.shards import partition_of
 from tests.azurite import azurite, azurite_binary
 from tests.conftest import emulator_settings

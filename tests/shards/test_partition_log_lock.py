@@ -20,9 +20,10 @@ import pytest
 from controller.audit.lock import WriterLock
 from controller.audit.log import read_records
 from controller.audit.partitions import partition_log
+from controller.background import follow_partitions
 from controller.clock import VirtualClock
 from controller.policy.loader import LoadedPolicy
-from controller.runtime import follow_partitions, open_runtime
+from controller.runtime import open_runtime
 from controller.shards import partition_of
 from tests.conftest import emulator_settings
 from tests.integration.test_shard_runtime import (  # noqa: F401 (fixtures)

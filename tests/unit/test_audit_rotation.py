@@ -25,9 +25,9 @@ from controller.cli import main
 from controller.config import BudgetSettings, FailStaticSettings
 from controller.core.budget import window_count
 from controller.fleet import Fleet
+from controller.fleet_memory import rebuild_fleet
 from controller.memory import TargetMemory
 from controller.model import ActionRecord
-from controller.runtime import rebuild_fleet
 from tests.audit_history import ACTIONS, KINDS, STATES, Writer, target
 from tests.conftest import START
 

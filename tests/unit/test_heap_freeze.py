@@ -14,8 +14,9 @@ from typing import Any, cast
 import anyio
 import pytest
 
+from controller.background import YOUNG_COLLECTION_EVERY, tune_garbage_collection
 from controller.clock import VirtualClock
-from controller.runtime import YOUNG_COLLECTION_EVERY, Runtime, tune_garbage_collection
+from controller.runtime import Runtime
 
 pytestmark = pytest.mark.anyio
 START = datetime(2026, 1, 1, tzinfo=UTC)

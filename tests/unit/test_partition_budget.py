@@ -18,9 +18,9 @@ from controller.audit.replay import fold, replay, snapshot_line
 from controller.audit.snapshot import Retention
 from controller.config import BudgetSettings, FailStaticSettings
 from controller.fleet import Fleet, HandOver
+from controller.fleet_memory import budget_line, count_spent
 from controller.memory import target_key
 from controller.model import Mode
-from controller.runtime import budget_line, count_spent
 from controller.shards import partition_of
 from tests.conftest import START
 
