@@ -179,8 +179,8 @@ class Runtime:
         once its action in flight has finished."""
         assert self.rebuild is not None
         found = self.discovery.found() if self.discovery is not None else {}
-        expanded = expand(self.policies, found)
         running = {r.key: r for r in self.loop.reconcilers}
+        expanded = expand(self.policies, found, {key: r.policy for key, r in running.items()})
         fresh = []
         for item in self.mine(expanded.targets):
             old = running.get(name_of(item))

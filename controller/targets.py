@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from controller.discovery import Found
 from controller.memory import target_key
 from controller.policy.loader import LoadedPolicy
-from controller.policy.schema import Target
+from controller.policy.schema import Policy, Target
 
 _REGION = re.compile(r"^[a-z][a-z0-9]{2,40}$")
 
@@ -38,8 +38,15 @@ def name_of(item: LoadedPolicy) -> str:
     return target_key(policy.name, policy.target.resource_id) if item.selected else policy.name
 
 
-def expand(loaded: Sequence[LoadedPolicy], found: Mapping[str, Sequence[Found]]) -> Expanded:
-    """Every target of ``loaded``, with ``found`` giving each selector policy's resources."""
+def expand(
+    loaded: Sequence[LoadedPolicy],
+    found: Mapping[str, Sequence[Found]],
+    running: Mapping[str, Policy] | None = None,
+) -> Expanded:
+    """Every target of ``loaded``, with ``found`` giving each selector policy's resources.
+    A target in ``running`` (the loop's name → its policy) that its selector finds again,
+    unchanged, keeps its policy object: a discovery of 10,000 resources makes no copy
+    of the ones it already runs."""
     claims: dict[str, list[tuple[LoadedPolicy, Found | None]]] = {}
     for item in loaded:
         target = item.policy.target
@@ -60,15 +67,18 @@ def expand(loaded: Sequence[LoadedPolicy], found: Mapping[str, Sequence[Found]])
             )
             continue
         item, found_one = owners[0]
-        targets.append(item if found_one is None else _concrete(item, found_one))
+        targets.append(item if found_one is None else _concrete(item, found_one, running or {}))
         per_policy[item.policy.name] += 1
     return Expanded(tuple(targets), refused, per_policy)
 
 
-def _concrete(item: LoadedPolicy, resource: Found) -> LoadedPolicy:
+def _concrete(item: LoadedPolicy, resource: Found, running: Mapping[str, Policy]) -> LoadedPolicy:
     """The selector policy, aimed at one resource it found."""
     policy = item.policy
     region = resource.region if _REGION.match(resource.region) else None
+    before = running.get(target_key(policy.name, resource.resource_id))
+    if before is not None and _aimed_from(before, policy, resource.resource_id, region):
+        return LoadedPolicy(before, item.source, item.line, selected=True)
     target = Target(type=policy.target.type, resource_id=resource.resource_id, region=region)
     _ = policy.escalate_only  # cached on the template first: every copy shares it
     concrete = policy.model_copy(update={"target": target})
@@ -76,3 +86,23 @@ def _concrete(item: LoadedPolicy, resource: Found) -> LoadedPolicy:
     # template's instead of holding its own (~0.7 KiB a target at 10,000 targets)
     object.__setattr__(concrete, "__pydantic_fields_set__", policy.model_fields_set)
     return LoadedPolicy(concrete, item.source, item.line, selected=True)
+
+
+def _aimed_from(concrete: Policy, template: Policy, resource_id: str, region: str | None) -> bool:
+    """Whether ``concrete`` is ``template`` aimed at ``resource_id`` in ``region``: every
+    field but the target the template's own (shared by reference since the copy, so
+    mostly an identity check), the target that resource."""
+    target = concrete.target
+    if (
+        target.resource_id != resource_id
+        or target.region != region
+        or target.type != template.target.type
+    ):
+        return False
+    for name in type(template).model_fields:
+        if name == "target":
+            continue
+        mine, theirs = getattr(concrete, name), getattr(template, name)
+        if mine is not theirs and mine != theirs:
+            return False
+    return True

@@ -68,3 +68,24 @@ def test_a_policy_naming_one_resource_keeps_its_name() -> None:
     pinned = named_policy("pinned", "c")
     [target] = expand([pinned], {}).targets
     assert target is pinned and name_of(target) == "pinned"
+
+
+def test_a_target_found_again_keeps_its_policy_object_until_it_changes() -> None:
+    """A discovery re-finds the estate every interval: a target it finds again unchanged
+    keeps the policy it runs (no copy per target per discovery); a moved resource, or a
+    changed policy, gets a new one."""
+    api = selector_policy("api", tags={"remediator/policy": "api"})
+    first = expand([api], {"api": [found("a"), found("b")]})
+    running = {name_of(t): t.policy for t in first.targets}
+    again = expand([api], {"api": [found("a"), found("b", "westeurope")]}, running)
+    a, b = again.targets
+    assert a.policy is first.targets[0].policy  # found again, as it was
+    assert b.policy is not first.targets[1].policy and b.policy.target.region == "westeurope"
+    reloaded = make_policy(  # the same selector, its rules changed by a reload
+        metadata={"name": "api"},
+        interval="2m",
+        target={"type": "containerApp", "selector": {"subscriptions": [SUB], "tags": {"a": "b"}}},
+    )
+    [c] = expand([LoadedPolicy(reloaded, "api.yaml", 3)], {"api": [found("a")]}, running).targets
+    assert c.policy is not first.targets[0].policy and c.policy.target.resource_id == f"{RG}/a"
+    assert c.policy.interval != first.targets[0].policy.interval
