@@ -292,6 +292,7 @@ class Runtime:
         for partition in logs.opened() - owned:  # lost: closed once its targets have ended
             self.closing.setdefault(partition, [])
         self.metrics.partitions_waiting.set(len(owned - logs.opened()))
+        self.metrics.partitions_refused.set(len(owned & set(logs.refused)))
         return owned & logs.opened() - set(self.closing)
 
     async def close_lost(self, partition: int) -> None:

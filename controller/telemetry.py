@@ -144,6 +144,12 @@ class Metrics:
             "still held by another writer (an old owner finishing), or cannot be opened.",
             registry=r,
         )
+        self.partitions_refused = Gauge(
+            "remediator_partitions_refused",
+            "Shards: partitions this replica owns whose audit log (or the log it imports) "
+            "is not trusted: their targets do not run until an operator acts.",
+            registry=r,
+        )
         self.last_pass = Gauge(
             "remediator_last_pass_timestamp_seconds",
             "When the loop last finished a pass.",

@@ -201,6 +201,7 @@ async def test_a_broken_source_refuses_the_partitions_and_the_replicas_are_not_r
         for runtime in runtimes:
             assert targets(runtime) == set()  # no target runs on an empty memory
             assert runtime.metrics.partitions_waiting._value.get() == 1
+            assert runtime.metrics.partitions_refused._value.get() == 1  # for the alert
             # not ready: the partition's targets go unmanaged until an operator acts, and a
             # rollout must not go on over it (the old revision keeps running)
             ready, body = await runtime.readiness.check()

@@ -81,6 +81,7 @@ async def test_a_partition_whose_log_is_held_waits_and_a_lost_one_lets_go(
         # partition 0's log is held: its targets wait; partition 1's run
         assert targets(runtime) == of[1]
         assert runtime.metrics.partitions_waiting._value.get() == 1
+        assert runtime.metrics.partitions_refused._value.get() == 0  # waiting, not refused
         # waiting for the old owner to let go is not unreadiness: it lets go by itself
         ready, body = await runtime.readiness.check()
         assert ready, body
