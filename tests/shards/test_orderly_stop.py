@@ -157,6 +157,25 @@ def intents(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if r.get("kind") == "intent"]
 
 
+def held_at_cap(records: list[dict[str, Any]], replica: str, cap: int) -> bool:
+    """``replica`` has written a decision held by the estate's hourly cap of ``cap``."""
+    return any(
+        r.get("replica") == replica and f"the cap is {cap}" in str(r.get("reason")) for r in records
+    )
+
+
+def present(connection: str) -> set[str]:
+    """The replicas whose presence lease Azurite shows held (the fair share counts them)."""
+    from azure.storage.blob import ContainerClient
+
+    with ContainerClient.from_connection_string(connection, "shards") as container:
+        return {
+            str(blob.name).rsplit("/", 1)[1]
+            for blob in container.list_blobs(name_starts_with="shards/replicas/")
+            if str(blob.lease.state or "") == "leased"
+        }
+
+
 @pytest.mark.timeout(150)
 def test_a_replica_stopped_in_order_hands_its_hours_spend_to_the_next_owners(
     tmp_path: Path,
@@ -180,10 +199,11 @@ def test_a_replica_stopped_in_order_hands_its_hours_spend_to_the_next_owners(
             eventually(lambda: config.exists() and "clock" in config.read_text())
             procs["a"] = replica(config, tmp_path, connection, "a", stderr=a_err)
             eventually(lambda: len(intents(lines(partitions))) >= CAP, 40)
-            time.sleep(1.0)  # a holds at its cap (a pass or two that say so)
+            eventually(lambda: held_at_cap(lines(partitions), "a", CAP), 20)
             for name in ("b", "c"):
                 procs[name] = replica(config, tmp_path, connection, name)
-            time.sleep(2.5)  # b and c announce themselves: two of them share what a leaves
+            # b and c hold their presence leases: the two of them share what a leaves
+            eventually(lambda: {"b", "c"} <= present(connection), 20)
             assert all(p.poll() is None for p in procs.values())
             stopped_at = time.monotonic()
             procs["a"].send_signal(signal.SIGTERM)
@@ -201,7 +221,9 @@ def test_a_replica_stopped_in_order_hands_its_hours_spend_to_the_next_owners(
                 ]
 
             eventually(lambda: len(decided_on_second()) >= 3, 60)
-            time.sleep(1.5)  # a few passes more: nothing changes its mind
+            seen = len(decided_on_second())
+            # a few passes more of each app: nothing changes its mind
+            eventually(lambda: len(decided_on_second()) >= seen + 3 * len(SECOND), 30)
             for name in ("b", "c"):
                 procs[name].send_signal(signal.SIGTERM)
                 assert procs[name].wait(timeout=30) == 0
