@@ -20,7 +20,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -46,7 +45,7 @@ from tests.integration.test_shard_runtime import (  # noqa: F401 (fixtures)
     storage,
     wait_until,
 )
-from tests.shards.test_partition_memory import lines, of
+from tests.shards.test_partition_memory import lines, of, replica
 from tests.shards.test_replicas_split_the_fleet import SUBSCRIPTION, api_policy
 
 pytestmark = pytest.mark.skipif(
@@ -117,42 +116,6 @@ def scenario(path: Path) -> Path:
     return path
 
 
-def replica(
-    config: Path, tmp_path: Path, connection: str, name: str, stderr: Any = subprocess.PIPE
-) -> subprocess.Popen[str]:
-    shards = {
-        "enabled": True,
-        "connectionString": connection,
-        "container": "shards",
-        "partitions": PARTITIONS,
-        "identity": name,
-        "retryPeriod": "500ms",
-        "auditDir": str(tmp_path / "partitions"),
-    }
-    env = {
-        "REMEDIATOR_MODE": "live",
-        "REMEDIATOR_LISTEN": "off",
-        "REMEDIATOR_AUDIT_PATH": str(tmp_path / f"{name}.audit.jsonl"),
-        "REMEDIATOR_SHARDS": json.dumps(shards),
-        "REMEDIATOR_BUDGETS": json.dumps({"globalPerHour": CAP}),
-    }
-    if stderr is subprocess.PIPE:
-        return cli("run", "--config", str(config), env=env)
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "controller", "run", "--config", str(config)],
-        stdout=subprocess.DEVNULL,
-        stderr=stderr,
-        text=True,
-        env={
-            **inherited,
-            **env,
-            "REMEDIATOR_LOG_LEVEL": "info",
-            "REMEDIATOR_LOG_FORMAT": "json",
-        },
-    )
-
-
 def intents(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if r.get("kind") == "intent"]
 
@@ -197,11 +160,11 @@ def test_a_replica_stopped_in_order_hands_its_hours_spend_to_the_next_owners(
     try:
         with azurite(tmp_path / "azurite") as connection, a_log.open("w") as a_err:
             eventually(lambda: config.exists() and "clock" in config.read_text())
-            procs["a"] = replica(config, tmp_path, connection, "a", stderr=a_err)
+            procs["a"] = replica(config, tmp_path, connection, "a", CAP, stderr=a_err)
             eventually(lambda: len(intents(lines(partitions))) >= CAP, 40)
             eventually(lambda: held_at_cap(lines(partitions), "a", CAP), 20)
             for name in ("b", "c"):
-                procs[name] = replica(config, tmp_path, connection, name)
+                procs[name] = replica(config, tmp_path, connection, name, CAP)
             # b and c hold their presence leases: the two of them share what a leaves
             eventually(lambda: {"b", "c"} <= present(connection), 20)
             assert all(p.poll() is None for p in procs.values())

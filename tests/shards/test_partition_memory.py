@@ -19,10 +19,11 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 import yaml
@@ -105,7 +106,16 @@ def of(records: list[dict[str, Any]], app: str, **match: Any) -> list[dict[str, 
     ]
 
 
-def replica(config: Path, tmp_path: Path, storage: str, name: str) -> subprocess.Popen[str]:
+def replica(
+    config: Path,
+    tmp_path: Path,
+    storage: str,
+    name: str,
+    cap: int = CAP,
+    stderr: IO[str] | None = None,
+) -> subprocess.Popen[str]:
+    """``remediator run``, live, as shard replica ``name`` of ``PARTITIONS`` with an hourly
+    cap of ``cap`` for the estate. ``stderr``: a file for its JSON log (else piped)."""
     shards = {
         "enabled": True,
         "connectionString": storage,
@@ -115,17 +125,22 @@ def replica(config: Path, tmp_path: Path, storage: str, name: str) -> subprocess
         "retryPeriod": "500ms",
         "auditDir": str(tmp_path / "partitions"),
     }
-    return cli(
-        "run",
-        "--config",
-        str(config),
-        env={
-            "REMEDIATOR_MODE": "live",
-            "REMEDIATOR_LISTEN": "off",
-            "REMEDIATOR_AUDIT_PATH": str(tmp_path / f"{name}.audit.jsonl"),
-            "REMEDIATOR_SHARDS": json.dumps(shards),
-            "REMEDIATOR_BUDGETS": json.dumps({"globalPerHour": CAP}),
-        },
+    env = {
+        "REMEDIATOR_MODE": "live",
+        "REMEDIATOR_LISTEN": "off",
+        "REMEDIATOR_AUDIT_PATH": str(tmp_path / f"{name}.audit.jsonl"),
+        "REMEDIATOR_SHARDS": json.dumps(shards),
+        "REMEDIATOR_BUDGETS": json.dumps({"globalPerHour": cap}),
+    }
+    if stderr is None:
+        return cli("run", "--config", str(config), env=env)
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("REMEDIATOR_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "controller", "run", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
+        env={**inherited, **env, "REMEDIATOR_LOG_LEVEL": "info", "REMEDIATOR_LOG_FORMAT": "json"},
     )
 
 
